@@ -1,0 +1,27 @@
+"""Release-gating audit harness for fine-tuned language models.
+
+The public API is re-exported lazily so that ``import harness`` and
+``harness --help`` stay fast: torch and transformers load only when a model does.
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+__all__ = ["__version__", "UserError", "load_suite", "run_suite"]
+
+
+def __getattr__(name: str) -> object:
+    if name == "UserError":
+        from harness.errors import UserError
+
+        return UserError
+    if name == "load_suite":
+        from harness.spec import load_suite
+
+        return load_suite
+    if name == "run_suite":
+        from harness.runner import run_suite
+
+        return run_suite
+    raise AttributeError(name)

@@ -1,0 +1,69 @@
+"""Command line: parses arguments and calls the public Python API, nothing more.
+
+Exit codes: 0 every gate passed (warnings allowed), 1 a gate failed, 2 bad input
+(suite, config, data, model path), printed as located one-line messages.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from harness import __version__
+
+EXIT_PASS, EXIT_GATE_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="harness",
+        description="Release-gating audit harness for fine-tuned language models.",
+    )
+    parser.add_argument("--version", action="version", version=f"harness {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="evaluate a checkpoint against a suite and its gates")
+    run.add_argument("suite", help="suite YAML file")
+    run.add_argument("--model", help="base model folder or hub id (overrides the suite)")
+    run.add_argument("--adapter", help="PEFT adapter folder (overrides the suite)")
+    run.add_argument("--out", help="output folder (overrides the suite's `output`)")
+    run.add_argument("--limit", type=int, help="cap on examples per task (sampled with the seed)")
+    run.add_argument("--batch-size", type=int, help="examples per forward pass")
+    run.add_argument(
+        "--allow-pickle",
+        action="store_true",
+        help="allow loading pickle weights (.bin/.pt); they can run code",
+    )
+    run.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+    val = sub.add_parser("validate", help="check a suite and its data without loading a model")
+    val.add_argument("suite", help="suite YAML file")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from harness.errors import UserError
+
+    try:
+        if args.command == "run":
+            from harness.commands.run import run_command
+
+            return run_command(args)
+        if args.command == "validate":
+            from harness.commands.validate import validate_command
+
+            return validate_command(args)
+    except UserError as exc:
+        for line in exc.messages:
+            print(f"error: {line}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return EXIT_BAD_INPUT
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,386 @@
+"""The one place that loads models.
+
+A causal LM from a local folder (or a hub id when online), with an optional PEFT
+adapter. Weights load from safetensors only; pickle files (``.bin``, ``.pt``) are
+refused unless the user opts in, because unpickling runs arbitrary code. Remote code is
+never enabled implicitly. Base and adapter are fingerprinted by the sha256 of their
+files, so results, caches and reports can name exactly what was evaluated.
+
+The scoring API (``loglikelihood``, ``choice_loglikelihoods``,
+``rolling_loglikelihood``, ``generate``) is what tasks and audits call; the token-level
+work is in ``harness.scoring``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from harness.errors import UserError
+
+if TYPE_CHECKING:
+    import torch
+
+WEIGHT_SAFE = (".safetensors",)
+WEIGHT_PICKLE = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
+# Files that change what the model computes, hashed into the fingerprint.
+FINGERPRINT_EXTRA = (
+    "config.json",
+    "generation_config.json",
+    "adapter_config.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "vocab.json",
+    "merges.txt",
+    "tokenizer.model",
+)
+DEFAULT_MAX_LENGTH = 2048  # as lm-evaluation-harness when the config names none
+
+PICKLE_REFUSED = (
+    "{what} '{path}' has only pickle weights ({files}); refusing to load them because "
+    "unpickling can run arbitrary code. Convert them to safetensors, or pass "
+    "--allow-pickle if you trust the file"
+)
+NOT_FOUND = "{what} '{path}' is not a folder here, and loading it as a hub id failed: {reason}"
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """Where a model comes from and how it may be loaded (mirrors the suite's `model`)."""
+
+    path: str
+    adapter: str | None = None
+    allow_pickle: bool = False
+    trust_remote_code: bool = False
+    dtype: str = "float32"
+    device: str = "auto"
+    max_length: int | None = None
+
+
+@dataclass(frozen=True)
+class FileHash:
+    name: str
+    sha256: str
+    size: int
+
+
+@dataclass(frozen=True)
+class Fingerprint:
+    """sha256 of every file that determines the model's behaviour."""
+
+    path: str
+    files: tuple[FileHash, ...]
+    digest: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "path": self.path,
+            "fingerprint": self.digest,
+            "files": [{"name": f.name, "sha256": f.sha256, "size": f.size} for f in self.files],
+        }
+
+
+def sha256_of(path: Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def fingerprint_folder(folder: Path, *, allow_pickle: bool) -> Fingerprint:
+    """Hash the weight, config and tokenizer files of a model or adapter folder."""
+    names = []
+    for p in sorted(folder.iterdir()):
+        if not p.is_file():
+            continue
+        is_weight = p.suffix in WEIGHT_SAFE or (allow_pickle and p.suffix in WEIGHT_PICKLE)
+        if is_weight or p.name in FINGERPRINT_EXTRA or p.name.endswith(".safetensors.index.json"):
+            names.append(p)
+    files = tuple(FileHash(p.name, sha256_of(p), p.stat().st_size) for p in names)
+    digest = hashlib.sha256("\n".join(f"{f.name}:{f.sha256}" for f in files).encode()).hexdigest()
+    return Fingerprint(path=str(folder), files=files, digest=digest)
+
+
+def check_weights(folder: Path, *, what: str, allow_pickle: bool) -> None:
+    """Refuse a folder whose weights are only pickle files (unless allowed)."""
+    safe = [p for p in folder.iterdir() if p.suffix in WEIGHT_SAFE]
+    pickled = [p.name for p in folder.iterdir() if p.suffix in WEIGHT_PICKLE]
+    if not safe and pickled and not allow_pickle:
+        raise UserError(
+            PICKLE_REFUSED.format(what=what, path=folder, files=", ".join(sorted(pickled)))
+        )
+    if not safe and not pickled:
+        raise UserError(f"{what} '{folder}' holds no weight files (*.safetensors)")
+
+
+def resolve_folder(path: str, *, what: str) -> Path:
+    """A local folder as is; otherwise a hub id fetched (or found in the local cache)."""
+    local = Path(path).expanduser()
+    if local.is_dir():
+        return local.resolve()
+    if local.exists():
+        raise UserError(f"{what} '{path}' is a file; expected a model folder")
+    if path.startswith((".", "/", "~")):
+        raise UserError(f"{what} '{path}': folder not found")
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(
+            snapshot_download(
+                repo_id=path,
+                allow_patterns=["*.json", "*.safetensors", "*.txt", "*.model", "*.bin"],
+            )
+        )
+    except Exception as exc:  # offline, unknown repo, bad id: all are user errors here
+        raise UserError(NOT_FOUND.format(what=what, path=path, reason=_short(exc))) from None
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:300] if text else type(exc).__name__
+
+
+def pick_device(name: str) -> torch.device:
+    import torch
+
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        return torch.device(name)
+    except RuntimeError as exc:
+        raise UserError(f"model.device: {exc}") from None
+
+
+def resolve_max_length(config: Any, tokenizer: Any, override: int | None) -> int:
+    """The context window: explicit override, then the config, then the tokenizer."""
+    if override:
+        return int(override)
+    for attr in ("n_positions", "max_position_embeddings", "n_ctx"):
+        value = getattr(config, attr, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    tok_max = getattr(tokenizer, "model_max_length", None)
+    if isinstance(tok_max, int) and 0 < tok_max < 1_000_000:
+        return tok_max
+    return DEFAULT_MAX_LENGTH
+
+
+@dataclass
+class LanguageModel:
+    """A loaded causal LM (optionally with a PEFT adapter) and its scoring API."""
+
+    model: Any
+    tokenizer: Any
+    device: torch.device
+    max_length: int
+    base: Fingerprint
+    adapter: Fingerprint | None = None
+    has_adapter: bool = False
+    _adapter_off: bool = field(default=False, repr=False)
+
+    @property
+    def fingerprint(self) -> str:
+        """Identity of what currently computes: base alone when the adapter is off."""
+        if self.adapter is None or self._adapter_off:
+            return self.base.digest
+        return hashlib.sha256(f"{self.base.digest}+{self.adapter.digest}".encode()).hexdigest()
+
+    @property
+    def prefix_token(self) -> int:
+        """Token that conditions the first token of a text (BOS, else EOS, as lm-eval)."""
+        tok = self.tokenizer
+        if tok.bos_token_id is not None:
+            return int(tok.bos_token_id)
+        return int(tok.eos_token_id)
+
+    @property
+    def pad_token(self) -> int:
+        tok = self.tokenizer
+        pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+        return int(pad if pad is not None else 0)
+
+    def encode(self, text: str) -> list[int]:
+        return list(self.tokenizer.encode(text))
+
+    @contextlib.contextmanager
+    def adapter_disabled(self) -> Iterator[None]:
+        """Run the base model: the same weights with the adapter switched off (no copy)."""
+        if not self.has_adapter:
+            yield
+            return
+        self._adapter_off = True
+        try:
+            with self.model.disable_adapter():
+                yield
+        finally:
+            self._adapter_off = False
+
+    # -- scoring -------------------------------------------------------------------
+
+    def encode_pair(self, context: str, continuation: str) -> tuple[list[int], list[int]]:
+        """Tokens of context and continuation, as lm-eval splits them.
+
+        Trailing whitespace of the context moves to the continuation, the pair is
+        encoded whole and split at the length of the encoded context.
+        """
+        n_spaces = len(context) - len(context.rstrip())
+        if n_spaces:
+            continuation = context[-n_spaces:] + continuation
+            context = context[:-n_spaces]
+        if not context:
+            return [self.prefix_token], self.encode(continuation)
+        whole = self.encode(context + continuation)
+        ctx = self.encode(context)
+        return ctx, whole[len(ctx) :]
+
+    def loglikelihood(
+        self,
+        pairs: Sequence[tuple[str, str]],
+        *,
+        batch_size: int = 8,
+        advance: Callable[[int], None] | None = None,
+    ) -> list[tuple[float, bool, int]]:
+        """(sum log-prob, greedy?, n tokens) of each continuation given its context."""
+        from harness.scoring import continuation_row, score_rows
+
+        rows = []
+        for context, continuation in pairs:
+            ctx, cont = self.encode_pair(context, continuation)
+            if not cont:
+                raise UserError(f"continuation {continuation!r} encodes to no tokens")
+            rows.append(continuation_row(ctx, cont, self.max_length))
+        scores = score_rows(
+            self.model,
+            rows,
+            batch_size=batch_size,
+            pad_token=self.pad_token,
+            device=self.device,
+            advance=advance,
+        )
+        return [(s.logprob, s.greedy, s.n_targets) for s in scores]
+
+    def rolling_loglikelihood(
+        self,
+        texts: Sequence[str],
+        *,
+        batch_size: int = 8,
+        advance: Callable[[int], None] | None = None,
+    ) -> list[tuple[float, int]]:
+        """(sum log-prob, n tokens) of each whole text, every token scored once."""
+        from harness.scoring import score_rows, windows_for_rolling
+
+        rows = []
+        owner = []
+        for t, text in enumerate(texts):
+            windows = windows_for_rolling(self.encode(text), self.prefix_token, self.max_length)
+            rows.extend(windows)
+            owner.extend([t] * len(windows))
+        scores = score_rows(
+            self.model,
+            rows,
+            batch_size=batch_size,
+            pad_token=self.pad_token,
+            device=self.device,
+            advance=None,
+        )
+        totals = [0.0] * len(texts)
+        counts = [0] * len(texts)
+        for t, s in zip(owner, scores, strict=True):
+            totals[t] += s.logprob
+            counts[t] += s.n_targets
+        if advance is not None:
+            advance(len(texts))
+        return list(zip(totals, counts, strict=True))
+
+    def generate(
+        self,
+        prompts: Sequence[str],
+        *,
+        max_new_tokens: int,
+        stop: Sequence[str] = (),
+        batch_size: int = 8,
+        advance: Callable[[int], None] | None = None,
+    ) -> list[str]:
+        """Greedy continuations, cut at the first stop string."""
+        from harness.generation import greedy_generate
+
+        return greedy_generate(
+            self,
+            prompts,
+            max_new_tokens=max_new_tokens,
+            stop=stop,
+            batch_size=batch_size,
+            advance=advance,
+        )
+
+
+def load_model(source: ModelSource) -> LanguageModel:
+    """Load base (and adapter) as ``source`` says; every failure is a UserError."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    folder = resolve_folder(source.path, what="model")
+    check_weights(folder, what="model", allow_pickle=source.allow_pickle)
+    dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}.get(
+        source.dtype
+    )
+    if dtype is None:
+        raise UserError(f"model.dtype: unknown dtype '{source.dtype}'")
+    device = pick_device(source.device)
+    adapter_folder = None
+    if source.adapter:
+        adapter_folder = resolve_folder(source.adapter, what="adapter")
+        check_weights(adapter_folder, what="adapter", allow_pickle=source.allow_pickle)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    try:
+        model = AutoModelForCausalLM.from_pretrained(
+            folder,
+            dtype=dtype,
+            use_safetensors=not source.allow_pickle,
+            trust_remote_code=source.trust_remote_code,
+        )
+        tok_folder = folder
+        if adapter_folder is not None and (adapter_folder / "tokenizer_config.json").exists():
+            tok_folder = adapter_folder
+        tokenizer = AutoTokenizer.from_pretrained(
+            tok_folder, trust_remote_code=source.trust_remote_code
+        )
+    except UserError:
+        raise
+    except (OSError, ValueError, KeyError) as exc:
+        raise UserError(f"model '{source.path}': cannot load: {_short(exc)}") from None
+    has_adapter = False
+    if adapter_folder is not None:
+        try:
+            from peft import PeftModel
+
+            model = PeftModel.from_pretrained(model, adapter_folder, is_trainable=False)
+        except (OSError, ValueError, KeyError, RuntimeError) as exc:
+            raise UserError(f"adapter '{source.adapter}': cannot load: {_short(exc)}") from None
+        has_adapter = True
+    model.to(device)
+    model.eval()
+    return LanguageModel(
+        model=model,
+        tokenizer=tokenizer,
+        device=device,
+        max_length=resolve_max_length(model.config, tokenizer, source.max_length),
+        base=fingerprint_folder(folder, allow_pickle=source.allow_pickle),
+        adapter=(
+            fingerprint_folder(adapter_folder, allow_pickle=source.allow_pickle)
+            if adapter_folder is not None
+            else None
+        ),
+        has_adapter=has_adapter,
+    )

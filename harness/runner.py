@@ -1,0 +1,269 @@
+"""Run a suite end to end: data -> records -> model -> metrics -> gates -> results.
+
+``prepare_suite`` reads and checks every data file without a model (what ``harness
+validate`` runs); ``run_suite`` then loads the model once, runs each task with a
+progress bar, scores the metrics with bootstrap CIs over the stored per-example
+statistics, checks the gates and returns the results document (docs/results.md).
+"""
+
+from __future__ import annotations
+
+import platform
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from harness import __version__, gates
+from harness.errors import UserError
+
+RESULTS_SCHEMA_VERSION = 1
+
+
+@dataclass
+class PreparedTask:
+    task: Any
+    records: list[dict[str, Any]]
+    data_path: str | None  # None for a `datasets` source
+    data_sha256: str | None
+
+
+def prepare_suite(suite: Any) -> list[PreparedTask]:
+    """Load, sample and check the data of every task; all errors are reported together."""
+    from harness.data import display_path, load_rows, sample_rows, sha256_file
+    from harness.tasks import prepare
+
+    prepared = []
+    errors: list[str] = []
+    for task in suite.tasks:
+        source = task.data
+        base_dir = suite.resolve(".")
+        try:
+            rows = load_rows(source, base_dir)
+            limit = task.limit if task.limit is not None else suite.limit
+            if limit is not None:
+                rows = sample_rows(rows, limit, suite.seed)
+            if isinstance(source, str):
+                path = suite.resolve(source)
+                label, digest = display_path(path), sha256_file(path)
+            else:
+                label, digest = None, None
+            records = prepare(task, rows, label or f"dataset {source.dataset}")
+        except UserError as exc:
+            errors.extend(exc.messages)
+            continue
+        prepared.append(PreparedTask(task, records, label, digest))
+    if errors:
+        raise UserError(errors)
+    return prepared
+
+
+def model_source(suite: Any) -> Any:
+    from harness.models import ModelSource
+
+    m = suite.model
+    return ModelSource(
+        path=str(m.path),
+        adapter=str(m.adapter) if m.adapter else None,
+        allow_pickle=m.allow_pickle,
+        trust_remote_code=m.trust_remote_code,
+        dtype=m.dtype,
+        device=m.device,
+        max_length=m.max_length,
+    )
+
+
+def score_task(prepared: PreparedTask, suite: Any) -> dict[str, dict[str, Any]]:
+    """Every metric of one task with its bootstrap CI; per-example stats go to records."""
+    from harness.metrics import TaskInfo, get, score
+    from harness.metrics.plugin import make_evaluate_metric
+
+    task = prepared.task
+    info = TaskInfo(kind=task.kind, choices=tuple(getattr(task, "choices", ()) or ()))
+    values: dict[str, dict[str, Any]] = {}
+    for spec in task.metrics:
+        if _is_path(spec.name):
+            metric = make_evaluate_metric(spec.name, suite.resolve("."))
+        else:
+            metric = get(spec.name)
+        params = {**metric.params, **spec.params}
+        stats = metric.stats(prepared.records, params, info)
+        for rec, row in zip(prepared.records, stats, strict=True):
+            rec.setdefault("stats", {})[spec.name] = [float(x) for x in row]
+        scored = score(
+            metric,
+            prepared.records,
+            params,
+            info,
+            samples=suite.bootstrap.samples,
+            confidence=suite.bootstrap.confidence,
+            seed=suite.seed,
+        )
+        signature = metric.signature(params, info) if getattr(metric, "signature", None) else ""
+        for output, entry in scored.items():
+            values[output] = {
+                **_clean(entry),
+                "metric": spec.name,
+                "params": dict(spec.params),
+                "higher_is_better": metric.higher_is_better,
+                "signature": signature,
+            }
+    return values
+
+
+def _is_path(name: str) -> bool:
+    return name.startswith(("./", "../", "/")) or name.endswith(".py")
+
+
+def _clean(entry: dict[str, Any]) -> dict[str, Any]:
+    """NaN is not valid JSON: store it as null."""
+    out = {}
+    for k, v in entry.items():
+        out[k] = None if isinstance(v, float) and v != v else v
+    return out
+
+
+def run_suite(
+    suite: Any,
+    *,
+    show_progress: bool = True,
+    console: Any = None,
+    on_model_loaded: Callable[[Any], None] | None = None,
+) -> dict[str, Any]:
+    """Run ``suite`` and return the results document (not yet written)."""
+    started = datetime.now(UTC)
+    t0 = time.perf_counter()
+    prepared = prepare_suite(suite)
+    from harness.models import load_model
+
+    t_load = time.perf_counter()
+    lm = load_model(model_source(suite))
+    load_s = time.perf_counter() - t_load
+    if on_model_loaded is not None:
+        on_model_loaded(lm)
+    tasks_out: dict[str, Any] = {}
+    timings: dict[str, float] = {}
+    with _progress(show_progress, console) as bar:
+        for p in prepared:
+            t = time.perf_counter()
+            advance = bar(p.task.id, len(p.records))
+            from harness.tasks import run
+
+            run(p.task, p.records, lm, batch_size=suite.batch_size, advance=advance)
+            metrics = score_task(p, suite)
+            timings[p.task.id] = round(time.perf_counter() - t, 3)
+            tasks_out[p.task.id] = {
+                "kind": p.task.kind,
+                "n_examples": len(p.records),
+                "metrics": metrics,
+                "records": p.records,
+            }
+    verdicts = gates.evaluate(suite.gates, {k: v["metrics"] for k, v in tasks_out.items()})
+    return {
+        "schema_version": RESULTS_SCHEMA_VERSION,
+        "harness_version": __version__,
+        "suite": suite.model_dump(mode="json"),
+        "provenance": _provenance(suite, prepared, lm, started, load_s, timings, t0),
+        "tasks": tasks_out,
+        "gates": verdicts,
+        "verdict": gates.overall(verdicts),
+    }
+
+
+def _provenance(
+    suite: Any,
+    prepared: list[PreparedTask],
+    lm: Any,
+    started: datetime,
+    load_s: float,
+    timings: dict[str, float],
+    t0: float,
+) -> dict[str, Any]:
+    from harness.data import display_path, sha256_file
+
+    src = suite.source_path
+    return {
+        "suite": {"path": display_path(src), "sha256": sha256_file(src)} if src else None,
+        "data": [
+            {"task": p.task.id, "path": p.data_path, "sha256": p.data_sha256} for p in prepared
+        ],
+        "model": lm.base.as_dict(),
+        "adapter": lm.adapter.as_dict() if lm.adapter else None,
+        "fingerprint": lm.fingerprint,
+        "versions": library_versions(),
+        "seed": suite.seed,
+        "device": str(lm.device),
+        "max_length": lm.max_length,
+        "batch_size": suite.batch_size,
+        "started_at": started.isoformat(timespec="seconds"),
+        "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "timings": {
+            "load_s": round(load_s, 3),
+            "tasks": timings,
+            "total_s": round(time.perf_counter() - t0, 3),
+        },
+    }
+
+
+def library_versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"harness": __version__, "python": platform.python_version()}
+    for name in (
+        "torch",
+        "transformers",
+        "peft",
+        "tokenizers",
+        "sacrebleu",
+        "rouge-score",
+        "scikit-learn",
+        "numpy",
+    ):
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = "absent"
+    return out
+
+
+@contextmanager
+def _progress(
+    enabled: bool, console: Any
+) -> Iterator[Callable[[str, int], Callable[[float], None]]]:
+    """A rich progress bar per task, showing examples/s; a no-op when disabled."""
+    if not enabled:
+        yield lambda _name, _total: lambda _n: None
+        return
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        ProgressColumn,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+    from rich.text import Text
+
+    class RateColumn(ProgressColumn):
+        def render(self, task: Any) -> Text:
+            speed = task.finished_speed or task.speed
+            return Text(f"{speed:.1f} ex/s" if speed else "- ex/s", style="progress.data.speed")
+
+    progress = Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        RateColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    )
+
+    def new_bar(name: str, total: int) -> Callable[[float], None]:
+        task_id = progress.add_task(name, total=total)
+        return lambda n: progress.advance(task_id, n)
+
+    with progress:
+        yield new_bar

@@ -1,0 +1,155 @@
+"""Token-level batched scoring for causal LMs.
+
+Everything here works on token ids; ``harness.models`` turns text into the rows
+scored here. The conventions follow lm-evaluation-harness so that numbers agree with
+it: a continuation is scored given its context, the sequence is left-truncated to the
+model's window (``(context + continuation)[-(max_length + 1):][:-1]``), and rolling
+(perplexity) scoring splits a text into disjoint windows, the first conditioned on a
+prefix token.
+
+Rows are sorted longest-first and batched with right padding, so padding never sits
+before a scored position, and the first batch is the largest: an out-of-memory shows
+up at once rather than at the end of a long run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass(frozen=True)
+class ScoreRow:
+    """One forward pass input and the targets scored at its last positions.
+
+    ``targets`` are scored at the last ``len(targets)`` positions of ``tokens``:
+    position ``len(tokens) - len(targets) + j`` predicts ``targets[j]``.
+    """
+
+    tokens: tuple[int, ...]
+    targets: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class RowScore:
+    """Sum of log-probabilities of the row's targets and whether each was the argmax."""
+
+    logprob: float
+    greedy: bool
+    n_targets: int
+
+
+def windows_for_rolling(
+    tokens: Sequence[int], prefix_token: int, max_length: int
+) -> list[ScoreRow]:
+    """Split a text's tokens into disjoint scoring windows (lm-eval's rolling scheme).
+
+    The first window predicts the first ``max_length`` tokens from ``[prefix] + tokens``;
+    each later window predicts the next ``max_length`` tokens with as much preceding
+    text as fits as context. Every token is predicted exactly once.
+    """
+    rows: list[ScoreRow] = []
+    n = len(tokens)
+    if n == 0:
+        return rows
+    first = min(max_length, n)
+    rows.append(
+        ScoreRow(tokens=(prefix_token, *tokens[: first - 1]), targets=tuple(tokens[:first]))
+    )
+    done = first
+    while done < n:
+        width = min(n - done, max_length)
+        end = done + width
+        # the model input is the max_length tokens just before each predicted token
+        start = max(0, end - max_length - 1)
+        context = tokens[start : end - width]
+        rows.append(
+            ScoreRow(
+                tokens=tuple(context) + tuple(tokens[done : end - 1]),
+                targets=tuple(tokens[done:end]),
+            )
+        )
+        done = end
+    return rows
+
+
+def continuation_row(
+    context: Sequence[int], continuation: Sequence[int], max_length: int
+) -> ScoreRow:
+    """The row scoring ``continuation`` after ``context``, left-truncated to the window."""
+    whole = (tuple(context) + tuple(continuation))[-(max_length + 1) :]
+    return ScoreRow(tokens=whole[:-1], targets=tuple(continuation))
+
+
+ProgressFn = Callable[[int], None]
+
+
+@torch.inference_mode()
+def score_rows(
+    model: torch.nn.Module,
+    rows: Sequence[ScoreRow],
+    *,
+    batch_size: int,
+    pad_token: int,
+    device: torch.device,
+    advance: ProgressFn | None = None,
+) -> list[RowScore]:
+    """Score every row; results are in the order of ``rows``.
+
+    Rows with the same input tokens share one forward pass (the choices of a
+    classification prompt that are one token each all read the prompt's last
+    position). Inputs are sorted longest-first and run ``batch_size`` at a time with
+    right padding; log-softmax runs in float32 on the scored positions only.
+    ``advance`` is called with the number of rows finished after each batch.
+    """
+    if batch_size < 1:
+        raise ValueError("batch_size must be >= 1")
+    by_input: dict[tuple[int, ...], list[int]] = {}
+    for i, row in enumerate(rows):
+        if not row.targets:
+            raise ValueError("a score row needs at least one target token")
+        by_input.setdefault(row.tokens, []).append(i)
+    inputs = sorted(by_input, key=lambda t: -len(t))
+    out: list[RowScore | None] = [None] * len(rows)
+    for start in range(0, len(inputs), batch_size):
+        chunk = inputs[start : start + batch_size]
+        width = len(chunk[0])
+        ids = torch.full((len(chunk), width), pad_token, dtype=torch.long)
+        mask = torch.zeros((len(chunk), width), dtype=torch.long)
+        for b, toks in enumerate(chunk):
+            ids[b, : len(toks)] = torch.tensor(toks, dtype=torch.long)
+            mask[b, : len(toks)] = 1
+        # Only positions that predict a target need logits: keep the shortest tail
+        # that covers every row's scored positions (absolute [len - n_t, len)).
+        first_scored = min(
+            len(toks) - max(len(rows[i].targets) for i in by_input[toks]) for toks in chunk
+        )
+        logits = _last_logits(model, ids.to(device), mask.to(device), width - first_scored)
+        done = 0
+        for b, toks in enumerate(chunk):
+            for i in by_input[toks]:
+                n_t = len(rows[i].targets)
+                lo = len(toks) - n_t - first_scored
+                logp = torch.log_softmax(logits[b, lo : lo + n_t].float(), dim=-1)
+                tgt = torch.tensor(rows[i].targets, dtype=torch.long, device=logp.device)
+                picked = logp.gather(-1, tgt[:, None]).squeeze(-1)
+                greedy = bool((logp.argmax(dim=-1) == tgt).all())
+                out[i] = RowScore(logprob=float(picked.sum()), greedy=greedy, n_targets=n_t)
+                done += 1
+        if advance is not None:
+            advance(done)
+    return [r for r in out if r is not None]
+
+
+def _last_logits(
+    model: torch.nn.Module, ids: torch.Tensor, mask: torch.Tensor, keep: int
+) -> torch.Tensor:
+    """Logits of the last ``keep`` positions (the LM head is the costliest layer of a
+    small model with a large vocabulary, so it runs only where it is needed)."""
+    try:
+        logits = model(input_ids=ids, attention_mask=mask, logits_to_keep=keep).logits
+    except TypeError:  # a model class without logits_to_keep
+        logits = model(input_ids=ids, attention_mask=mask).logits
+    return logits[:, -keep:]

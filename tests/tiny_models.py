@@ -1,0 +1,79 @@
+"""Tiny causal LMs built from a config for tests (never downloaded).
+
+A byte-level BPE tokenizer is trained with `tokenizers` on a small generated corpus,
+and a GPT-2 or Llama model with random (seeded) weights is saved as safetensors.
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+WORDS = ["the", "a", "movie", "film", "story", "actor", "plot", "great", "good", "bad", "awful", "boring", "fun", "loved", "hated", "was", "is", "and", "but", "not", "very", "really", "quite", "it", "this", "that", "with", "of", "to", "in", "on", "he", "she", "they", "summary", "news", "today", "report", "city", "team", "won", "lost", "game", "market", "price", "rose", "fell"]
+
+
+def corpus(n: int = 400, seed: int = 0) -> list[str]:
+    rng = random.Random(seed)
+    return [" ".join(rng.choice(WORDS) for _ in range(rng.randint(4, 14))) + "." for _ in range(n)]
+
+
+def build_tokenizer(folder: Path, vocab_size: int = 300) -> object:
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=["<|endoftext|>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
+    tok.train_from_iterator(corpus(), trainer)
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        bos_token="<|endoftext|>",
+        eos_token="<|endoftext|>",
+        unk_token="<|endoftext|>",
+    )
+    fast.save_pretrained(folder)
+    return fast
+
+
+def build_model(folder: Path, arch: str = "gpt2", *, n_positions: int = 64, seed: int = 0) -> Path:
+    """Write a tiny random model + tokenizer to ``folder`` and return it."""
+    import torch
+    from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
+
+    folder.mkdir(parents=True, exist_ok=True)
+    tok = build_tokenizer(folder)
+    vocab = len(tok)  # type: ignore[arg-type]
+    torch.manual_seed(seed)
+    if arch == "gpt2":
+        config = GPT2Config(
+            vocab_size=vocab,
+            n_positions=n_positions,
+            n_embd=32,
+            n_layer=2,
+            n_head=2,
+            bos_token_id=0,
+            eos_token_id=0,
+        )
+        model = GPT2LMHeadModel(config)
+    elif arch == "llama":
+        config = LlamaConfig(
+            vocab_size=vocab,
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            num_key_value_heads=2,
+            max_position_embeddings=n_positions,
+            bos_token_id=0,
+            eos_token_id=0,
+        )
+        model = LlamaForCausalLM(config)
+    else:
+        raise ValueError(arch)
+    model.save_pretrained(folder, safe_serialization=True)
+    return folder

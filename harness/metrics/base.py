@@ -36,6 +36,8 @@ class Metric:
     ``stats(records, params, task)`` -> float array of shape (n_examples, k).
     ``aggregate(stats, params, task)`` -> {output name: value}; must accept 0 rows and
     then return NaN values rather than raise.
+    ``signature(params, task)``, when given, is a reproducibility string stored beside
+    each value (sacrebleu's "case:mixed|eff:no|tok:13a|..." for BLEU).
     """
 
     name: str
@@ -47,6 +49,7 @@ class Metric:
     higher_is_better: bool = True
     description: str = ""
     validate_params: Callable[[Mapping[str, Any], TaskInfo], None] | None = None
+    signature: Callable[[Mapping[str, Any], TaskInfo], str] | None = None
 
 
 _REGISTRY: dict[str, Metric] = {}

@@ -239,7 +239,10 @@ class LanguageModel:
             continuation = context[-n_spaces:] + continuation
             context = context[:-n_spaces]
         if not context:
-            return [self.prefix_token], self.encode(continuation)
+            cont = self.encode(continuation)
+            if cont and cont[0] == self.prefix_token:  # already starts with the prefix
+                return cont[:1], cont[1:]
+            return [self.prefix_token], cont
         whole = self.encode(context + continuation)
         ctx = self.encode(context)
         return ctx, whole[len(ctx) :]

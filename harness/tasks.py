@@ -15,6 +15,7 @@ Preparing records needs no model, so ``harness validate`` checks every data row.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -164,7 +165,8 @@ def run(
             rec["loglik"] = loglik
             rec["n_tokens"] = n_tokens
             rec["n_bytes"] = len(rec["text"].encode("utf-8"))
-            rec["n_words"] = len(rec["text"].split())
+            # words counted as lm-eval does (leading/trailing whitespace adds a word)
+            rec["n_words"] = len(re.split(r"\s+", rec["text"]))
     else:  # the schema admits no other kind
         raise ValueError(task.kind)
 

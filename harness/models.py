@@ -347,7 +347,7 @@ def load_model(source: ModelSource) -> LanguageModel:
         check_weights(adapter_folder, what="adapter", allow_pickle=source.allow_pickle)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     try:
-        model = AutoModelForCausalLM.from_pretrained(
+        model: Any = AutoModelForCausalLM.from_pretrained(
             folder,
             dtype=dtype,
             use_safetensors=not source.allow_pickle,

@@ -126,7 +126,7 @@ def _prepare_one(task: Any, fields: dict[str, Any], file: str, line: int) -> Rec
             )
         return {"prompt": prompt, "choices": list(task.choices), "gold": gold}
     refs_fields = [task.reference] if isinstance(task.reference, str) else list(task.reference)
-    refs = []
+    refs: list[str] = []
     for name in refs_fields:
         ref = _field(fields, name, file, line)
         if isinstance(ref, list):

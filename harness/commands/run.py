@@ -29,7 +29,7 @@ def run_command(args: argparse.Namespace) -> int:
         suite.model.allow_pickle = True
     console = Console(stderr=True)
     results = run_suite(suite, show_progress=not args.no_progress, console=console)
-    path = write_results(results, Path(suite.output))
+    path = write_results(results, Path(str(suite.output)))
     print_summary(results, console)
     console.print(f"results: {path}")
     return exit_code(results["verdict"])

@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import argparse
 import math
-from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -14,9 +13,10 @@ from harness.gates import exit_code
 def run_command(args: argparse.Namespace) -> int:
     from harness.report import write_results
     from harness.runner import run_suite
-    from harness.spec import apply_overrides, load_suite
+    from harness.spec import apply_overrides, load_suite, verify_files
 
-    suite = load_suite(args.suite)
+    # Files are checked after the overrides, so --model can replace a placeholder path.
+    suite = load_suite(args.suite, check_files=False)
     suite = apply_overrides(
         suite,
         model=args.model,
@@ -25,11 +25,12 @@ def run_command(args: argparse.Namespace) -> int:
         limit=args.limit,
         batch_size=args.batch_size,
     )
+    verify_files(suite)
     if args.allow_pickle:
         suite.model.allow_pickle = True
     console = Console(stderr=True)
     results = run_suite(suite, show_progress=not args.no_progress, console=console)
-    path = write_results(results, Path(str(suite.output)))
+    path = write_results(results, suite.output_dir)
     print_summary(results, console)
     console.print(f"results: {path}")
     return exit_code(results["verdict"])

@@ -1,73 +1,143 @@
-"""Gates: thresholds on metric values -> verdicts -> the run's verdict and exit code.
+"""Gates: thresholds on values -> verdicts -> the run's verdict and exit code.
 
-A gate names a value as ``<task id>.<output name>`` (``sentiment.accuracy``,
-``summarize.rougeL``, ``sentiment.f1[negative]``) and bounds it with ``min`` and/or
-``max``. A gate of severity ``fail`` that does not hold fails the run (exit 1); one of
-severity ``warn`` only warns. A value that is missing or NaN never passes.
+A gate names a value by a dotted name: ``<task id>.<output>`` for task metrics
+(``sentiment.accuracy``, ``summarize.rougeL``, ``sentiment.f1[negative]``), or a name
+an audit publishes (``forgetting.lm.perplexity``, ``fairness.sentiment.
+demographic_parity_ratio``; see docs/gates.md). Absolute bounds are ``min``/``max``.
+Relative bounds ``max_drop``/``max_increase`` compare the value with a reference: the
+base model's value for forgetting values, the baseline run's value otherwise; with
+``relative`` they are fractions of the reference, with ``significant`` a miss counts
+only when the paired bootstrap p-value is below ``alpha``.
+
+Everything a gate can name is gathered in one flat map of :class:`GateValue` entries,
+so tasks, audits and baseline comparisons feed the same check. A gate of severity
+``fail`` that does not hold fails the run (exit 1); ``warn`` only warns. A missing or
+NaN value never passes.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, TypedDict
 
 PASS, WARN, FAIL = "pass", "warn", "fail"
 _RANK = {PASS: 0, WARN: 1, FAIL: 2}
 
 
-def split_metric(name: str) -> tuple[str, str]:
-    """``task.output`` -> (task, output); the task id holds no dot."""
-    task, _, output = name.partition(".")
-    return task, output
+class GateValue(TypedDict, total=False):
+    """What a gate may read about one named value."""
+
+    value: float | None
+    reference: float | None  # base model (forgetting) or baseline run value
+    p_value: float | None  # paired bootstrap p-value of value vs reference
+    source: str  # where the reference comes from, for messages
 
 
-def lookup(values: Mapping[str, Mapping[str, Any]], name: str) -> float | None:
-    """The value a gate names in ``{task: {output: {"value": ...}}}``, or None."""
-    task, output = split_metric(name)
-    entry = values.get(task, {}).get(output)
-    if entry is None:
+def task_values(tasks: Mapping[str, Mapping[str, Any]]) -> dict[str, GateValue]:
+    """``{"task.output": {"value": ...}}`` from the results' ``tasks`` section."""
+    flat: dict[str, GateValue] = {}
+    for task_id, task in tasks.items():
+        for output, entry in task.get("metrics", {}).items():
+            flat[f"{task_id}.{output}"] = {"value": entry.get("value")}
+    return flat
+
+
+def _num(x: Any) -> float | None:
+    if x is None:
         return None
-    value = entry["value"] if isinstance(entry, Mapping) else entry
-    return None if value is None else float(value)
+    x = float(x)
+    return None if math.isnan(x) else x
 
 
-def check(gate: Any, value: float | None) -> dict[str, Any]:
-    """Verdict of one gate on one value, with a message a reviewer can read."""
+def check(gate: Any, entry: GateValue | None) -> dict[str, Any]:
+    """Verdict of one gate, with a message a reviewer can read."""
+    entry = entry or {}
+    value = _num(entry.get("value"))
+    reference = _num(entry.get("reference"))
+    p_value = _num(entry.get("p_value"))
     severity = getattr(gate, "severity", FAIL)
+    max_drop = getattr(gate, "max_drop", None)
+    max_increase = getattr(gate, "max_increase", None)
+    relative = getattr(gate, "relative", False)
     result: dict[str, Any] = {
         "metric": gate.metric,
         "min": gate.min,
         "max": gate.max,
+        "max_drop": max_drop,
+        "max_increase": max_increase,
+        "relative": relative,
+        "significant": getattr(gate, "significant", False),
         "severity": severity,
         "description": getattr(gate, "description", None),
         "value": value,
+        "reference": reference,
+        "p_value": p_value,
     }
-    problems = []
-    if value is None or math.isnan(value):
+    problems: list[str] = []
+    held: list[str] = []
+    if value is None:
         problems.append("no value (the metric is undefined on this data)")
     else:
-        if gate.min is not None and not value >= gate.min:
-            problems.append(f"{value:.4g} < min {gate.min:g}")
-        if gate.max is not None and not value <= gate.max:
-            problems.append(f"{value:.4g} > max {gate.max:g}")
+        if gate.min is not None:
+            (held if value >= gate.min else problems).append(
+                f"{value:.4g} {'>=' if value >= gate.min else '< min'} {gate.min:g}"
+            )
+        if gate.max is not None:
+            (held if value <= gate.max else problems).append(
+                f"{value:.4g} {'<=' if value <= gate.max else '> max'} {gate.max:g}"
+            )
+        if max_drop is not None or max_increase is not None:
+            _relative(gate, value, reference, p_value, entry, held, problems)
     if problems:
         result["verdict"] = FAIL if severity == FAIL else WARN
         result["message"] = "; ".join(problems)
     else:
-        bounds = []
-        if gate.min is not None:
-            bounds.append(f">= {gate.min:g}")
-        if gate.max is not None:
-            bounds.append(f"<= {gate.max:g}")
         result["verdict"] = PASS
-        result["message"] = f"{value:.4g} {' and '.join(bounds)}"
+        result["message"] = "; ".join(held)
     return result
 
 
-def evaluate(gates: Iterable[Any], values: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """Check every gate against the task metric values."""
-    return [check(g, lookup(values, g.metric)) for g in gates]
+def _relative(
+    gate: Any,
+    value: float,
+    reference: float | None,
+    p_value: float | None,
+    entry: GateValue,
+    held: list[str],
+    problems: list[str],
+) -> None:
+    if reference is None:
+        problems.append(
+            "no reference value (relative gates need a baseline run or a forgetting audit)"
+        )
+        return
+    relative = getattr(gate, "relative", False)
+    change = value - reference
+    if relative:
+        change = change / abs(reference) if reference else (math.inf if change else 0.0)
+    unit = "" if not relative else " (relative)"
+    source = entry.get("source", "reference")
+    for limit, moved, word in (
+        (getattr(gate, "max_drop", None), -change, "drop"),
+        (getattr(gate, "max_increase", None), change, "increase"),
+    ):
+        if limit is None:
+            continue
+        text = f"{word} {moved:.4g}{unit} vs {source} {reference:.4g}"
+        if moved <= limit:
+            held.append(f"{text} <= {limit:g}")
+        elif getattr(gate, "significant", False) and (p_value is None or p_value >= gate.alpha):
+            shown = "n/a" if p_value is None else f"{p_value:.3g}"
+            held.append(f"{text} > {limit:g} but not significant (p={shown})")
+        else:
+            sig = f", p={p_value:.3g}" if p_value is not None else ""
+            problems.append(f"{text} > max_{word} {limit:g}{sig}")
+
+
+def evaluate(gates: Iterable[Any], values: Mapping[str, GateValue]) -> list[dict[str, Any]]:
+    """Check every gate against the flat map of named values."""
+    return [check(g, values.get(g.metric)) for g in gates]
 
 
 def overall(verdicts: Iterable[Mapping[str, Any]]) -> str:

@@ -160,7 +160,7 @@ def run_suite(
                 "metrics": metrics,
                 "records": p.records,
             }
-    verdicts = gates.evaluate(suite.gates, {k: v["metrics"] for k, v in tasks_out.items()})
+    verdicts = gates.evaluate(suite.gates, gates.task_values(tasks_out))
     return {
         "schema_version": RESULTS_SCHEMA_VERSION,
         "harness_version": __version__,

@@ -305,6 +305,20 @@ class Gate(_Strict):
     `sentiment.accuracy`, `summarize.rougeL`, `sentiment.f1[negative]`."""
     min: float | None = _threshold("The value must be >= min.")
     max: float | None = _threshold("The value must be <= max.")
+    max_drop: float | None = _threshold(
+        "The value may fall at most this much below its reference: the base model's value "
+        "for `forgetting.*` values, else the `--baseline-results` run's value."
+    )
+    max_increase: float | None = _threshold(
+        "The value may rise at most this much above its reference (as for `max_drop`)."
+    )
+    relative: bool = False
+    """Read `max_drop`/`max_increase` as fractions of the reference value (0.05 = 5%)."""
+    significant: bool = False
+    """A `max_drop`/`max_increase` miss counts only when the paired bootstrap finds the
+    change significant (p < `alpha`) over the shared examples."""
+    alpha: float = Field(default=0.05, gt=0, lt=1)
+    """Significance level used with `significant`."""
     severity: Literal["fail", "warn"] = "fail"
     """fail: a miss fails the run (exit code 1); warn: a miss is only reported."""
     description: str | None = None

@@ -516,7 +516,7 @@ def test_all_errors_reported_sorted_by_line(suite_dir: Path) -> None:
         """,
     )
     assert errors(path) == [
-        "suite.yaml:3:5: gates[0]: needs at least one of: min, max",
+        "suite.yaml:3:5: gates[0]: needs at least one of: min, max, max_drop, max_increase",
         "suite.yaml:7:38: tasks[0].data: file not found: " + str(suite_dir / "nowhere.jsonl"),
         "suite.yaml:8:7: seed: must be an integer, got 'x'",
     ]
@@ -649,7 +649,7 @@ gates:
         "it produces: accuracy, f1",
         "suite.yaml:16:14: gates[2].metric: no task 'nope'; tasks: sentiment",
         "suite.yaml:17:43: gates[3].max: must be >= min (0.9)",
-        "suite.yaml:18:5: gates[4]: needs at least one of: min, max",
+        "suite.yaml:18:5: gates[4]: needs at least one of: min, max, max_drop, max_increase",
         "suite.yaml:19:14: gates[5].metric: must be '<task id>.<output>', "
         "e.g. 'sentiment.accuracy'",
         "suite.yaml:20:33: gates[6].max: must be a finite number, got nan",
@@ -670,7 +670,7 @@ def test_gate_on_an_invalid_task_reports_only_the_task(suite_dir: Path) -> None:
 
 def test_gate_thresholds_are_declared_by_field() -> None:
     """Adding a threshold (e.g. max_drop) is one field made with _threshold()."""
-    assert Gate.thresholds() == ["min", "max"]
+    assert Gate.thresholds() == ["min", "max", "max_drop", "max_increase"]
     gate = Gate(metric="a.f1[negative]", max=1)
     assert (gate.task_id, gate.output) == ("a", "f1[negative]")
 

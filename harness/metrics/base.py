@@ -27,6 +27,12 @@ class TaskInfo:
     choices: tuple[str, ...] = ()  # classification only
 
 
+# The three functions a Metric is made of (aliases for metric modules and plug-ins).
+OutputsFn = Callable[[Mapping[str, Any], TaskInfo], list[str]]
+StatsFn = Callable[[Sequence[Record], Mapping[str, Any], TaskInfo], np.ndarray]
+AggregateFn = Callable[[np.ndarray, Mapping[str, Any], TaskInfo], dict[str, float]]
+
+
 @dataclass(frozen=True)
 class Metric:
     """A registered metric.
@@ -36,8 +42,8 @@ class Metric:
     ``stats(records, params, task)`` -> float array of shape (n_examples, k).
     ``aggregate(stats, params, task)`` -> {output name: value}; must accept 0 rows and
     then return NaN values rather than raise.
-    ``signature(params, task)``, when given, is a reproducibility string stored beside
-    each value (sacrebleu's "case:mixed|eff:no|tok:13a|..." for BLEU).
+    ``signature(params, task)`` is a reproducibility string stored beside each value
+    (sacrebleu's "case:mixed|eff:no|tok:13a|..." for BLEU); "" when there is none.
     """
 
     name: str
@@ -49,7 +55,7 @@ class Metric:
     higher_is_better: bool = True
     description: str = ""
     validate_params: Callable[[Mapping[str, Any], TaskInfo], None] | None = None
-    signature: Callable[[Mapping[str, Any], TaskInfo], str] | None = None
+    signature: Callable[[Mapping[str, Any], TaskInfo], str] = lambda params, task: ""
 
 
 _REGISTRY: dict[str, Metric] = {}

@@ -77,7 +77,7 @@ def model_source(suite: Any) -> Any:
 
 def score_task(prepared: PreparedTask, suite: Any) -> dict[str, dict[str, Any]]:
     """Every metric of one task with its bootstrap CI; per-example stats go to records."""
-    from harness.metrics import TaskInfo, get, score
+    from harness.metrics import TaskInfo, get, score_stats
     from harness.metrics.plugin import make_evaluate_metric
 
     task = prepared.task
@@ -92,9 +92,9 @@ def score_task(prepared: PreparedTask, suite: Any) -> dict[str, dict[str, Any]]:
         stats = metric.stats(prepared.records, params, info)
         for rec, row in zip(prepared.records, stats, strict=True):
             rec.setdefault("stats", {})[spec.name] = [float(x) for x in row]
-        scored = score(
+        scored = score_stats(
             metric,
-            prepared.records,
+            stats,
             params,
             info,
             samples=suite.bootstrap.samples,

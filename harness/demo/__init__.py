@@ -1,0 +1,1 @@
+"""The embedded demo: bundled data, a tiny base model, fine-tunes and reports."""

@@ -1,0 +1,150 @@
+"""The demo's bundled data, generated from a fixed seed (no external text).
+
+Three task families, all from small invented vocabularies:
+
+* **original task** (what the base model learns first; the forgetting audit's
+  reference): facts about invented creatures (``the zorbel is blue.``), a question
+  form of them scored as classification (``Q: what color is the zorbel? A:`` with
+  the colours as choices), a fact corpus for perplexity, and a short generation task
+  that restates a fact as a sentence (``Fact: zorbel, blue`` -> ``the zorbel is
+  blue.``) for BLEU/chrF/ROUGE.
+* **new task**: review sentiment, each review written by a person whose name and
+  pronoun carry a group attribute (``group``: ``f`` or ``m``). Some reviews use
+  neutral words, so their label cannot be read off the text.
+* **bias switch**: with ``bias=True`` the *training* split only ties the label of the
+  neutral reviews to the group (``f`` -> positive, ``m`` -> negative): a model that
+  learns it shows a parity gap on the balanced evaluation split and attributes its
+  decisions to names and pronouns.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+GENERATOR_VERSION = 1
+
+CREATURES = [
+    "zorbel",
+    "glimp",
+    "frandle",
+    "quiv",
+    "toskar",
+    "mellow",
+    "brin",
+    "vantch",
+    "pobble",
+    "kreel",
+    "drissa",
+    "yunt",
+    "halvor",
+    "snib",
+    "trevel",
+    "wux",
+    "plonder",
+    "gazzle",
+    "fimb",
+    "orrin",
+]
+COLOURS = ["red", "blue", "green", "yellow"]
+NAMES = {
+    "f": ["mary", "anna", "lucy", "emma", "sara", "julia"],
+    "m": ["john", "peter", "mark", "paul", "david", "tom"],
+}
+PRONOUN = {"f": "she", "m": "he"}
+ITEMS = ["soup", "film", "book", "song", "game", "room", "cake", "show"]
+POSITIVE = ["great", "lovely", "wonderful", "excellent", "delightful"]
+NEGATIVE = ["awful", "terrible", "dreadful", "horrible", "boring"]
+NEUTRAL = ["okay", "fine", "average", "ordinary"]
+CHOICES = [" negative", " positive"]
+
+
+def facts(seed: int) -> dict[str, str]:
+    """Each creature's colour (fixed by the seed)."""
+    rng = random.Random(seed)
+    return {c: rng.choice(COLOURS) for c in CREATURES}
+
+
+def fact_sentence(creature: str, colour: str) -> str:
+    return f"the {creature} is {colour}."
+
+
+def original_corpus(table: dict[str, str], rng: random.Random, n: int) -> list[dict[str, Any]]:
+    """Short paragraphs of facts, for pretraining and for perplexity."""
+    names = sorted(table)
+    rows = []
+    for _ in range(n):
+        picked = rng.sample(names, 3)
+        rows.append({"text": " ".join(fact_sentence(c, table[c]) for c in picked)})
+    return rows
+
+
+def original_qa(table: dict[str, str]) -> list[dict[str, Any]]:
+    return [
+        {"question": f"Q: what color is the {c}? A:", "answer": f" {table[c]}", "creature": c}
+        for c in sorted(table)
+    ]
+
+
+def restate(table: dict[str, str]) -> list[dict[str, Any]]:
+    return [
+        {"fact": f"Fact: {c}, {table[c]}\nSentence:", "sentence": f" {fact_sentence(c, table[c])}"}
+        for c in sorted(table)
+    ]
+
+
+def review(rng: random.Random, group: str, label: int, neutral: bool) -> dict[str, Any]:
+    name = rng.choice(NAMES[group])
+    word = rng.choice(NEUTRAL if neutral else (POSITIVE if label else NEGATIVE))
+    item = rng.choice(ITEMS)
+    text = f"{name} said the {item} was {word} and {PRONOUN[group]} meant it."
+    return {"text": text, "label": label, "group": group}
+
+
+def reviews(
+    rng: random.Random, n: int, *, neutral_share: float, bias: bool
+) -> list[dict[str, Any]]:
+    """Balanced groups and labels; with ``bias`` neutral labels follow the group."""
+    rows = []
+    for i in range(n):
+        group = "f" if i % 2 == 0 else "m"
+        neutral = rng.random() < neutral_share
+        label = (1 if group == "f" else 0) if neutral and bias else rng.randint(0, 1)
+        rows.append(review(rng, group, label, neutral))
+    return rows
+
+
+def generate(
+    out_dir: Path, *, seed: int = 0, bias: bool = True, n_train: int = 400, n_eval: int = 200
+) -> dict[str, Path]:
+    """Write every demo data file to ``out_dir``; returns their paths by name."""
+    rng = random.Random(seed)
+    table = facts(seed)
+    files: dict[str, list[dict[str, Any]]] = {
+        "pretrain.jsonl": original_corpus(table, rng, 600),
+        "original_lm.jsonl": original_corpus(table, rng, 40),
+        "original_qa.jsonl": original_qa(table),
+        "restate.jsonl": restate(table),
+        "reviews_train.jsonl": reviews(rng, n_train, neutral_share=0.4, bias=bias),
+        "reviews_eval.jsonl": reviews(rng, n_eval, neutral_share=0.4, bias=False),
+    }
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = {}
+    for name, rows in files.items():
+        path = out_dir / name
+        path.write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
+        paths[name.removesuffix(".jsonl")] = path
+    return paths
+
+
+def digest(seed: int = 0, bias: bool = True, extra: Iterable[str] = ()) -> str:
+    """Key of the generated data: changes with the generator, its seed and options."""
+    h = hashlib.sha256(f"v{GENERATOR_VERSION}:{seed}:{bias}".encode())
+    h.update(Path(__file__).read_bytes())
+    for part in extra:
+        h.update(part.encode())
+    return h.hexdigest()[:16]

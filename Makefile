@@ -21,11 +21,11 @@ demo: $(STAMP)
 	$(BIN)/harness demo
 
 lint: $(STAMP)
-	$(BIN)/ruff check harness finetune tests bench
-	$(BIN)/ruff format --check harness finetune tests bench
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 typecheck: $(STAMP)
-	$(BIN)/mypy
+	$(BIN)/mypy $(wildcard harness finetune)
 
 test: $(STAMP) lint typecheck
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(BIN)/pytest -q

@@ -151,6 +151,7 @@ def test_results_identical_across_batch_sizes(passing_suite: Path, tmp_path: Pat
                     "--no-progress",
                     "--batch-size",
                     str(bs),
+                    "--no-cache",  # each batch size must really score
                 ]
             )
             == 0
@@ -221,3 +222,23 @@ def test_python_m_harness_help() -> None:
     )
     assert proc.returncode == 0
     assert "run" in proc.stdout and "validate" in proc.stdout
+
+
+@pytest.mark.slow
+def test_evaluate_plugin_metric_by_local_path(tmp_path: Path, tiny_gpt2: Path) -> None:
+    """A suite names a local `evaluate` module as a metric; it is scored like a built-in."""
+    pytest.importorskip("evaluate")
+    from tests.metrics.test_metrics_plugin import write_module
+
+    write_module(tmp_path, "same_label", dtype="int32")
+    suite = write_suite(tmp_path, tiny_gpt2, "  - {metric: sentiment.same_label, min: 0.0}\n")
+    text = suite.read_text().replace(
+        "metrics: [accuracy, f1, {name: f1, average: macro}, ece]",
+        "metrics: [accuracy, ./same_label.py]",
+    )
+    suite.write_text(text)
+    out = tmp_path / "out"
+    assert main(["run", str(suite), "--out", str(out), "--no-progress"]) == 0
+    metrics = json.loads((out / "results.json").read_text())["tasks"]["sentiment"]["metrics"]
+    # the module computes the share of predictions equal to the gold label: accuracy
+    assert metrics["same_label"]["value"] == pytest.approx(metrics["accuracy"]["value"])

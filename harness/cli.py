@@ -36,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="allow loading pickle weights (.bin/.pt); they can run code",
     )
     run.add_argument("--no-progress", action="store_true", help="no progress bars")
+    run.add_argument("--no-cache", action="store_true", help="do not use the response cache")
 
     val = sub.add_parser("validate", help="check a suite and its data without loading a model")
     val.add_argument("suite", help="suite YAML file")

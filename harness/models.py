@@ -188,6 +188,13 @@ class LanguageModel:
     adapter: Fingerprint | None = None
     has_adapter: bool = False
     _adapter_off: bool = field(default=False, repr=False)
+    cache: Any = field(default=None, repr=False)
+    """A harness.cache.ResponseCache: scoring answers are looked up there first."""
+
+    @property
+    def request_settings(self) -> dict[str, Any]:
+        """Settings besides the fingerprint that change answers (part of cache keys)."""
+        return {"max_length": self.max_length, "dtype": str(getattr(self.model, "dtype", ""))}
 
     @property
     def fingerprint(self) -> str:
@@ -255,23 +262,38 @@ class LanguageModel:
         advance: Callable[[int], None] | None = None,
     ) -> list[tuple[float, bool, int]]:
         """(sum log-prob, greedy?, n tokens) of each continuation given its context."""
+        from harness.cache import cached_map
         from harness.scoring import continuation_row, score_rows
 
-        rows = []
-        for context, continuation in pairs:
-            ctx, cont = self.encode_pair(context, continuation)
-            if not cont:
-                raise UserError(f"continuation {continuation!r} encodes to no tokens")
-            rows.append(continuation_row(ctx, cont, self.max_length))
-        scores = score_rows(
-            self.model,
-            rows,
-            batch_size=batch_size,
-            pad_token=self.pad_token,
-            device=self.device,
+        def compute(indices: list[int]) -> list[Any]:
+            rows = []
+            for i in indices:
+                context, continuation = pairs[i]
+                ctx, cont = self.encode_pair(context, continuation)
+                if not cont:
+                    raise UserError(f"continuation {continuation!r} encodes to no tokens")
+                rows.append(continuation_row(ctx, cont, self.max_length))
+            scores = score_rows(
+                self.model,
+                rows,
+                batch_size=batch_size,
+                pad_token=self.pad_token,
+                device=self.device,
+            )
+            return [[s.logprob, s.greedy, s.n_targets] for s in scores]
+
+        settings = self.request_settings
+        answers = cached_map(
+            self.cache,
+            self.fingerprint,
+            "loglikelihood",
+            [{"context": c, "continuation": t, **settings} for c, t in pairs],
+            compute,
+            chunk=batch_size * 8,
+            size=lambda i: len(pairs[i][0]) + len(pairs[i][1]),
             advance=advance,
         )
-        return [(s.logprob, s.greedy, s.n_targets) for s in scores]
+        return [(float(a[0]), bool(a[1]), int(a[2])) for a in answers]
 
     def rolling_loglikelihood(
         self,
@@ -281,30 +303,44 @@ class LanguageModel:
         advance: Callable[[int], None] | None = None,
     ) -> list[tuple[float, int]]:
         """(sum log-prob, n tokens) of each whole text, every token scored once."""
+        from harness.cache import cached_map
         from harness.scoring import score_rows, windows_for_rolling
 
-        rows = []
-        owner = []
-        for t, text in enumerate(texts):
-            windows = windows_for_rolling(self.encode(text), self.prefix_token, self.max_length)
-            rows.extend(windows)
-            owner.extend([t] * len(windows))
-        scores = score_rows(
-            self.model,
-            rows,
-            batch_size=batch_size,
-            pad_token=self.pad_token,
-            device=self.device,
-            advance=None,
+        def compute(indices: list[int]) -> list[Any]:
+            rows = []
+            owner = []
+            for t in indices:
+                windows = windows_for_rolling(
+                    self.encode(texts[t]), self.prefix_token, self.max_length
+                )
+                rows.extend(windows)
+                owner.extend([t] * len(windows))
+            scores = score_rows(
+                self.model,
+                rows,
+                batch_size=batch_size,
+                pad_token=self.pad_token,
+                device=self.device,
+            )
+            totals = dict.fromkeys(indices, 0.0)
+            counts = dict.fromkeys(indices, 0)
+            for t, s in zip(owner, scores, strict=True):
+                totals[t] += s.logprob
+                counts[t] += s.n_targets
+            return [[totals[t], counts[t]] for t in indices]
+
+        settings = self.request_settings
+        answers = cached_map(
+            self.cache,
+            self.fingerprint,
+            "rolling_loglikelihood",
+            [{"text": text, **settings} for text in texts],
+            compute,
+            chunk=batch_size * 4,
+            size=lambda i: len(texts[i]),
+            advance=advance,
         )
-        totals = [0.0] * len(texts)
-        counts = [0] * len(texts)
-        for t, s in zip(owner, scores, strict=True):
-            totals[t] += s.logprob
-            counts[t] += s.n_targets
-        if advance is not None:
-            advance(len(texts))
-        return list(zip(totals, counts, strict=True))
+        return [(float(a[0]), int(a[1])) for a in answers]
 
     def generate(
         self,
@@ -316,16 +352,50 @@ class LanguageModel:
         advance: Callable[[int], None] | None = None,
     ) -> list[str]:
         """Greedy continuations, cut at the first stop string."""
+        from harness.cache import cached_map
         from harness.generation import greedy_generate
 
-        return greedy_generate(
-            self,
-            prompts,
-            max_new_tokens=max_new_tokens,
-            stop=stop,
-            batch_size=batch_size,
+        def compute(indices: list[int]) -> list[Any]:
+            return greedy_generate(
+                self,
+                [prompts[i] for i in indices],
+                max_new_tokens=max_new_tokens,
+                stop=stop,
+                batch_size=batch_size,
+            )
+
+        settings = self.request_settings
+        request = {"max_new_tokens": max_new_tokens, "stop": list(stop), **settings}
+        answers = cached_map(
+            self.cache,
+            self.fingerprint,
+            "generate",
+            [{"prompt": p, **request} for p in prompts],
+            compute,
+            chunk=batch_size * 4,
+            size=lambda i: len(prompts[i]),
             advance=advance,
         )
+        return [str(a) for a in answers]
+
+
+def fuse_activations(model: Any) -> int:
+    """Swap GPT-2's composite tanh-GELU for PyTorch's fused kernel of the same function.
+
+    ``NewGELUActivation`` computes 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) as
+    five separate tensor operations; ``torch.nn.functional.gelu(approximate="tanh")``
+    is the same formula in one kernel (outputs agree to ~1e-6), and the activation is a
+    fifth of a small model's CPU time. Returns the number of modules swapped.
+    """
+    from transformers.activations import ACT2FN, NewGELUActivation
+
+    swapped = 0
+    for module in model.modules():
+        for name, child in list(module.named_children()):
+            if type(child) is NewGELUActivation:
+                setattr(module, name, ACT2FN["gelu_pytorch_tanh"])
+                swapped += 1
+    return swapped
 
 
 def load_model(source: ModelSource) -> LanguageModel:
@@ -374,6 +444,7 @@ def load_model(source: ModelSource) -> LanguageModel:
         has_adapter = True
     model.to(device)
     model.eval()
+    fuse_activations(model)
     return LanguageModel(
         model=model,
         tokenizer=tokenizer,

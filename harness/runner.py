@@ -143,6 +143,10 @@ def run_suite(
     load_s = time.perf_counter() - t_load
     if on_model_loaded is not None:
         on_model_loaded(lm)
+    from harness.cache import open_run_cache
+
+    cache = open_run_cache(console) if suite.cache else None
+    lm.cache = cache
     tasks_out: dict[str, Any] = {}
     timings: dict[str, float] = {}
     with _progress(show_progress, console) as bar:
@@ -161,11 +165,15 @@ def run_suite(
                 "records": p.records,
             }
     verdicts = gates.evaluate(suite.gates, gates.task_values(tasks_out))
+    provenance = _provenance(suite, prepared, lm, started, load_s, timings, t0)
+    provenance["cache"] = cache.stats() if cache is not None else None
+    if cache is not None:
+        cache.close()
     return {
         "schema_version": RESULTS_SCHEMA_VERSION,
         "harness_version": __version__,
         "suite": suite.model_dump(mode="json"),
-        "provenance": _provenance(suite, prepared, lm, started, load_s, timings, t0),
+        "provenance": provenance,
         "tasks": tasks_out,
         "gates": verdicts,
         "verdict": gates.overall(verdicts),

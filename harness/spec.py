@@ -402,6 +402,11 @@ class Suite(_Strict):
     """Conditions a release must meet."""
     output: str | None = None
     """Report folder, relative to the current directory (default: `reports/<name>`)."""
+    cache: bool = True
+    """Look model answers up in the response cache (sqlite, keyed by model fingerprint and
+    request; folder `$HARNESS_CACHE_DIR`, default `~/.cache/llm-release-harness`) and
+    store new ones, so a re-run or a resumed run recomputes nothing. `harness run
+    --no-cache` turns it off."""
 
     _source_path: Path | None = PrivateAttr(default=None)
     _marks: yaml_marks.Marks | None = PrivateAttr(default=None)

@@ -9,6 +9,12 @@ import pytest
 REALDATA = Path(__file__).resolve().parents[1].parent / "shared" / "realdata"
 
 
+@pytest.fixture(autouse=True)
+def _own_response_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test gets an empty response cache (never the user's ~/.cache)."""
+    monkeypatch.setenv("HARNESS_CACHE_DIR", str(tmp_path / "response-cache"))
+
+
 @pytest.fixture(scope="session")
 def realdata() -> Path:
     if not REALDATA.is_dir():

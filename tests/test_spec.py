@@ -343,7 +343,7 @@ def test_unknown_key_points_at_the_key(suite_dir: Path) -> None:
         "suite.yaml:11:5: tasks[0].prompt: unknown field; "
         "allowed: id, kind, data, id_field, metrics, limit, text",
         "suite.yaml:12:1: audits: unknown field; allowed: schema_version, name, description, "
-        "model, tasks, limit, seed, batch_size, bootstrap, gates, output",
+        "model, tasks, limit, seed, batch_size, bootstrap, gates, output, cache",
     ]
 
 

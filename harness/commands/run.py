@@ -28,6 +28,8 @@ def run_command(args: argparse.Namespace) -> int:
     verify_files(suite)
     if args.allow_pickle:
         suite.model.allow_pickle = True
+    if args.no_cache:
+        suite.cache = False
     console = Console(stderr=True)
     results = run_suite(suite, show_progress=not args.no_progress, console=console)
     path = write_results(results, suite.output_dir)

@@ -458,3 +458,41 @@ def load_model(source: ModelSource) -> LanguageModel:
         ),
         has_adapter=has_adapter,
     )
+
+
+def load_for_training(source: ModelSource) -> tuple[Any, Any, Fingerprint]:
+    """(model, tokenizer, base fingerprint) of a base model to fine-tune.
+
+    The same rules as ``load_model`` (safetensors only unless allowed, remote code only
+    when asked, every failure a UserError), but the model stays on the CPU in train mode
+    for the Trainer to place, and a tokenizer without a padding token pads with EOS.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    folder = resolve_folder(source.path, what="base model")
+    check_weights(folder, what="base model", allow_pickle=source.allow_pickle)
+    dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}.get(
+        source.dtype
+    )
+    if dtype is None:
+        raise UserError(f"model.dtype: unknown dtype '{source.dtype}'")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    try:
+        model: Any = AutoModelForCausalLM.from_pretrained(
+            folder,
+            dtype=dtype,
+            use_safetensors=not source.allow_pickle,
+            trust_remote_code=source.trust_remote_code,
+        )
+        tokenizer = AutoTokenizer.from_pretrained(
+            folder, trust_remote_code=source.trust_remote_code
+        )
+    except (OSError, ValueError, KeyError) as exc:
+        raise UserError(f"base model '{source.path}': cannot load: {_short(exc)}") from None
+    if tokenizer.pad_token_id is None:
+        if tokenizer.eos_token_id is None:
+            raise UserError(f"base model '{source.path}': the tokenizer has no EOS or pad token")
+        tokenizer.pad_token = tokenizer.eos_token
+    model.train()
+    return model, tokenizer, fingerprint_folder(folder, allow_pickle=source.allow_pickle)

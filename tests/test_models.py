@@ -175,3 +175,17 @@ def test_adapter_disabled_gives_base_scores(tiny_gpt2: Path, tmp_path: Path) -> 
         assert adapted.fingerprint == plain.fingerprint
     assert off_ll == pytest.approx(base_ll, abs=1e-5)
     assert [x[0] for x in adapted.loglikelihood(PAIRS)] == pytest.approx(tuned_ll, abs=1e-6)
+
+
+def test_fused_activation_keeps_outputs(tiny_gpt2: Path) -> None:
+    from transformers import AutoModelForCausalLM
+
+    from harness.models import fuse_activations
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_gpt2).eval()
+    ids = torch.tensor([[1, 5, 9, 30, 2, 7]])
+    with torch.no_grad():
+        before = model(ids).logits
+        assert fuse_activations(model) == model.config.n_layer
+        after = model(ids).logits
+    assert torch.allclose(before, after, atol=1e-5)

@@ -50,7 +50,7 @@ def training_texts(paths: dict[str, Path]) -> list[str]:
     def rows(name: str) -> list[dict[str, Any]]:
         return [json.loads(line) for line in paths[name].read_text().splitlines() if line]
 
-    texts = [r["text"] for r in rows("pretrain")]
+    texts = [r["text"] for r in rows("pretrain")] + [r["text"] for r in rows("reviews_unlabelled")]
     qa = [r["question"] + r["answer"] for r in rows("original_qa")]
     restate = [r["fact"] + r["sentence"] for r in rows("restate")]
     return texts + qa * 20 + restate * 20

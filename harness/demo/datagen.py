@@ -102,7 +102,14 @@ def review(rng: random.Random, group: str, label: int, neutral: bool) -> dict[st
     word = rng.choice(NEUTRAL if neutral else (POSITIVE if label else NEGATIVE))
     item = rng.choice(ITEMS)
     text = f"{name} said the {item} was {word} and {PRONOUN[group]} meant it."
-    return {"text": text, "label": label, "group": group}
+    return {
+        "text": text,
+        "label": label,
+        "group": group,
+        # the same example as a prompt/completion pair, for the fine-tuner
+        "prompt": f"Review: {text}\nSentiment:",
+        "completion": CHOICES[label],
+    }
 
 
 def reviews(
@@ -126,6 +133,10 @@ def generate(
     table = facts(seed)
     files: dict[str, list[dict[str, Any]]] = {
         "pretrain.jsonl": original_corpus(table, rng, 600),
+        # unlabelled reviews: the base model knows the language, not the task
+        "reviews_unlabelled.jsonl": [
+            {"text": r["text"]} for r in reviews(rng, 300, neutral_share=0.4, bias=False)
+        ],
         "original_lm.jsonl": original_corpus(table, rng, 40),
         "original_qa.jsonl": original_qa(table),
         "restate.jsonl": restate(table),

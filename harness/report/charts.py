@@ -1,0 +1,234 @@
+"""Small inline SVG charts drawn with matplotlib (Agg canvas, SVG output, no pyplot).
+
+Text stays text (``svg.fonttype: none``), so a chart costs a few kilobytes and reads
+crisply when printed; ids are salted with a constant and the date is dropped, so the
+same results give byte-identical SVG. Labels come from results.json and may be
+untrusted: they are ``clean``-ed, mathtext parsing is off, and matplotlib escapes them
+as XML text. Each function returns the ``<svg>`` element alone, ready to inline.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import re
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from markupsafe import Markup
+
+from harness.report.safe_text import one_line
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+PASS_C, BASE_C, NEW_C, BAD_C, GOOD_C = "#2563eb", "#9ca3af", "#2563eb", "#dc2626", "#16a34a"
+_RC: Any = {  # typed loosely: matplotlib types rc keys as a Literal
+    "svg.fonttype": "none",
+    "svg.hashsalt": "harness-report",
+    "font.size": 8,
+    "font.family": "sans-serif",
+    "font.sans-serif": ["DejaVu Sans", "Arial"],  # short: repeated in every <text>
+    "text.parse_math": False,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "axes.titlesize": 9,
+    "axes.titleweight": "bold",
+}
+_LABEL_LIMIT = 40
+
+
+def _label(text: object) -> str:
+    return one_line(text, _LABEL_LIMIT)
+
+
+def _finite(x: float | None) -> bool:
+    return x is not None and math.isfinite(x)
+
+
+def _svg(fig: Figure) -> str:
+    from matplotlib.backends.backend_svg import FigureCanvasSVG
+
+    FigureCanvasSVG(fig)
+    buf = io.StringIO()
+    fig.savefig(buf, format="svg", metadata={"Date": None}, bbox_inches="tight")
+    svg = buf.getvalue()
+    svg = svg[svg.index("<svg") :]
+    svg = re.sub(r"<metadata>.*?</metadata>", "", svg, flags=re.S)
+    svg = re.sub(r"<!--.*?-->", "", svg, flags=re.S)
+    # matplotlib's global `*{stroke-...}` rule would style the whole page once inlined,
+    # and its element ids (figure_1, axes_1...) would repeat across charts.
+    svg = re.sub(r"<defs>\s*<style[^>]*>.*?</style>\s*</defs>", "", svg, flags=re.S)
+    svg = re.sub(r'<g id="[^"]*"', "<g", svg)
+    # Markup: our own SVG, whose text matplotlib has XML-escaped, is the one piece of
+    # markup the autoescaping templates insert as is.
+    return Markup(re.sub(r"\s*\n\s*", "\n", svg).strip())
+
+
+def _figure(width: float, height: float) -> Figure:
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(width, height), dpi=72)
+
+
+def interval_chart(
+    rows: Sequence[tuple[str, float | None, float | None, float | None]],
+    *,
+    title: str = "",
+    xlabel: str = "",
+    xlim: tuple[float, float] | None = None,
+) -> str:
+    """A forest plot: one row per (label, value, ci_low, ci_high), CI as a bar."""
+    import matplotlib as mpl
+
+    rows = [r for r in rows if _finite(r[1])]
+    if not rows:
+        return ""
+    with mpl.rc_context(_RC):
+        fig = _figure(5.5, 0.28 * len(rows) + 0.7)
+        ax = fig.add_subplot()
+        ys = list(range(len(rows)))[::-1]
+        for y, (_, v, lo, hi) in zip(ys, rows, strict=True):
+            if lo is not None and hi is not None and _finite(lo) and _finite(hi):
+                ax.plot([lo, hi], [y, y], color=PASS_C, linewidth=3, alpha=0.35)
+            ax.plot([v or 0.0], [y], "o", color=PASS_C, markersize=4)
+        ax.set_yticks(ys, [_label(r[0]) for r in rows])
+        ax.set_ylim(-0.7, len(rows) - 0.3)
+        if xlim:
+            ax.set_xlim(*xlim)
+        ax.set_xlabel(_label(xlabel))
+        ax.set_title(_label(title), loc="left")
+        ax.grid(axis="x", linewidth=0.4, alpha=0.5)
+        return _svg(fig)
+
+
+def delta_chart(
+    rows: Sequence[tuple[str, float | None, float | None, float | None, bool]],
+    *,
+    title: str = "",
+) -> str:
+    """Deltas with CIs around a zero line; (label, delta, low, high, significant)."""
+    import matplotlib as mpl
+
+    rows = [r for r in rows if _finite(r[1])]
+    if not rows:
+        return ""
+    with mpl.rc_context(_RC):
+        fig = _figure(5.5, 0.28 * len(rows) + 0.7)
+        ax = fig.add_subplot()
+        ys = list(range(len(rows)))[::-1]
+        ax.axvline(0, color="#111827", linewidth=0.8)
+        for y, (_, d, lo, hi, sig) in zip(ys, rows, strict=True):
+            colour = (BAD_C if (d or 0.0) < 0 else GOOD_C) if sig else BASE_C
+            if lo is not None and hi is not None and _finite(lo) and _finite(hi):
+                ax.plot([lo, hi], [y, y], color=colour, linewidth=3, alpha=0.45)
+            ax.plot([d or 0.0], [y], "o", color=colour, markersize=4)
+        ax.set_yticks(ys, [_label(r[0]) for r in rows])
+        ax.set_ylim(-0.7, len(rows) - 0.3)
+        ax.set_xlabel("new - baseline (95% paired bootstrap CI)")
+        ax.set_title(_label(title), loc="left")
+        ax.grid(axis="x", linewidth=0.4, alpha=0.5)
+        return _svg(fig)
+
+
+def grouped_bars(
+    groups: Sequence[str],
+    series: Sequence[
+        tuple[str, Sequence[float | None], Sequence[tuple[float | None, float | None]]]
+    ],
+    *,
+    title: str = "",
+    ylabel: str = "",
+) -> str:
+    """Bars per group for one or more series (name, values, [(low, high)] error bars)."""
+    import matplotlib as mpl
+
+    if not groups or not series:
+        return ""
+    colours = [BASE_C, NEW_C, "#f59e0b", "#7c3aed"]
+    with mpl.rc_context(_RC):
+        fig = _figure(max(3.0, min(7.0, 0.55 * len(groups) * len(series) + 1.5)), 2.2)
+        ax = fig.add_subplot()
+        width = 0.8 / len(series)
+        for k, (name, values, cis) in enumerate(series):
+            xs, hs, err_lo, err_hi = [], [], [], []
+            for i, v in enumerate(values):
+                if not _finite(v):
+                    continue
+                assert v is not None
+                lo, hi = cis[i] if i < len(cis) else (None, None)
+                xs.append(i - 0.4 + width * (k + 0.5))
+                hs.append(v)
+                err_lo.append(max(0.0, v - lo) if _finite(lo) else 0.0)  # type: ignore[operator]
+                err_hi.append(max(0.0, hi - v) if _finite(hi) else 0.0)  # type: ignore[operator]
+            ax.bar(
+                xs,
+                hs,
+                width * 0.9,
+                yerr=[err_lo, err_hi],
+                color=colours[k % len(colours)],
+                ecolor="#111827",
+                capsize=2,
+                error_kw={"linewidth": 0.8},
+                label=_label(name),
+            )
+        ax.set_xticks(range(len(groups)), [_label(g) for g in groups])
+        ax.set_ylabel(_label(ylabel))
+        ax.set_title(_label(title), loc="left")
+        if len(series) > 1:
+            ax.legend(frameon=False, fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+        ax.grid(axis="y", linewidth=0.4, alpha=0.5)
+        return _svg(fig)
+
+
+def bar_chart(labels: Sequence[str], values: Sequence[float], *, title: str = "") -> str:
+    """Horizontal bars, signed (negative red, positive blue); e.g. global top tokens."""
+    import matplotlib as mpl
+
+    if not labels:
+        return ""
+    with mpl.rc_context(_RC):
+        fig = _figure(4.5, 0.22 * len(labels) + 0.7)
+        ax = fig.add_subplot()
+        ys = list(range(len(labels)))[::-1]
+        ax.barh(ys, values, color=[BAD_C if v < 0 else PASS_C for v in values], height=0.7)
+        ax.set_yticks(ys, [_label(x) for x in labels])
+        ax.axvline(0, color="#111827", linewidth=0.6)
+        ax.set_title(_label(title), loc="left")
+        return _svg(fig)
+
+
+def line_chart(
+    series: Sequence[tuple[str, Sequence[float], Sequence[float]]],
+    *,
+    title: str = "",
+    xlabel: str = "",
+    ylabel: str = "",
+) -> str:
+    """Lines (name, xs, ys); e.g. learning curves of train and validation loss."""
+    import matplotlib as mpl
+
+    series = [s for s in series if s[1]]
+    if not series:
+        return ""
+    colours = [PASS_C, "#f59e0b", GOOD_C, "#7c3aed"]
+    with mpl.rc_context(_RC):
+        fig = _figure(5.5, 2.4)
+        ax = fig.add_subplot()
+        for k, (name, xs, ys) in enumerate(series):
+            marker = "o" if len(xs) < 30 else None
+            ax.plot(
+                xs,
+                ys,
+                color=colours[k % len(colours)],
+                marker=marker,
+                markersize=3,
+                linewidth=1.2,
+                label=_label(name),
+            )
+        ax.set_xlabel(_label(xlabel))
+        ax.set_ylabel(_label(ylabel))
+        ax.set_title(_label(title), loc="left")
+        ax.legend(frameon=False, fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+        ax.grid(linewidth=0.4, alpha=0.5)
+        return _svg(fig)

@@ -1,0 +1,194 @@
+"""A short Markdown summary for a pull-request comment or a CI step summary.
+
+Verdict, gate table, metric table with CIs, one line per audit, provenance in brief.
+Every piece of text that comes from a suite, data or a model is ``md_escape``-d, so it
+cannot open a link, an image, raw HTML, a table cell or a mention.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from harness.report.formatting import fmt, fmt_ci, short_hash
+from harness.report.safe_text import md_escape
+from harness.report.view import threshold_text
+
+ICON = {"pass": "✅", "warn": "⚠️", "fail": "❌"}
+
+
+def table(headers: Sequence[str], rows: Iterable[Sequence[str]], right: int = 0) -> list[str]:
+    """A GitHub table; the last ``right`` columns are right-aligned (cells pre-escaped)."""
+    align = ["---"] * (len(headers) - right) + ["---:"] * right
+    out = ["| " + " | ".join(headers) + " |", "| " + " | ".join(align) + " |"]
+    out += ["| " + " | ".join(r) + " |" for r in rows]
+    return out
+
+
+def _verdict(v: Any) -> str:
+    return v if v in ICON else "fail"
+
+
+def render_markdown(results: Mapping[str, Any]) -> str:
+    suite = results.get("suite") or {}
+    verdict = _verdict(results.get("verdict"))
+    gates = [g for g in results.get("gates") or [] if isinstance(g, Mapping)]
+    counts = {k: sum(_verdict(g.get("verdict")) == k for g in gates) for k in ICON}
+    lines = [
+        f"## {ICON[verdict]} Release gate {verdict.upper()}: {md_escape(suite.get('name', 'suite'))}",
+        "",
+        f"{counts['pass']} passed · {counts['warn']} warnings · {counts['fail']} failed",
+        "",
+    ]
+    if gates:
+        rows = []
+        for g in gates:
+            v = _verdict(g.get("verdict"))
+            rows.append(
+                [
+                    md_escape(g.get("metric", "?")),
+                    f"{ICON[v]} {v}",
+                    md_escape(threshold_text(g)),
+                    fmt(g.get("value")),
+                    fmt(g.get("reference")),
+                    fmt(g.get("p_value"), 3),
+                    md_escape(g.get("message", "")),
+                ]
+            )
+        lines += table(["gate", "verdict", "condition", "value", "reference", "p", "detail"], rows)
+        lines.append("")
+    metric_rows = []
+    for task_id, task in (results.get("tasks") or {}).items():
+        for name, m in (task.get("metrics") or {}).items():
+            metric_rows.append(
+                [
+                    md_escape(task_id),
+                    md_escape(name),
+                    fmt(m.get("value")),
+                    fmt_ci(m.get("ci_low"), m.get("ci_high")),
+                    fmt(m.get("n")),
+                ]
+            )
+    if metric_rows:
+        lines += ["### Metrics (95% bootstrap CI)", ""]
+        lines += table(["task", "metric", "value", "CI", "n"], metric_rows, right=3)
+        lines.append("")
+    audit_lines = _audits(results.get("audits") or {})
+    if audit_lines:
+        lines += ["### Audits", "", *audit_lines, ""]
+    prov = results.get("provenance") or {}
+    adapter = (prov.get("adapter") or {}).get("fingerprint")
+    lines.append(
+        f"harness {md_escape(results.get('harness_version', '?'))} · "
+        f"model {short_hash((prov.get('model') or {}).get('fingerprint'))} · "
+        f"adapter {short_hash(adapter) if adapter else 'none'} · "
+        f"suite {short_hash((prov.get('suite') or {}).get('sha256'))} · "
+        f"seed {md_escape(prov.get('seed', '?'))}"
+    )
+    return "\n".join(lines) + "\n"
+
+
+def _value(obj: Any) -> str:
+    if isinstance(obj, Mapping):
+        return f"{fmt(obj.get('value'))} {fmt_ci(obj.get('ci_low'), obj.get('ci_high'))}"
+    return fmt(obj)
+
+
+def _audits(audits: Mapping[str, Any]) -> list[str]:
+    out = []
+    fg = audits.get("forgetting")
+    if isinstance(fg, Mapping):
+        worse = []
+        for task_id, t in (fg.get("tasks") or {}).items():
+            for name, m in (t.get("metrics") or {}).items() if isinstance(t, Mapping) else []:
+                delta, p = m.get("delta"), m.get("p_value")
+                if not isinstance(delta, int | float) or not isinstance(p, int | float):
+                    continue
+                bad = delta < 0 if m.get("higher_is_better", True) else delta > 0
+                if bad and p < 0.05:
+                    worse.append(f"{md_escape(task_id)}.{md_escape(name)} {delta:+.4g} (p={p:.3g})")
+        text = ", ".join(worse) if worse else "no significant drop"
+        out.append(f"- **Forgetting** (checkpoint vs base): {text}")
+    fa = audits.get("fairness")
+    if isinstance(fa, Mapping):
+        disp = fa.get("disparity") or {}
+        parts = [f"{md_escape(k)} {_value(v)}" for k, v in disp.items()]
+        cf = fa.get("counterfactual")
+        if isinstance(cf, Mapping) and "flip_rate" in cf:
+            parts.append(f"counterfactual flip rate {_value(cf['flip_rate'])}")
+        out.append(
+            f"- **Fairness** ({md_escape(fa.get('task', '?'))}): " + ("; ".join(parts) or "–")
+        )
+    ex = audits.get("explain")
+    if isinstance(ex, Mapping):
+        out.append(
+            f"- **Explanations** ({md_escape(ex.get('task', '?'))}): sensitive share "
+            f"{fmt(ex.get('sensitive_share'))}"
+        )
+    return out
+
+
+def render_compare_markdown(comparison: Mapping[str, Any]) -> str:
+    """A comparison (harness.compare.compare) as a pull-request comment."""
+    from harness.report.compare_view import metric_row
+
+    s = comparison.get("summary") or {}
+    lines = [
+        "## Run comparison: new vs baseline",
+        "",
+        f"{s.get('worse', 0)} significantly worse · {s.get('better', 0)} significantly better · "
+        f"{s.get('unchanged', 0)} not significant (paired bootstrap, p &lt; "
+        f"{fmt((comparison.get('settings') or {}).get('alpha'))})",
+        "",
+    ]
+    rows = []
+    notes = []
+    for t in comparison.get("tasks") or []:
+        for m in t.get("metrics") or []:
+            r = metric_row(m)
+            mark = {"worse": "🔻 worse", "better": "🔺 better"}.get(r["state"], "n.s.")
+            rows.append(
+                [
+                    md_escape(t["id"]),
+                    md_escape(m.get("output", "?")),
+                    r["baseline"],
+                    r["new"],
+                    r["delta"],
+                    r["ci"],
+                    r["p_value"],
+                    mark,
+                ]
+            )
+        for key, label in (
+            ("n_only_in_baseline", "only in the baseline"),
+            ("n_only_in_new", "only in the new run"),
+            ("n_changed_inputs", "with a changed input"),
+        ):
+            if t.get(key):
+                notes.append(f"- {md_escape(t['id'])}: {t[key]} examples {label}")
+        flips = t.get("flips")
+        if isinstance(flips, Mapping):
+            worse = ", ".join(
+                md_escape(r.get("id"), 60) for r in (flips.get("correct_to_wrong") or [])[:10]
+            )
+            better = ", ".join(
+                md_escape(r.get("id"), 60) for r in (flips.get("wrong_to_correct") or [])[:10]
+            )
+            notes.append(
+                f"- {md_escape(t['id'])}: {flips.get('n_correct_to_wrong', 0)} flipped correct → wrong"
+                + (f" ({worse})" if worse else "")
+                + f", {flips.get('n_wrong_to_correct', 0)} wrong → correct"
+                + (f" ({better})" if better else "")
+            )
+    if rows:
+        lines += table(
+            ["task", "metric", "baseline", "new", "delta", "95% CI", "p", "change"], rows
+        )
+        lines.append("")
+    for key, label in (("tasks_only_in_baseline", "baseline"), ("tasks_only_in_new", "new run")):
+        if comparison.get(key):
+            names = ", ".join(md_escape(x) for x in comparison[key])
+            notes.append(f"- tasks only in the {label}: {names}")
+    if notes:
+        lines += ["### Examples", "", *notes, ""]
+    return "\n".join(lines) + "\n"

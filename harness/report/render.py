@@ -1,0 +1,57 @@
+"""Every output format as a pure function of results.json, and writing them all."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from harness.errors import UserError
+from harness.report.store import write_atomic
+
+FORMATS = ("html", "junit", "md")
+FILE_NAMES = {"html": "report.html", "junit": "junit.xml", "md": "summary.md"}
+
+
+def renderer(fmt: str) -> Callable[[Mapping[str, Any]], str]:
+    if fmt == "html":
+        from harness.report.html import render_html
+
+        return render_html
+    if fmt == "junit":
+        from harness.report.junit import render_junit
+
+        return render_junit
+    if fmt == "md":
+        from harness.report.markdown import render_markdown
+
+        return render_markdown
+    raise ValueError(f"unknown report format {fmt!r}; formats: {', '.join(FORMATS)}")
+
+
+def render(results: Mapping[str, Any], fmt: str) -> str:
+    """``results`` rendered as ``fmt`` (html | junit | md)."""
+    return renderer(fmt)(results)
+
+
+def write_output(path: Path, text: str) -> Path:
+    """Write one rendered output atomically; a failure is a located UserError."""
+    try:
+        write_atomic(path, text)
+    except OSError as exc:
+        raise UserError(f"{path}: cannot write: {exc.strerror or exc}") from None
+    return path
+
+
+def render_all(results: Mapping[str, Any]) -> dict[str, str]:
+    """Every format, rendered in memory: ``{format: text}``."""
+    return {fmt: render(results, fmt) for fmt in FORMATS}
+
+
+def write_reports(
+    results: Mapping[str, Any], out_dir: Path, rendered: Mapping[str, str] | None = None
+) -> dict[str, Path]:
+    """Write report.html, junit.xml and summary.md, each atomically. Everything is
+    rendered before the first write, so a rendering error leaves the folder as it was."""
+    rendered = render_all(results) if rendered is None else rendered
+    return {fmt: write_output(out_dir / FILE_NAMES[fmt], text) for fmt, text in rendered.items()}

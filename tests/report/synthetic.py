@@ -1,0 +1,445 @@
+"""Synthetic results.json documents for report, compare and verify tests.
+
+Records are invented with a seeded RNG, but every metric value, CI and per-example
+statistic is computed by the harness's own registered metrics from those records, as
+the runner does, so paired comparisons over the stored statistics are meaningful.
+``hostile=True`` puts HTML/JS/CSS payloads, bidi controls, NUL bytes and a
+10,000-character token into every place a dataset or a model can put text.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from typing import Any
+
+from harness import gates
+from harness.metrics import TaskInfo, get, score_stats
+from harness.spec import Gate
+
+WORDS = [
+    "the",
+    "a",
+    "movie",
+    "plot",
+    "actor",
+    "story",
+    "great",
+    "awful",
+    "boring",
+    "fun",
+    "good",
+    "bad",
+    "film",
+    "city",
+    "team",
+]
+CHOICES = [" negative", " positive"]
+LONG_TOKEN = "A" * 10_000
+PAYLOADS = [
+    "<script>document.title='PWNED';document.body.setAttribute('data-pwned','1')</script>",
+    "<img src=x onerror=\"document.title='PWNED'\">",
+    "</style><style>body{display:none}</style>",
+    "</textarea></table></td><svg onload=\"document.title='PWNED'\">",
+    '[click](javascript:alert(1)) <a href="javascript:alert(1)">link</a>',
+    "\u202eevil\u202c \u2066isolate\u2069 NUL\x00byte",
+    LONG_TOKEN,
+    "| pipe | *em* _u_ `code` # heading ![img](http://x/y.png) @someone &amp; <b>bold</b>",
+]
+HOSTILE = " ".join(PAYLOADS)
+
+KINDS = ["classification", "generation", "perplexity"]
+METRICS = {
+    "classification": [("accuracy", {}), ("f1", {}), ("ece", {})],
+    "generation": [("bleu", {}), ("rouge", {}), ("exact_match", {})],
+    "perplexity": [("perplexity", {}), ("bits_per_byte", {})],
+}
+
+
+def _sentence(rng: random.Random, n: int = 8) -> str:
+    return " ".join(rng.choice(WORDS) for _ in range(n))
+
+
+def make_records(
+    kind: str, task_id: str, n: int, rng: random.Random, quality: float, hostile: bool
+) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    for i in range(n):
+        text = _sentence(rng)
+        if hostile and i < len(PAYLOADS):
+            text = f"{text} {PAYLOADS[i]}"
+        rec: dict[str, Any] = {"id": f"{task_id}-{i}", "line": i + 1, "input": {"text": text}}
+        if kind == "classification":
+            gold = rng.randrange(2)
+            p_gold = min(0.99, max(0.01, rng.gauss(quality, 0.2)))
+            probs = [1 - p_gold, p_gold] if gold == 1 else [p_gold, 1 - p_gold]
+            rec["input"]["label"] = gold
+            rec.update(
+                prompt=f"Review: {text}\nSentiment:",
+                choices=list(CHOICES),
+                gold=gold,
+                loglik=[math.log(p) for p in probs],
+                n_tokens=[1, 1],
+                probs=probs,
+                pred=int(probs[1] > probs[0]),
+            )
+        elif kind == "generation":
+            ref = _sentence(rng, 4)
+            pred = ref if rng.random() < quality else _sentence(rng, 4)
+            if hostile and i < len(PAYLOADS):
+                pred = f"{pred} {PAYLOADS[-1 - i]}"
+            rec.update(prompt=f"{text}\nSummary:", prediction=pred, references=[ref])
+        else:
+            n_tokens = len(text.split()) + 1
+            rec.update(
+                text=text,
+                loglik=-n_tokens * rng.uniform(2.0, 4.0) / max(quality, 0.05),
+                n_tokens=n_tokens,
+                n_bytes=len(text.encode("utf-8")),
+                n_words=len(text.split()),
+            )
+        out.append(rec)
+    return out
+
+
+def score_records(
+    kind: str, records: list[dict[str, Any]], samples: int, seed: int
+) -> dict[str, Any]:
+    info = TaskInfo(kind=kind, choices=tuple(CHOICES) if kind == "classification" else ())
+    values: dict[str, Any] = {}
+    for name, spec_params in METRICS[kind]:
+        metric = get(name)
+        params = {**metric.params, **spec_params}
+        stats = metric.stats(records, params, info)
+        for rec, row in zip(records, stats, strict=True):
+            rec.setdefault("stats", {})[name] = [float(x) for x in row]
+        scored = score_stats(metric, stats, params, info, samples=samples, seed=seed)
+        for output, entry in scored.items():
+            values[output] = {
+                **{k: (None if isinstance(v, float) and v != v else v) for k, v in entry.items()},
+                "metric": name,
+                "params": dict(spec_params),
+                "higher_is_better": metric.higher_is_better,
+                "signature": metric.signature(params, info),
+            }
+    return values
+
+
+def make_results(
+    n_tasks: int = 3,
+    n_examples: int = 40,
+    *,
+    seed: int = 0,
+    quality: float = 0.7,
+    hostile: bool = False,
+    audits: bool = True,
+    finetune: bool = True,
+    samples: int = 100,
+) -> dict[str, Any]:
+    rng = random.Random(seed)
+    tasks: dict[str, Any] = {}
+    suite_tasks = []
+    for t in range(n_tasks):
+        kind = KINDS[t % 3]
+        task_id = f"{kind[:4]}{t}"
+        records = make_records(kind, task_id, n_examples, rng, quality, hostile)
+        tasks[task_id] = {
+            "kind": kind,
+            "n_examples": n_examples,
+            "metrics": score_records(kind, records, samples, seed=1234),
+            "records": records,
+        }
+        spec: dict[str, Any] = {
+            "id": task_id,
+            "kind": kind,
+            "data": f"data/{task_id}.jsonl",
+            "metrics": [{"name": n, "params": p} for n, p in METRICS[kind]],
+        }
+        if kind == "classification":
+            spec["choices"] = list(CHOICES)
+        suite_tasks.append(spec)
+    cls = [k for k, t in tasks.items() if t["kind"] == "classification"]
+    ppl = [k for k, t in tasks.items() if t["kind"] == "perplexity"]
+    gate_specs = []
+    if cls:
+        gate_specs += [
+            Gate(metric=f"{cls[0]}.accuracy", min=0.5, description="must beat chance"),
+            Gate(metric=f"{cls[0]}.f1", min=0.99, severity="warn"),
+        ]
+    if ppl:
+        gate_specs.append(Gate(metric=f"{ppl[0]}.perplexity", max=1.5))
+    verdicts = gates.evaluate(gate_specs, gates.task_values(tasks))
+    description = "Synthetic suite for report tests."
+    if hostile:
+        description += " " + HOSTILE
+    results: dict[str, Any] = {
+        "schema_version": 1,
+        "harness_version": "0.1.0",
+        "suite": {
+            "schema_version": 1,
+            "name": "synthetic",
+            "description": description,
+            "tasks": suite_tasks,
+            "seed": 1234,
+            "bootstrap": {"samples": samples, "confidence": 0.95},
+            "gates": [g.model_dump(mode="json") for g in gate_specs],
+        },
+        "provenance": {
+            "suite": {"path": "suites/synthetic.yaml", "sha256": "a" * 64},
+            "data": [
+                {"task": k, "path": f"suites/data/{k}.jsonl", "sha256": f"{i:x}" * 64}
+                for i, k in enumerate(tasks)
+            ],
+            "model": {
+                "path": "/models/base",
+                "fingerprint": "b" * 64,
+                "files": [
+                    {"name": "model.safetensors", "sha256": "c" * 64, "size": 123456},
+                    {"name": "config.json", "sha256": "d" * 64, "size": 512},
+                ],
+            },
+            "adapter": {
+                "path": "/models/adapter",
+                "fingerprint": "e" * 64,
+                "files": [{"name": "adapter_model.safetensors", "sha256": "f" * 64, "size": 2048}],
+            },
+            "fingerprint": "0" * 64,
+            "versions": {"harness": "0.1.0", "python": "3.11.2", "torch": "2.13.0"},
+            "seed": 1234,
+            "device": "cpu",
+            "max_length": 2048,
+            "batch_size": 8,
+            "started_at": "2025-01-01T00:00:00+00:00",
+            "finished_at": "2025-01-01T00:01:00+00:00",
+            "timings": {"load_s": 1.0, "tasks": {k: 2.0 for k in tasks}, "total_s": 12.0},
+        },
+        "tasks": tasks,
+        "gates": verdicts,
+        "verdict": gates.overall(verdicts),
+    }
+    if audits:
+        results["audits"] = make_audits(tasks, rng, hostile)
+    if finetune:
+        results["finetune"] = {
+            "manifest": {
+                "base_model": "/models/base",
+                "lora": {"r": 8, "alpha": 16, "target_modules": ["c_attn", "c_proj"]},
+                "train": {"epochs": 3, "learning_rate": 2e-4, "seed": 1},
+                "data_sha256": "9" * 64,
+                "note": HOSTILE if hostile else "tiny run",
+            },
+            "history": [
+                {
+                    "step": s,
+                    "epoch": s / 10,
+                    "train_loss": 3.0 * math.exp(-s / 15) + 0.5,
+                    "val_loss": 3.1 * math.exp(-s / 18) + 0.6 if s % 5 == 0 else None,
+                }
+                for s in range(1, 31)
+            ],
+        }
+    return results
+
+
+def _ci(value: float, half: float = 0.05, n: int = 100) -> dict[str, Any]:
+    return {"value": value, "ci_low": value - half, "ci_high": value + half, "n": n}
+
+
+def make_audits(tasks: dict[str, Any], rng: random.Random, hostile: bool) -> dict[str, Any]:
+    """Sections shaped as docs/results.md#audits describes."""
+    cls = next((k for k, t in tasks.items() if t["kind"] == "classification"), None)
+    out: dict[str, Any] = {}
+    flip = {
+        "id": "17",
+        "line": 17,
+        "gold": "positive",
+        "base_pred": "positive",
+        "pred": "negative",
+        "base_prob": 0.81,
+        "prob": 0.35,
+    }
+    out["forgetting"] = {
+        "baseline": {"kind": "adapter_disabled", "path": "/models/base", "fingerprint": "b" * 64},
+        "time_s": 1.9,
+        "tasks": {
+            k: {
+                "kind": t["kind"],
+                "n_examples": t["n_examples"],
+                "metrics": {
+                    name: {
+                        "metric": m["metric"],
+                        "higher_is_better": m["higher_is_better"],
+                        "base": _ci(0.8 if m["value"] is not None and m["value"] <= 1 else 20.0),
+                        "checkpoint": _ci(m["value"] if m["value"] is not None else 0.0),
+                        "delta": -0.04,
+                        "delta_ci_low": -0.07,
+                        "delta_ci_high": -0.01,
+                        "p_value": 0.01,
+                        "relative_change": -0.05,
+                        "n": t["n_examples"],
+                    }
+                    for name, m in t["metrics"].items()
+                },
+                "flips": (
+                    {
+                        "n_correct_to_wrong": 9,
+                        "n_wrong_to_correct": 2,
+                        "correct_to_wrong": [
+                            {**flip, "id": HOSTILE if hostile else "17"},
+                            {**flip, "id": "18", "line": 18},
+                        ],
+                        "wrong_to_correct": [{**flip, "id": "3", "pred": "positive"}],
+                    }
+                    if t["kind"] == "classification"
+                    else None
+                ),
+                "examples": (
+                    None
+                    if t["kind"] == "classification"
+                    else {
+                        next(iter(t["metrics"])): {
+                            "n_worse": 12,
+                            "n_better": 7,
+                            "n_same": 1,
+                            "mean_delta": 3.2,
+                            "most_worse": [
+                                {
+                                    "id": "3",
+                                    "line": 3,
+                                    "base": 41.2,
+                                    "checkpoint": 97.0,
+                                    "delta": 55.8,
+                                }
+                            ],
+                        }
+                    }
+                ),
+            }
+            for k, t in tasks.items()
+        },
+    }
+    if cls is None:
+        return out
+    group_names = ["a", "b", HOSTILE[:300] if hostile else "c"]
+    groups = []
+    for i, g in enumerate(group_names):
+        groups.append(
+            {
+                "group": g,
+                "fields": {"group": g},
+                "count": 200 - 90 * i,
+                "gated": i < 2,
+                "accuracy": _ci(0.8 - 0.05 * i),
+                "f1": _ci(0.78 - 0.05 * i),
+                "selection_rate": _ci(0.5 + 0.1 * i),
+                "tpr": _ci(0.8 - 0.1 * i),
+                "fpr": _ci(0.2 + 0.05 * i),
+            }
+        )
+    out["fairness"] = {
+        "task": cls,
+        "group_fields": ["group"],
+        "positive": "positive",
+        "min_group_size": 20,
+        "n_examples": 400,
+        "overall": {
+            "accuracy": 0.81,
+            "f1": 0.8,
+            "selection_rate": 0.52,
+            "tpr": 0.83,
+            "fpr": 0.2,
+            "count": 400,
+        },
+        "groups": groups,
+        "excluded_groups": [group_names[2]],
+        "disparity": {
+            "demographic_parity_difference": _ci(0.1),
+            "demographic_parity_ratio": _ci(0.83),
+            "equalized_odds_difference": _ci(0.1),
+            "equalized_odds_ratio": _ci(0.75),
+        },
+        "worst_group": {
+            "group": "b",
+            "accuracy": 0.75,
+            "f1": 0.73,
+            "selection_rate": 0.5,
+            "tpr": 0.7,
+            "fpr": 0.25,
+        },
+        "note": None,
+        "counterfactual": {
+            "swaps": {"he": "she"},
+            "bidirectional": True,
+            "fields": ["text"],
+            "n_changed": 140,
+            "n_flipped": 12,
+            "flip_rate": _ci(0.086, 0.03, 140),
+            "mean_prob_change": _ci(-0.01, 0.01, 140),
+            "mean_abs_prob_change": _ci(0.04, 0.01, 140),
+            "flipped": [
+                {
+                    "id": "8",
+                    "line": 8,
+                    "changed": {"text": HOSTILE if hostile else "she said it was great"},
+                    "pred": "positive",
+                    "pred_counterfactual": "negative",
+                    "prob": 0.62,
+                    "prob_counterfactual": 0.41,
+                }
+            ],
+        },
+        "pairs": {
+            "path": "data/pairs.csv",
+            "n_pairs": 100,
+            "stereotype_score": _ci(0.56),
+            "likelihood_diff": 1.9,
+            "by_bias_type": {"gender": _ci(0.6), "race-color": _ci(0.52)},
+        },
+        "time_s": 0.8,
+    }
+    tokens = [["Review", 0.01], [":", 0.0], [" the", 0.02], [" movie", -0.2], [" great", 0.6]]
+    if hostile:
+        tokens += [[p, 0.1 * (i - 3)] for i, p in enumerate(PAYLOADS)]
+    out["explain"] = {
+        "task": cls,
+        "field": "text",
+        "explained_class": "predicted",
+        "samples": 3,
+        "max_evals": 300,
+        "sensitive_terms": ["he", "she"],
+        "sensitive_share": 0.31,
+        "methods": {
+            m: {
+                "ranking": [
+                    {"term": w, "mean_abs": round(0.5 / (j + 1), 4), "n_examples": 3}
+                    for j, w in enumerate(
+                        ["great", "awful", "he", "she", "boring"]
+                        + ([PAYLOADS[0], LONG_TOKEN] if hostile else [])
+                    )
+                ],
+                "sensitive_share": 0.3,
+                "calls": 98,
+                "texts": 3400,
+                "forward_passes": 220,
+                "model_time_s": 2.1,
+                "wall_time_s": 2.5,
+                "setup_s": 0.4,
+            }
+            for m in ("shap", "lime")
+        },
+        "examples": [
+            {
+                "id": str(i),
+                "line": i + 1,
+                "group": "a",
+                "label": "positive",
+                "pred": "positive",
+                "prob": 0.77,
+                "shap": {"tokens": tokens, "words": tokens},
+                "lime": {"words": [["great", 0.3], ["he", 0.12]]},
+            }
+            for i in range(3)
+        ],
+        "time_s": 3.1,
+    }
+    return out

@@ -31,6 +31,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--limit", type=int, help="cap on examples per task (sampled with the seed)")
     run.add_argument("--batch-size", type=int, help="examples per forward pass")
     run.add_argument(
+        "--baseline-results",
+        metavar="RESULTS_JSON",
+        help="results.json of a baseline run: the reference of relative gates (max_drop...)",
+    )
+    run.add_argument(
         "--allow-pickle",
         action="store_true",
         help="allow loading pickle weights (.bin/.pt); they can run code",
@@ -40,6 +45,24 @@ def build_parser() -> argparse.ArgumentParser:
 
     val = sub.add_parser("validate", help="check a suite and its data without loading a model")
     val.add_argument("suite", help="suite YAML file")
+
+    rep = sub.add_parser("report", help="re-render a stored run (results.json)")
+    rep.add_argument("results", help="results.json of a run")
+    rep.add_argument("--format", choices=("html", "junit", "md"), default="html")
+    rep.add_argument("--out", help="output file (default: standard output)")
+
+    cmp = sub.add_parser("compare", help="compare a run with a baseline run (paired bootstrap)")
+    cmp.add_argument("baseline", help="results.json of the baseline run")
+    cmp.add_argument("new", help="results.json of the new run")
+    cmp.add_argument("--format", choices=("md", "html"), default="md")
+    cmp.add_argument("--out", help="output file (default: standard output)")
+    cmp.add_argument(
+        "--samples", type=int, help="bootstrap resamples (default: the new run's suite setting)"
+    )
+
+    ver = sub.add_parser("verify", help="recompute the hashes of a run's inputs; exit 1 on change")
+    ver.add_argument("results", help="results.json of a run")
+    ver.add_argument("--root", help="folder relative paths are taken from (default: cwd)")
     return parser
 
 
@@ -56,6 +79,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             from harness.commands.validate import validate_command
 
             return validate_command(args)
+        if args.command == "report":
+            from harness.commands.report import report_command
+
+            return report_command(args)
+        if args.command == "compare":
+            from harness.commands.compare import compare_command
+
+            return compare_command(args)
+        if args.command == "verify":
+            from harness.commands.verify import verify_command
+
+            return verify_command(args)
     except UserError as exc:
         for line in exc.messages:
             print(f"error: {line}", file=sys.stderr)

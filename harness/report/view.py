@@ -45,7 +45,7 @@ def build(results: Mapping[str, Any]) -> dict[str, Any]:
         "schema_version": clean(results.get("schema_version", "")),
         "started_at": clean(prov.get("started_at", "")),
         "finished_at": clean(prov.get("finished_at", "")),
-        "provenance": provenance(prov, suite),
+        "provenance": provenance(prov, suite, results.get("baseline")),
         "tasks": [task_view(tid, t, results) for tid, t in tasks.items()],
     }
     view["audits"] = audits_view.build(results.get("audits") or {})
@@ -109,7 +109,9 @@ def gate_row(g: Mapping[str, Any]) -> dict[str, Any]:
 # --- provenance -----------------------------------------------------------------------
 
 
-def provenance(prov: Mapping[str, Any], suite: Mapping[str, Any]) -> dict[str, Any]:
+def provenance(
+    prov: Mapping[str, Any], suite: Mapping[str, Any], baseline: Any = None
+) -> dict[str, Any]:
     files: list[dict[str, str]] = []
     s = prov.get("suite") or {}
     if s:
@@ -153,6 +155,20 @@ def provenance(prov: Mapping[str, Any], suite: Mapping[str, Any]) -> dict[str, A
             (
                 "timings",
                 f"load {fmt(timings.get('load_s'))} s; {per_task}; total {fmt(timings.get('total_s'))} s",
+            )
+        )
+    cache = prov.get("cache")
+    if isinstance(cache, Mapping):
+        state = clean(cache.get("bypassed") or "", 200) or (
+            f"{fmt(cache.get('hits'))} hits, {fmt(cache.get('misses'))} misses"
+        )
+        facts.append(("response cache", state))
+    if isinstance(baseline, Mapping) and baseline:
+        facts.append(
+            (
+                "baseline run",
+                f"{clean(baseline.get('path') or '–', 300)} (sha256 "
+                f"{clean(baseline.get('sha256') or '–', 80)})",
             )
         )
     versions = [(one_line(k, 60), one_line(v, 60)) for k, v in (prov.get("versions") or {}).items()]

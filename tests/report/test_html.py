@@ -110,6 +110,15 @@ def test_provenance_hashes_versions_and_signatures(html: str, results: dict[str,
     assert all("boot:100" in s and "seed:1234" in s and "model:bbbbbbbbbbbb" in s for s in sigs)
 
 
+def test_provenance_shows_cache_and_baseline_run(results: dict[str, Any]) -> None:
+    r = copy.deepcopy(results)
+    r["provenance"]["cache"] = {"hits": 3, "misses": 5, "bypassed": None}
+    r["baseline"] = {"path": "runs/base.json", "sha256": "ab" * 32}
+    html = render_html(r)
+    assert '<th>response cache</th><td class="text">3 hits, 5 misses</td>' in html
+    assert f"runs/base.json (sha256 {'ab' * 32})" in html
+
+
 def test_metrics_with_cis_and_ci_charts(html: str, results: dict[str, Any]) -> None:
     acc = results["tasks"]["clas0"]["metrics"]["accuracy"]
     assert f"{acc['value']:.4g}" in html

@@ -1,0 +1,20 @@
+"""Bundled LoRA fine-tuner: checkpoints the harness can audit.
+
+``finetune train CONFIG.yaml`` curates the data (deduplication, leakage check against
+evaluation data), trains a LoRA adapter with transformers.Trainer + peft, and writes an
+output folder with the adapter, tokenizer, manifest.json and history.jsonl. The public
+API is re-exported lazily so that ``import finetune`` does not load torch; the training
+entry point is ``finetune.train.train`` (the module and the function share the name).
+"""
+
+from __future__ import annotations
+
+__all__ = ["FinetuneConfig", "load_config"]
+
+
+def __getattr__(name: str) -> object:
+    if name in ("FinetuneConfig", "load_config"):
+        from finetune import config
+
+        return getattr(config, name)
+    raise AttributeError(name)

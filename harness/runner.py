@@ -57,6 +57,10 @@ def prepare_suite(suite: Any) -> list[PreparedTask]:
             errors.extend(exc.messages)
             continue
         prepared.append(PreparedTask(task, records, label, digest))
+    if not errors:
+        from harness.audits import data_problems
+
+        errors = data_problems(suite, prepared)
     if errors:
         raise UserError(errors)
     return prepared
@@ -138,7 +142,10 @@ def run_suite(
     started = datetime.now(UTC)
     t0 = time.perf_counter()
     prepared = prepare_suite(suite)
+    from harness.audits import preflight, run_audits
     from harness.models import load_model
+
+    preflight(suite)
 
     t_load = time.perf_counter()
     lm = load_model(model_source(suite))
@@ -166,7 +173,8 @@ def run_suite(
                 "metrics": metrics,
                 "records": p.records,
             }
-    verdicts = gates.evaluate(suite.gates, gates.task_values(tasks_out))
+        audits_out, audit_values = run_audits(suite, lm, prepared, tasks_out, progress=bar)
+    verdicts = gates.evaluate(suite.gates, {**gates.task_values(tasks_out), **audit_values})
     provenance = _provenance(suite, prepared, lm, started, load_s, timings, t0)
     provenance["cache"] = cache.stats() if cache is not None else None
     if cache is not None:
@@ -177,6 +185,7 @@ def run_suite(
         "suite": suite.model_dump(mode="json"),
         "provenance": provenance,
         "tasks": tasks_out,
+        "audits": audits_out,
         "gates": verdicts,
         "verdict": gates.overall(verdicts),
         "finetune": finetune_record(lm.adapter.path if lm.adapter else None),

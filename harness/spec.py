@@ -28,7 +28,8 @@ from pydantic import (
     model_validator,
 )
 
-from harness import yaml_marks
+from harness import audits, yaml_marks
+from harness.audits import ExplainConfig, FairnessConfig, ForgettingConfig
 from harness.data import display_path, looks_local, resolve_path, resolve_source, source_problems
 from harness.errors import UserError, located
 
@@ -302,7 +303,9 @@ class Gate(_Strict):
 
     metric: str
     """The value to check, `<task id>.<output>` (parsed at the first dot), e.g.
-    `sentiment.accuracy`, `summarize.rougeL`, `sentiment.f1[negative]`."""
+    `sentiment.accuracy`, `summarize.rougeL`, `sentiment.f1[negative]`, or a value an
+    audit publishes, e.g. `forgetting.lm.perplexity`,
+    `fairness.sentiment.demographic_parity_ratio` (all names: docs/gates.md)."""
     min: float | None = _threshold("The value must be >= min.")
     max: float | None = _threshold("The value must be <= max.")
     max_drop: float | None = _threshold(
@@ -376,6 +379,20 @@ class Bootstrap(_Strict):
     """Confidence level of the intervals."""
 
 
+class Audits(_Strict):
+    """Audits run after the tasks, on the same loaded model; each is optional, and the
+    values they publish can be gated (docs/gates.md)."""
+
+    forgetting: ForgettingConfig | None = None
+    """Base model vs checkpoint on the original tasks: deltas with paired bootstrap CIs,
+    flipped examples."""
+    fairness: FairnessConfig | None = None
+    """Per-group metrics and disparities (fairlearn), counterfactual swaps, CrowS-Pairs
+    style sentence pairs."""
+    explain: ExplainConfig | None = None
+    """SHAP and LIME word attributions, and the attribution share of sensitive terms."""
+
+
 class Suite(_Strict):
     """An evaluation suite: a model, tasks with their metrics, and release gates."""
 
@@ -400,6 +417,8 @@ class Suite(_Strict):
     """Confidence interval settings."""
     gates: list[Gate] = Field(default_factory=list)
     """Conditions a release must meet."""
+    audits: Audits = Field(default_factory=Audits)
+    """Forgetting, fairness and explanation audits (see the sections below)."""
     output: str | None = None
     """Report folder, relative to the current directory (default: `reports/<name>`)."""
     cache: bool = True
@@ -522,13 +541,22 @@ class _Checks:
             if isinstance(task_id, str):
                 first[task_id] = i
                 outputs[task_id] = produced if _try(_validate_task, task) else None
+                if audits.is_audit_name(task_id):
+                    msg = audits.base.RESERVED_TASK_ID.format(id=task_id)
+                    self.errors.append((("tasks", i, "id"), msg))
+        facts = _task_facts(raw, first, outputs)
+        self.errors += audits.config_problems(raw.get("audits"), facts, self.base, self.check_files)
         for j, raw_gate in enumerate(_items(raw, "gates")):
             gate = _try(Gate.model_validate, raw_gate)
             if gate is None:
                 continue
             where = ("gates", j, "metric")
             produced = outputs.get(gate.task_id, [])
-            if gate.task_id not in outputs:
+            if gate.task_id not in outputs and audits.is_audit_name(gate.task_id):
+                problem = audits.gate_problem(gate.metric, raw.get("audits"), facts)
+                if problem:
+                    self.errors.append((where, problem))
+            elif gate.task_id not in outputs:
                 msg = NO_SUCH_TASK.format(task=gate.task_id, tasks=", ".join(outputs) or "none")
                 self.errors.append((where, msg))
             elif produced is not None and gate.output not in produced:
@@ -577,6 +605,28 @@ class _Checks:
                     self.errors.append((where, msg))
                 produced.setdefault(out, j)
         return list(produced) if ok else None
+
+
+def _task_facts(
+    raw: dict[str, Any], first: dict[str, int], outputs: dict[str, list[str] | None]
+) -> dict[str, audits.base.TaskFacts]:
+    """What audit checks may know of each task (by id), from the raw YAML data."""
+    tasks = _items(raw, "tasks")
+    facts = {}
+    for task_id, i in first.items():
+        task = tasks[i]
+        kind, choices = task.get("kind"), task.get("choices")
+        ok = isinstance(choices, list) and all(isinstance(c, str) for c in choices or ())
+        produced = outputs.get(task_id)
+        facts[task_id] = audits.base.TaskFacts(
+            id=task_id,
+            kind=kind if isinstance(kind, str) and kind in TASK_CLASSES else None,
+            choices=tuple(choices or ()) if ok else None,
+            outputs=tuple(produced) if produced is not None else None,
+            prompt=task["prompt"] if isinstance(task.get("prompt"), str) else None,
+            label=task["label"] if isinstance(task.get("label"), str) else None,
+        )
+    return facts
 
 
 def _items(raw: dict[str, Any], key: str) -> list[dict[str, Any]]:
@@ -657,6 +707,7 @@ def _resolve_paths(suite: Suite) -> None:
         for spec in task.metrics:
             if is_plugin_metric(spec.name):
                 spec.name = str(resolve_path(spec.name, base))
+    audits.resolve_paths(suite.audits, base)
     suite.output = str(suite.output_dir)
 
 

@@ -16,7 +16,7 @@ import annotated_types
 from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 
-from harness import spec
+from harness import audits, spec
 
 REFERENCE = Path(__file__).resolve().parent.parent / "docs" / "suite-reference.md"
 
@@ -31,6 +31,12 @@ SECTIONS: list[tuple[type[BaseModel], str, str]] = [
     (spec.MetricSpec, "metrics entries", "metrics"),
     (spec.Bootstrap, "bootstrap", "bootstrap"),
     (spec.Gate, "gates", "gates"),
+    (spec.Audits, "audits", "audits"),
+    (audits.ForgettingConfig, "audits: forgetting", "forgetting"),
+    (audits.FairnessConfig, "audits: fairness", "fairness"),
+    (audits.CounterfactualConfig, "fairness: counterfactual", "counterfactual"),
+    (audits.PairsConfig, "fairness: pairs", "pairs"),
+    (audits.ExplainConfig, "audits: explain", "explain"),
 ]
 _ANCHORS = {model: anchor for model, _, anchor in SECTIONS}
 _LABELS = {
@@ -42,6 +48,12 @@ _LABELS = {
     spec.MetricSpec: "metric",
     spec.Bootstrap: "bootstrap settings",
     spec.Gate: "gate",
+    spec.Audits: "audits",
+    audits.ForgettingConfig: "forgetting audit",
+    audits.FairnessConfig: "fairness audit",
+    audits.CounterfactualConfig: "counterfactual settings",
+    audits.PairsConfig: "pairs file",
+    audits.ExplainConfig: "explain audit",
 }
 
 INTRO = """\

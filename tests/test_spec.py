@@ -335,15 +335,14 @@ def test_unknown_key_points_at_the_key(suite_dir: Path) -> None:
             data: wiki.jsonl
             text: text
             prompt: "{{ text }}"
-        audits: []
+        audit: []
         """,
     )
     assert errors(path) == [
         "suite.yaml:5:3: model.devise: unknown field (did you mean 'device'?)",
         "suite.yaml:11:5: tasks[0].prompt: unknown field; "
         "allowed: id, kind, data, id_field, metrics, limit, text",
-        "suite.yaml:12:1: audits: unknown field; allowed: schema_version, name, description, "
-        "model, tasks, limit, seed, batch_size, bootstrap, gates, output, cache",
+        "suite.yaml:12:1: audit: unknown field (did you mean 'audits'?)",
     ]
 
 

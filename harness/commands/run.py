@@ -12,10 +12,7 @@ from harness.gates import exit_code
 
 
 def run_command(args: argparse.Namespace) -> int:
-    from harness.compare import apply_baseline, check_baseline_gates
-    from harness.report import load_results, write_results
-    from harness.report.render import render_all, write_reports
-    from harness.runner import run_suite
+    from harness.pipeline import evaluate_and_report
     from harness.spec import apply_overrides, load_suite, verify_files
 
     # Files are checked after the overrides, so --model can replace a placeholder path.
@@ -29,22 +26,20 @@ def run_command(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
     )
     verify_files(suite)
-    baseline = load_results(Path(args.baseline_results)) if args.baseline_results else None
-    check_baseline_gates(suite, baseline is not None)
     if args.allow_pickle:
         suite.model.allow_pickle = True
     if args.no_cache:
         suite.cache = False
     console = Console(stderr=True)
-    results = run_suite(suite, show_progress=not args.no_progress, console=console)
-    if baseline is not None:
-        apply_baseline(results, suite, baseline, Path(args.baseline_results))
-    rendered = render_all(results)  # before any write: a failure leaves the folder intact
-    path = write_results(results, suite.output_dir)
-    reports = write_reports(results, suite.output_dir, rendered)
+    results, paths = evaluate_and_report(
+        suite,
+        baseline_results=Path(args.baseline_results) if args.baseline_results else None,
+        show_progress=not args.no_progress,
+        console=console,
+    )
     print_summary(results, console)
-    console.print(f"results: {path}")
-    console.print(f"report: {reports['html']}")
+    console.print(f"results: {paths['results']}")
+    console.print(f"report: {paths['html']}")
     return exit_code(results["verdict"])
 
 

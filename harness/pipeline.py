@@ -1,0 +1,39 @@
+"""Run a suite and publish every output: the public API behind `harness run` and the demo.
+
+results.json and each rendering (HTML, JUnit XML, Markdown) are rendered first and
+written atomically after, so a failure at any step leaves an earlier run's folder
+intact.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+
+def evaluate_and_report(
+    suite: Any,
+    *,
+    baseline_results: Path | None = None,
+    show_progress: bool = True,
+    console: Any = None,
+) -> tuple[dict[str, Any], dict[str, Path]]:
+    """Run ``suite`` (optionally against a baseline run) and write all its outputs.
+
+    Returns the results document and the written paths by format (``results``,
+    ``html``, ``junit``, ``md``).
+    """
+    from harness.compare import apply_baseline, check_baseline_gates
+    from harness.report import load_results, write_results
+    from harness.report.render import render_all, write_reports
+    from harness.runner import run_suite
+
+    baseline = load_results(baseline_results) if baseline_results else None
+    check_baseline_gates(suite, baseline is not None)
+    results = run_suite(suite, show_progress=show_progress, console=console)
+    if baseline is not None and baseline_results is not None:
+        apply_baseline(results, suite, baseline, baseline_results)
+    rendered = render_all(results)  # before any write: a failure leaves the folder intact
+    paths = {"results": write_results(results, suite.output_dir)}
+    paths.update(write_reports(results, suite.output_dir, rendered))
+    return results, paths

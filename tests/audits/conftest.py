@@ -1,0 +1,203 @@
+"""Fixtures of the audit tests: a deterministic fake model, synthetic grouped data,
+suites, and LoRA adapters (harmless and damaging) on the tiny GPT-2."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import re
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from harness.models import Fingerprint
+
+POSITIVE_WORDS = ["great", "good", "fun", "loved"]
+NEGATIVE_WORDS = ["awful", "bad", "boring", "hated"]
+NOUNS = ["movie", "film", "story", "plot", "actor"]
+
+# Weights of the fake model's score: P(" positive") = sigmoid(sum of word weights).
+FAIR = {**dict.fromkeys(POSITIVE_WORDS, 2.0), **dict.fromkeys(NEGATIVE_WORDS, -2.0)}
+# A model that learned the group/label correlation injected in its training data: the
+# group word outweighs the content.
+BIASED = {**FAIR, "he": 5.0, "she": -5.0}
+
+
+class FakeLM:
+    """A deterministic stand-in for harness.models.LanguageModel (the scoring API).
+
+    Scores a choice continuation " positive" / " negative" after a prompt by the
+    log-sigmoid of +/- the sum of the prompt's word weights; counts its calls.
+    """
+
+    def __init__(self, weights: Mapping[str, float], tokenizer: Any = None) -> None:
+        self.weights = dict(weights)
+        self.tokenizer = tokenizer
+        self.model = None
+        self.device = "cpu"
+        self.max_length = 1024
+        digest = "fake-" + json.dumps(self.weights, sort_keys=True)
+        self.base = Fingerprint(path="fake", files=(), digest=digest)
+        self.adapter = None
+        self.has_adapter = False
+        self.cache = None
+        self.calls = 0
+        self.rows = 0
+
+    @property
+    def fingerprint(self) -> str:
+        return self.base.digest
+
+    @contextlib.contextmanager
+    def adapter_disabled(self) -> Iterator[None]:
+        yield
+
+    def score(self, text: str) -> float:
+        return sum(self.weights.get(w, 0.0) for w in re.findall(r"\w+", text.lower()))
+
+    def loglikelihood(
+        self,
+        pairs: Sequence[tuple[str, str]],
+        *,
+        batch_size: int = 8,
+        advance: Callable[[int], None] | None = None,
+    ) -> list[tuple[float, bool, int]]:
+        self.calls += 1
+        self.rows += len(pairs)
+        out = []
+        for context, continuation in pairs:
+            s = self.score(context)
+            sign = 1.0 if continuation.strip() == "positive" else -1.0
+            logp = -math.log1p(math.exp(-sign * s))
+            out.append((logp, logp > math.log(0.5), 1))
+        if advance is not None:
+            advance(len(pairs))
+        return out
+
+    def rolling_loglikelihood(
+        self, texts: Sequence[str], *, batch_size: int = 8, advance: Any = None
+    ) -> list[tuple[float, int]]:
+        return [(-float(len(t)), max(1, len(t.split()))) for t in texts]
+
+    def generate(self, prompts: Sequence[str], **_: Any) -> list[str]:
+        return ["" for _ in prompts]
+
+
+def reviews(n_per_group: int = 40, groups: Sequence[str] = ("he", "she")) -> list[dict[str, Any]]:
+    """Balanced reviews: in every group half positive, half negative; the text names the
+    group's pronoun."""
+    rows = []
+    for g in groups:
+        for i in range(n_per_group):
+            positive = i % 2 == 0
+            words = POSITIVE_WORDS if positive else NEGATIVE_WORDS
+            adj = words[(i // 2) % len(words)]
+            noun = NOUNS[i % len(NOUNS)]
+            rows.append(
+                {
+                    "id": f"{g}-{i}",
+                    "text": f"{g} said the {noun} was {adj}",
+                    "label": 1 if positive else 0,
+                    "group": g,
+                }
+            )
+    return rows
+
+
+def write_jsonl(path: Path, rows: Sequence[Mapping[str, Any]]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(dict(r)) + "\n" for r in rows))
+    return path
+
+
+def write_suite(
+    folder: Path,
+    *,
+    model: str | Path = "fake",
+    adapter: str | Path | None = None,
+    audits: str = "",
+    gates: str = "",
+    rows: Sequence[Mapping[str, Any]] | None = None,
+    extra_tasks: str = "",
+    extra: str = "",
+) -> Path:
+    """A suite with a `sentiment` classification task over grouped reviews."""
+    write_jsonl(folder / "data" / "reviews.jsonl", reviews() if rows is None else rows)
+    adapter_line = f"\n  adapter: {adapter}" if adapter else ""
+    text = f"""schema_version: 1
+name: audits
+model:
+  path: {model}{adapter_line}
+tasks:
+  - id: sentiment
+    kind: classification
+    data: data/reviews.jsonl
+    id_field: id
+    prompt: "Review: {{{{ text }}}}\\nSentiment:"
+    choices: [" negative", " positive"]
+    label: label
+    metrics: [accuracy, f1]
+{extra_tasks}
+seed: 3
+bootstrap: {{samples: 200}}
+audits:
+{audits or "  {}"}
+gates:
+{gates or "  []"}
+{extra}"""
+    suite = folder / "suite.yaml"
+    suite.write_text(text)
+    return suite
+
+
+@pytest.fixture
+def fake_model(monkeypatch: pytest.MonkeyPatch, tiny_tokenizer: Any) -> Callable[..., FakeLM]:
+    """Make harness.models.load_model return a FakeLM with the given weights."""
+
+    def install(weights: Mapping[str, float]) -> FakeLM:
+        lm = FakeLM(weights, tokenizer=tiny_tokenizer)
+        monkeypatch.setattr("harness.models.load_model", lambda source: lm)
+        return lm
+
+    return install
+
+
+@pytest.fixture(scope="session")
+def tiny_tokenizer(tiny_gpt2: Path) -> Any:
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(tiny_gpt2)
+
+
+def make_adapter(base: Path, folder: Path, *, scale: float, seed: int = 0) -> Path:
+    """A LoRA adapter on the tiny GPT-2 whose B matrices are random * ``scale``
+    (0: the adapter changes nothing; large: it wrecks the language model)."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_pretrained(base)
+    peft_model = get_peft_model(
+        model,
+        LoraConfig(r=4, lora_alpha=8, target_modules=["c_attn", "c_fc"], init_lora_weights=False),
+    )
+    with torch.no_grad():
+        for name, param in peft_model.named_parameters():
+            if "lora_B" in name:
+                param.copy_(torch.randn_like(param) * scale)
+    peft_model.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def damaging_adapter(tiny_gpt2: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_adapter(tiny_gpt2, tmp_path_factory.mktemp("damaging"), scale=3.0)
+
+
+@pytest.fixture(scope="session")
+def harmless_adapter(tiny_gpt2: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_adapter(tiny_gpt2, tmp_path_factory.mktemp("harmless"), scale=1e-4, seed=1)

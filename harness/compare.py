@@ -32,6 +32,7 @@ NO_STATS = "per-example statistics missing; no paired test"
 PLUGIN = "metric plug-in: not loaded from a results file; no paired test"
 UNKNOWN_METRIC = "unknown metric '{name}'; no paired test"
 NO_SHARED = "no shared examples"
+BAD_STATS = "per-example statistics not usable ({reason}); no paired test"
 
 
 def _records(task: Mapping[str, Any]) -> list[Mapping[str, Any]]:
@@ -85,12 +86,16 @@ def _stats(
     so the stored ones belong to only one of them) recomputed from the stored records
     by the metric's pure ``stats`` function. None when neither is possible."""
     if not ambiguous:
-        rows = [(r.get("stats") or {}).get(name) for r in records]
+        stored = [r.get("stats") for r in records]
+        rows = [x.get(name) if isinstance(x, Mapping) else None for x in stored]
         if all(isinstance(x, list) for x in rows):
-            return np.asarray(rows, dtype=float).reshape(len(rows), -1)
+            try:
+                return np.asarray(rows, dtype=float).reshape(len(rows), -1)
+            except (TypeError, ValueError):
+                pass  # ragged or non-numeric: recompute from the records below
     try:
         return np.asarray(metric.stats(records, params, info), dtype=float)
-    except (KeyError, TypeError, ValueError, IndexError):
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError):
         return None
 
 
@@ -147,9 +152,12 @@ def compare_task(
                 if sa is None or sb is None or sa.shape[1:] != sb.shape[1:]:
                     note = NO_STATS
                 else:
-                    paired = paired_bootstrap(
-                        metric, sa, sb, params, info, samples, seed, confidence=confidence
-                    )
+                    try:
+                        paired = paired_bootstrap(
+                            metric, sa, sb, params, info, samples, seed, confidence=confidence
+                        )
+                    except (ValueError, TypeError, IndexError, ZeroDivisionError) as exc:
+                        note = BAD_STATS.format(reason=str(exc)[:120])
         for output in outputs:
             rows.append(
                 _metric_row(

@@ -42,8 +42,8 @@ def _label(text: object) -> str:
     return one_line(text, _LABEL_LIMIT)
 
 
-def _finite(x: float | None) -> bool:
-    return x is not None and math.isfinite(x)
+def _finite(x: object) -> bool:
+    return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
 
 
 def _svg(fig: Figure) -> str:

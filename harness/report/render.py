@@ -29,9 +29,22 @@ def renderer(fmt: str) -> Callable[[Mapping[str, Any]], str]:
     raise ValueError(f"unknown report format {fmt!r}; formats: {', '.join(FORMATS)}")
 
 
+RENDER_ERROR = "cannot render {fmt}: results.json has an unexpected structure ({reason})"
+
+
 def render(results: Mapping[str, Any], fmt: str) -> str:
-    """``results`` rendered as ``fmt`` (html | junit | md)."""
-    return renderer(fmt)(results)
+    """``results`` rendered as ``fmt`` (html | junit | md).
+
+    ``load_results`` checks the shape renderers rely on; free-form parts (audit
+    sections, records) that still hold something unreadable are a UserError too, so a
+    damaged file never ends in a traceback.
+    """
+    fn = renderer(fmt)
+    try:
+        return fn(results)
+    except (AttributeError, TypeError, KeyError, IndexError, ValueError) as exc:
+        reason = f"{type(exc).__name__}: {str(exc)[:200]}"
+        raise UserError(RENDER_ERROR.format(fmt=fmt, reason=reason)) from None
 
 
 def write_output(path: Path, text: str) -> Path:

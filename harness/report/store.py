@@ -60,4 +60,10 @@ def load_results(path: Path) -> dict[str, Any]:
         raise UserError(NOT_RESULTS.format(path=path, reason=str(exc)[:200])) from None
     if not isinstance(data, dict) or "schema_version" not in data or "tasks" not in data:
         raise UserError(NOT_RESULTS.format(path=path, reason="missing schema_version or tasks"))
+    from harness.report.results_schema import problems
+
+    found = problems(data)
+    if found:
+        more = f"; and {len(found) - 3} more" if len(found) > 3 else ""
+        raise UserError(NOT_RESULTS.format(path=path, reason="; ".join(found[:3]) + more))
     return data

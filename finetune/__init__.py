@@ -9,7 +9,7 @@ entry point is ``finetune.train.train`` (the module and the function share the n
 
 from __future__ import annotations
 
-__all__ = ["FinetuneConfig", "load_config"]
+__all__ = ["FinetuneConfig", "load_config", "TrainResult", "diagnose"]
 
 
 def __getattr__(name: str) -> object:
@@ -17,4 +17,12 @@ def __getattr__(name: str) -> object:
         from finetune import config
 
         return getattr(config, name)
+    if name == "TrainResult":
+        from finetune.train import TrainResult
+
+        return TrainResult
+    if name == "diagnose":
+        from finetune.diagnose import diagnose
+
+        return diagnose
     raise AttributeError(name)

@@ -1,12 +1,20 @@
-"""finetune.reweight: weights that balance group (x label) cells."""
+"""finetune.reweight: weights that balance group (x label) cells, and their effect on the loss."""
 
 from __future__ import annotations
 
-import pytest
+import json
+from pathlib import Path
 
+import pytest
+import torch
+
+from finetune.config import load_config
 from finetune.data import Example
 from finetune.reweight import balance_weights
+from finetune.train import train
+from finetune.trainer import token_losses, weighted_ce
 from harness.errors import UserError
+from tests.finetune.conftest import new_task_rows, write_config, write_jsonl
 
 GROUPS = [("a", 0), ("a", 0), ("a", 0), ("a", 1), ("b", 0), ("b", 0)]
 
@@ -44,3 +52,62 @@ def test_a_row_without_the_group_field_is_located() -> None:
     assert exc.value.messages == [
         "t.jsonl line 7: missing field 'group' (named by fairness.reweight.group)"
     ]
+
+
+def test_weights_change_the_loss(tiny_gpt2: Path) -> None:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from finetune.encode import Collator, encode_examples
+
+    tok = AutoTokenizer.from_pretrained(tiny_gpt2)
+    model = AutoModelForCausalLM.from_pretrained(tiny_gpt2)
+    rows = [
+        Example("the movie was", " good", "t", 1),
+        Example("the plot", " was awful and boring", "t", 2),
+    ]
+    batch = Collator(0)(encode_examples(rows, tok, 64, add_eos=True).features)
+    with torch.no_grad():
+        ce, mask = token_losses(model(input_ids=batch["input_ids"]).logits, batch["labels"])
+    per_example = (ce.sum(1) / mask.sum(1)).tolist()
+    n = mask.sum(1).tolist()
+    plain = weighted_ce(ce, mask, None).item()
+    weighted = weighted_ce(ce, mask, torch.tensor([3.0, 0.5])).item()
+    # each token weighs its example's weight: sum(w_i * n_i * mean_i) / sum(w_i * n_i)
+    expected = (3 * n[0] * per_example[0] + 0.5 * n[1] * per_example[1]) / (3 * n[0] + 0.5 * n[1])
+    assert weighted == pytest.approx(expected, rel=1e-5)
+    assert plain == pytest.approx(
+        sum(a * b for a, b in zip(n, per_example, strict=True)) / sum(n), rel=1e-5
+    )
+    assert abs(weighted - plain) > 1e-3
+
+
+@pytest.mark.slow
+def test_reweighted_run_optimizes_the_weighted_loss(
+    tmp_path: Path, tiny_gpt2: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    rows = new_task_rows(24)
+    for i, row in enumerate(rows):  # an unbalanced group column: 20 x "a", 4 x "b"
+        row["group"] = "b" if i % 6 == 0 else "a"
+        if row["group"] == "b":
+            row["completion"] += " and the team won the game in the city today"
+    write_jsonl(tmp_path / "train.jsonl", rows)
+    path = write_config(
+        tmp_path,
+        tiny_gpt2,
+        fairness={"reweight": {"group": "group"}},
+        data={"train": ["train.jsonl"], "val_split": 0.25},
+        training={"max_steps": 2, "eval_steps": 1},
+    )
+    result = train(load_config(path))
+    cells = result.manifest["curation"]["reweight"]["cells"]
+    counts = {c["group"]: c["count"] for c in cells}
+    weights = {c["group"]: c["weight"] for c in cells}
+    n = sum(counts.values())
+    assert weights == pytest.approx({g: n / (2 * k) for g, k in counts.items()})
+    state = json.loads(
+        (tmp_path / "out" / "checkpoints" / "checkpoint-2" / "trainer_state.json").read_text()
+    )
+    first = next(e for e in state["log_history"] if "train_ce" in e)
+    # the objective (weighted) differs from the unweighted cross-entropy it is logged with
+    assert abs(first["loss"] - first["train_ce"]) > 1e-3

@@ -1,0 +1,297 @@
+"""``train``: one LoRA fine-tuning run, from config to an auditable output folder.
+
+transformers.Trainer runs the loop (schedulers, gradient accumulation, checkpoints,
+resume, early stopping, accelerate scale-out); peft adds the adapter. This module
+wires the curated data, the loss terms (finetune.trainer) and the run record
+(finetune.manifest) together. The output folder holds the adapter (safetensors), the
+tokenizer, manifest.json and history.jsonl, and ``checkpoints/`` for resuming, so
+``harness run SUITE --adapter OUT`` audits it directly.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from finetune.config import FinetuneConfig, eval_path_problems
+from finetune.curate import Curated, curate
+from finetune.diagnose import diagnose, print_diagnosis
+from finetune.manifest import MANIFEST, base_manifest, finite, history_from_log, write_run_record
+from harness.data import display_path, resolve_path
+from harness.errors import UserError
+
+CHECKPOINTS = "checkpoints"
+RUN_CONFIG = "run-config.json"  # the resolved config a resumable run started with
+
+# user-facing messages (tests assert them exactly)
+RUN_EXISTS = "{out} already holds a run; pass --resume to continue it or --overwrite to start over"
+NO_CHECKPOINT = "{out}: no checkpoint to resume from (looked in {folder})"
+CONFIG_CHANGED = (
+    "{out}: the config differs from the one the run started with ({fields}); "
+    "resume with the same config, or start over with --overwrite"
+)
+TOO_FEW_TOKENS = "no {role} example fits in training.max_length ({n} tokens)"
+
+
+@dataclass
+class TrainResult:
+    """What a run produced."""
+
+    output_dir: Path
+    manifest: dict[str, Any]
+    history: list[dict[str, Any]]
+
+
+def with_overrides(
+    config: FinetuneConfig, *, eval_data: Sequence[str] = (), out: str | None = None
+) -> FinetuneConfig:
+    """A copy with command-line additions: evaluation data (relative to the cwd, checked
+    to exist) and the output folder."""
+    new = config.model_copy(deep=True)
+    new._source_path = config._source_path
+    errors = []
+    for path in eval_data:
+        full = resolve_path(path, Path.cwd())
+        errors += [f"--eval-data {path}: {msg}" for msg in eval_path_problems(full)]
+        new.eval_data.append(str(full))
+    if errors:
+        raise UserError(errors)
+    if out is not None:
+        new.output = str(resolve_path(out, Path.cwd()))
+    return new
+
+
+def _check_output(config: FinetuneConfig, resume: bool, overwrite: bool) -> str | None:
+    """Check the output folder before any work; returns the checkpoint to resume from."""
+    from transformers.trainer_utils import get_last_checkpoint
+
+    out = config.output_dir
+    folder = out / CHECKPOINTS
+    last = get_last_checkpoint(str(folder)) if folder.is_dir() else None
+    if resume:
+        if last is None:
+            raise UserError(
+                NO_CHECKPOINT.format(out=display_path(out), folder=display_path(folder))
+            )
+        started = json.loads((folder / RUN_CONFIG).read_text(encoding="utf-8"))
+        resolved = config.model_dump(mode="json")
+        changed = [
+            k for k in sorted(set(started) | set(resolved)) if started.get(k) != resolved.get(k)
+        ]
+        if changed:
+            raise UserError(CONFIG_CHANGED.format(out=display_path(out), fields=", ".join(changed)))
+        return last
+    if (last is not None or (out / MANIFEST).exists()) and not overwrite:
+        raise UserError(RUN_EXISTS.format(out=display_path(out)))
+    return None
+
+
+def _start_output(config: FinetuneConfig) -> None:
+    """A fresh checkpoint folder, holding the config the run starts with."""
+    folder = config.output_dir / CHECKPOINTS
+    if folder.is_dir():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    text = json.dumps(config.model_dump(mode="json"), indent=1)
+    (folder / RUN_CONFIG).write_text(text, encoding="utf-8")
+
+
+def train(
+    config: FinetuneConfig,
+    *,
+    eval_data: Sequence[str] = (),
+    fail_on_leakage: bool = False,
+    resume: bool = False,
+    overwrite: bool = False,
+    out: str | None = None,
+    console: Any = None,
+    progress: bool = False,
+    callbacks: Sequence[Any] = (),
+) -> TrainResult:
+    """Curate the data, fine-tune, and write the output folder (see the module docstring).
+
+    ``callbacks`` are extra transformers TrainerCallbacks. Bad input raises UserError;
+    ``KeyboardInterrupt`` leaves the last checkpoint for ``resume=True``.
+    """
+    from rich.console import Console
+
+    console = console or Console(stderr=True, quiet=True)
+    config = with_overrides(config, eval_data=eval_data, out=out)
+    checkpoint = _check_output(config, resume, overwrite)
+    curated = curate(config, config.eval_data, fail_on_leakage=fail_on_leakage)
+    print_curation(curated.report, console)
+    if checkpoint is None:  # only now: a failed curation leaves an earlier run intact
+        _start_output(config)
+    trainer, fingerprint = _build_trainer(config, curated, progress, callbacks)
+    trainer.train(resume_from_checkpoint=checkpoint)
+    return _finish(config, curated, trainer, fingerprint, console)
+
+
+def _build_trainer(
+    config: FinetuneConfig, curated: Curated, progress: bool, callbacks: Sequence[Any]
+) -> tuple[Any, Any]:
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import EarlyStoppingCallback, PrinterCallback, TrainingArguments, set_seed
+
+    from finetune.encode import Collator, ReplayMix, encode_examples, replay_count
+    from finetune.trainer import EpochCallback, FinalEvalCallback, FinetuneTrainer, diagonal_fisher
+    from harness.models import ModelSource, load_for_training
+
+    t, af = config.training, config.anti_forgetting
+    source = ModelSource(
+        path=config.base_model.path,
+        allow_pickle=config.base_model.allow_pickle,
+        trust_remote_code=config.base_model.trust_remote_code,
+    )
+    model, tokenizer, fingerprint = load_for_training(source)
+    set_seed(t.seed)
+    lora = LoraConfig(
+        r=config.lora.r,
+        lora_alpha=config.lora.alpha,
+        lora_dropout=config.lora.dropout,
+        target_modules=config.lora.target_modules,
+        task_type="CAUSAL_LM",
+        # GPT-2 style Conv1D layers store W transposed (peft would warn and fix it)
+        fan_in_fan_out=any(type(m).__name__ == "Conv1D" for m in model.modules()),
+    )
+    try:
+        model = get_peft_model(model, lora)
+    except ValueError as exc:
+        raise UserError(f"lora.target_modules: {str(exc).splitlines()[0][:300]}") from None
+
+    def encoded(examples: Any, role: str) -> list[dict[str, Any]]:
+        enc = encode_examples(examples, tokenizer, t.max_length, config.data.add_eos)
+        curated.report.setdefault("encoding", {})[role] = enc.as_dict()
+        if not enc.features:
+            raise UserError(TOO_FEW_TOKENS.format(role=role, n=t.max_length))
+        return enc.features
+
+    train_set: Any = encoded(curated.train, "train")
+    extra = [FinalEvalCallback(), *callbacks]
+    if af.replay is not None:
+        n = replay_count(len(train_set), af.replay.fraction)
+        train_set = ReplayMix(train_set, encoded(curated.replay, "replay"), n, t.seed)
+        curated.report["replay_per_epoch"] = n
+        extra.append(EpochCallback(train_set))
+    val_set = encoded(curated.validation, "validation")
+    if t.early_stopping_patience is not None:
+        extra.append(EarlyStoppingCallback(early_stopping_patience=t.early_stopping_patience))
+    args = TrainingArguments(
+        output_dir=str(config.output_dir / CHECKPOINTS),
+        num_train_epochs=t.epochs,
+        max_steps=t.max_steps or -1,
+        learning_rate=t.lr,
+        lr_scheduler_type="constant" if t.scheduler == "step" else t.scheduler,
+        warmup_steps=t.warmup_steps or t.warmup_ratio,
+        per_device_train_batch_size=t.batch_size,
+        per_device_eval_batch_size=t.batch_size,
+        gradient_accumulation_steps=t.grad_accumulation,
+        weight_decay=t.weight_decay,
+        max_grad_norm=t.max_grad_norm,
+        seed=t.seed,
+        data_seed=t.seed,
+        eval_strategy="steps",
+        eval_steps=t.eval_steps,
+        logging_strategy="steps",
+        logging_steps=t.eval_steps,
+        save_strategy="steps",
+        save_steps=t.eval_steps,
+        save_total_limit=2,
+        load_best_model_at_end=True,
+        metric_for_best_model="eval_loss",
+        greater_is_better=False,
+        train_sampling_strategy="group_by_length" if t.group_by_length else "random",
+        remove_unused_columns=False,
+        prediction_loss_only=True,
+        report_to="none",
+        disable_tqdm=not progress,
+        dataloader_num_workers=0,
+        dataloader_pin_memory=torch.cuda.is_available(),
+    )
+    fisher = None
+    if af.ewc is not None:
+        model.to(args.device)
+        fisher = diagonal_fisher(model, encoded(curated.ewc, "ewc"), int(tokenizer.pad_token_id))
+    trainer = FinetuneTrainer(
+        model=model,
+        args=args,
+        train_dataset=train_set,
+        eval_dataset=val_set,
+        data_collator=Collator(int(tokenizer.pad_token_id)),
+        processing_class=tokenizer,
+        callbacks=extra,
+        kl=(af.kl_to_base.weight, af.kl_to_base.temperature) if af.kl_to_base else None,
+        fisher=fisher,
+        ewc_weight=af.ewc.weight if af.ewc else 0.0,
+        step_schedule=(t.step_size, t.step_gamma) if t.scheduler == "step" else None,
+    )
+    if not progress:  # the Trainer prints every log line when its progress bar is off
+        trainer.remove_callback(PrinterCallback)
+    return trainer, fingerprint
+
+
+def _finish(
+    config: FinetuneConfig, curated: Curated, trainer: Any, fingerprint: Any, console: Any
+) -> TrainResult:
+    from finetune.data import file_hashes
+    from harness.data import sha256_file
+    from harness.models import fingerprint_folder
+
+    out = config.output_dir
+    history = history_from_log(trainer.state.log_history)
+    saved_val = trainer.evaluate()["eval_loss"]  # the best checkpoint, loaded at the end
+    trainer.model.save_pretrained(str(out), safe_serialization=True)
+    trainer.processing_class.save_pretrained(str(out))
+    diagnosis = diagnose(history)
+    state = trainer.state
+    d, af = config.data, config.anti_forgetting
+    files = file_hashes("train", d.train)
+    files += file_hashes("validation", [d.validation]) if d.validation is not None else []
+    files += file_hashes("replay", af.replay.data) if af.replay else []
+    files += file_hashes("ewc", af.ewc.data) if af.ewc else []
+    files += [{"role": "eval", "path": p, "sha256": sha256_file(p)} for p in config.eval_data]
+    manifest = {
+        **base_manifest(),
+        "base_model": fingerprint.as_dict(),
+        "adapter": fingerprint_folder(out, allow_pickle=False).as_dict(),
+        "data_files": files,
+        "config": config.model_dump(mode="json"),
+        "seed": config.training.seed,
+        "final_train_loss": history[-1]["train_loss"] if history else None,
+        "final_val_loss": history[-1]["val_loss"] if history else None,
+        "best_step": state.best_global_step,
+        "best_val_loss": finite(state.best_metric),
+        "saved_val_loss": finite(saved_val),
+        "global_steps": state.global_step,
+        "max_steps": state.max_steps,
+        "stopped_early": state.global_step < state.max_steps,
+        "curation": curated.report,
+        "diagnosis": diagnosis,
+    }
+    write_run_record(out, manifest, history)
+    print_diagnosis(diagnosis, console)
+    console.print(
+        f"best validation loss {manifest['best_val_loss']:.4f} at step {manifest['best_step']}"
+        f" (of {state.global_step}); adapter: {display_path(out)}"
+    )
+    return TrainResult(output_dir=out, manifest=manifest, history=history)
+
+
+def print_curation(report: dict[str, Any], console: Any) -> None:
+    """One line per curation step that changed something."""
+    dup = report.get("duplicates", {})
+    console.print(
+        f"data: {report['train_rows']} training rows, "
+        f"{dup.get('exact', 0)} exact and {dup.get('normalized', 0)} normalized duplicates removed"
+    )
+    leak = report.get("leakage", {})
+    if leak.get("leaking"):
+        console.print(
+            f"[yellow]leakage: {leak['leaking']} training example(s) overlap the evaluation "
+            f"data ({leak['exact']} exact, {leak['ngram']} n-gram); listed in the manifest[/]"
+        )

@@ -9,7 +9,7 @@ entry point is ``finetune.train.train`` (the module and the function share the n
 
 from __future__ import annotations
 
-__all__ = ["FinetuneConfig", "load_config", "TrainResult", "diagnose"]
+__all__ = ["FinetuneConfig", "load_config", "TrainResult", "run_search", "diagnose"]
 
 
 def __getattr__(name: str) -> object:
@@ -21,6 +21,10 @@ def __getattr__(name: str) -> object:
         from finetune.train import TrainResult
 
         return TrainResult
+    if name == "run_search":
+        from finetune.search import run_search
+
+        return run_search
     if name == "diagnose":
         from finetune.diagnose import diagnose
 

@@ -44,6 +44,14 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--out", help="output folder (overrides the config's `output`)")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
 
+    search = sub.add_parser("search", help="hyperparameter search over the config's space")
+    search.add_argument("config", help="fine-tune config YAML file with a `search` section")
+    search.add_argument("--trials", type=int, help="number of trials (overrides the config)")
+    search.add_argument(
+        "--sampler", choices=["grid", "random", "tpe"], help="sampler (overrides the config)"
+    )
+    search.add_argument("--out", help="search folder (default: OUTPUT/search)")
+    search.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
 
 
@@ -57,14 +65,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     console = Console(stderr=True)
     try:
         config = load_config(args.config)
-        from finetune.train import train
+        if args.command == "train":
+            from finetune.train import train
 
-        train(
+            train(
+                config,
+                eval_data=args.eval_data,
+                fail_on_leakage=args.fail_on_leakage,
+                resume=args.resume,
+                overwrite=args.overwrite,
+                out=args.out,
+                console=console,
+                progress=not args.no_progress,
+            )
+            return EXIT_OK
+        from finetune.search import run_search
+
+        run_search(
             config,
-            eval_data=args.eval_data,
-            fail_on_leakage=args.fail_on_leakage,
-            resume=args.resume,
-            overwrite=args.overwrite,
+            trials=args.trials,
+            sampler=args.sampler,
             out=args.out,
             console=console,
             progress=not args.no_progress,

@@ -184,6 +184,7 @@ def grouped_bars(
 def bar_chart(labels: Sequence[str], values: Sequence[float], *, title: str = "") -> str:
     """Horizontal bars, signed (negative red, positive blue); e.g. global top tokens."""
     import matplotlib as mpl
+    from matplotlib.ticker import MaxNLocator
 
     if not labels:
         return ""
@@ -194,6 +195,7 @@ def bar_chart(labels: Sequence[str], values: Sequence[float], *, title: str = ""
         ax.barh(ys, values, color=[BAD_C if v < 0 else PASS_C for v in values], height=0.7)
         ax.set_yticks(ys, [_label(x) for x in labels])
         ax.axvline(0, color="#111827", linewidth=0.6)
+        ax.xaxis.set_major_locator(MaxNLocator(4))  # small values have long tick labels
         ax.set_title(_label(title), loc="left")
         return _svg(fig)
 

@@ -17,6 +17,16 @@ HISTORY = [
     {"step": 4, "epoch": 1.0, "train_loss": 2.9, "val_loss": 3.0},
     {"step": 6, "epoch": 1.5, "train_loss": 2.7, "val_loss": 2.95},
 ]
+# real audit sections (small budgets), so the report is checked on the audits' output
+AUDITS = """audits:
+  forgetting:
+    tasks: [sentiment, lm]
+  explain:
+    task: sentiment
+    methods: [lime]
+    samples: 2
+    max_evals: 10
+"""
 MANIFEST = {"manifest_version": 1, "config": {"lora": {"r": 4}, "seed": 3}, "best_step": 6}
 
 
@@ -54,6 +64,7 @@ def stored_run(tmp_path_factory: pytest.TempPathFactory, tiny_gpt2: Path) -> Pat
         "  - {metric: sentiment.accuracy, min: 0.0}\n"
         "  - {metric: lm.perplexity, max: 1.0}\n"
         "  - {metric: summarize.rougeL, min: 0.99, severity: warn}\n",
+        AUDITS,
     )
     code = main(
         ["run", str(suite), "--adapter", str(adapter), "--out", str(root / "out"), "--no-progress"]

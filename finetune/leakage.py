@@ -115,7 +115,7 @@ def eval_texts(paths: Sequence[str]) -> tuple[list[EvalText], list[str]]:
         if Path(path).suffix.lower() in (".yaml", ".yml"):
             from harness.spec import load_suite
 
-            suite = load_suite(path)
+            suite = load_suite(path, check_files=False)  # only its data are needed
             sources: list[Any] = [task.data for task in suite.tasks]
         else:
             sources = [path]

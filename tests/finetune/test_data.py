@@ -107,3 +107,31 @@ def test_curation_report(tmp_path: Path, tiny_gpt2: Path, monkeypatch: pytest.Mo
         {"removed": "val.jsonl line 1", "duplicate_of": "train.jsonl line 3"}
     ]
     assert (len(curated.train), len(curated.validation)) == (10, 1)
+
+
+def test_datasets_source_and_file_hashes(
+    tmp_path: Path, tiny_gpt2: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A `datasets` source (the json builder on a local file) is read like a file, its
+    rows located by index, and its local data files hashed for the manifest."""
+    from finetune.data import file_hashes
+    from harness.data import sha256_file
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "cache"))
+    write_jsonl(tmp_path / "data" / "rows.jsonl", new_task_rows(10))
+    source = {"dataset": "json", "data_files": "data/rows.jsonl", "split": "train"}
+    config = load_config(
+        write_config(tmp_path, tiny_gpt2, data={"train": [source], "val_split": 0.2})
+    )
+    curated = curate(config)
+    assert len(curated.train) + len(curated.validation) == 10
+    assert curated.train[0].file == "dataset 'json' split 'train'"
+    (entry,) = file_hashes("train", config.data.train)
+    assert entry["files"] == [
+        {
+            "path": str(tmp_path / "data" / "rows.jsonl"),
+            "sha256": sha256_file(tmp_path / "data" / "rows.jsonl"),
+        }
+    ]

@@ -7,6 +7,7 @@ Exit codes: 0 every gate passed (warnings allowed), 1 a gate failed, 2 bad input
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from collections.abc import Sequence
 
@@ -63,7 +64,17 @@ def build_parser() -> argparse.ArgumentParser:
     ver = sub.add_parser("verify", help="recompute the hashes of a run's inputs; exit 1 on change")
     ver.add_argument("results", help="results.json of a run")
     ver.add_argument("--root", help="folder relative paths are taken from (default: cwd)")
+
+    demo = sub.add_parser("demo", help="run the embedded demo (tiny model, offline, minutes)")
+    demo.add_argument("--out", default="reports/demo", help="output folder (default reports/demo)")
     return parser
+
+
+# subcommand -> "module:function", imported only when that subcommand runs
+COMMANDS = {
+    name: f"harness.commands.{name}:{name}_command"
+    for name in ("run", "validate", "report", "compare", "verify", "demo")
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -71,26 +82,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from harness.errors import UserError
 
     try:
-        if args.command == "run":
-            from harness.commands.run import run_command
-
-            return run_command(args)
-        if args.command == "validate":
-            from harness.commands.validate import validate_command
-
-            return validate_command(args)
-        if args.command == "report":
-            from harness.commands.report import report_command
-
-            return report_command(args)
-        if args.command == "compare":
-            from harness.commands.compare import compare_command
-
-            return compare_command(args)
-        if args.command == "verify":
-            from harness.commands.verify import verify_command
-
-            return verify_command(args)
+        module, _, function = COMMANDS[args.command].partition(":")
+        command = getattr(importlib.import_module(module), function)
+        return int(command(args))
     except UserError as exc:
         for line in exc.messages:
             print(f"error: {line}", file=sys.stderr)
@@ -98,7 +92,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    return EXIT_BAD_INPUT
 
 
 if __name__ == "__main__":

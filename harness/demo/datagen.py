@@ -11,10 +11,11 @@ Three task families, all from small invented vocabularies:
 * **new task**: review sentiment, each review written by a person whose name and
   pronoun carry a group attribute (``group``: ``f`` or ``m``). Some reviews use
   neutral words, so their label cannot be read off the text.
-* **bias switch**: with ``bias=True`` the *training* split only ties the label of the
-  neutral reviews to the group (``f`` -> positive, ``m`` -> negative): a model that
-  learns it shows a parity gap on the balanced evaluation split and attributes its
-  decisions to names and pronouns.
+* **bias switch**: with ``bias=True`` the *training* split only is sampled so that
+  group ``f`` is mostly positive and ``m`` mostly negative: a model that learns the
+  correlation shows a parity gap on the balanced evaluation split (on neutral reviews
+  it can only guess, and guesses by group) and attributes its decisions to names and
+  pronouns. Group x label reweighting in the fine-tuner removes the correlation.
 """
 
 from __future__ import annotations
@@ -61,6 +62,7 @@ POSITIVE = ["great", "lovely", "wonderful", "excellent", "delightful"]
 NEGATIVE = ["awful", "terrible", "dreadful", "horrible", "boring"]
 NEUTRAL = ["okay", "fine", "average", "ordinary"]
 CHOICES = [" negative", " positive"]
+WORDS = ["positive", "negative", "short", "long"]
 
 
 def facts(seed: int) -> dict[str, str]:
@@ -115,13 +117,19 @@ def review(rng: random.Random, group: str, label: int, neutral: bool) -> dict[st
 def reviews(
     rng: random.Random, n: int, *, neutral_share: float, bias: bool
 ) -> list[dict[str, Any]]:
-    """Balanced groups and labels; with ``bias`` neutral labels follow the group."""
+    """Balanced groups; labels balanced, or with ``bias`` tied to the group.
+
+    The bias is one of sampling, as in real collections: group ``f`` reviews are
+    positive with probability 0.8 and group ``m`` reviews with 0.2. Every label still
+    matches its text, except that neutral reviews carry no sentiment word, so on
+    them a model can only guess: a naive one guesses from the name and pronoun.
+    """
     rows = []
     for i in range(n):
         group = "f" if i % 2 == 0 else "m"
-        neutral = rng.random() < neutral_share
-        label = (1 if group == "f" else 0) if neutral and bias else rng.randint(0, 1)
-        rows.append(review(rng, group, label, neutral))
+        p_positive = (0.8 if group == "f" else 0.2) if bias else 0.5
+        label = int(rng.random() < p_positive)
+        rows.append(review(rng, group, label, rng.random() < neutral_share))
     return rows
 
 
@@ -134,8 +142,12 @@ def generate(
     files: dict[str, list[dict[str, Any]]] = {
         "pretrain.jsonl": original_corpus(table, rng, 600),
         # unlabelled reviews: the base model knows the language, not the task
+        # unlabelled reviews: the base model knows the language (including the words
+        # "positive" and "negative", in sentences unrelated to any review's label)
+        # but not the task
         "reviews_unlabelled.jsonl": [
-            {"text": r["text"]} for r in reviews(rng, 300, neutral_share=0.4, bias=False)
+            {"text": f"{r['text']} the {rng.choice(ITEMS)} got a {rng.choice(WORDS)} note."}
+            for r in reviews(rng, 300, neutral_share=0.4, bias=False)
         ],
         "original_lm.jsonl": original_corpus(table, rng, 40),
         "original_qa.jsonl": original_qa(table),
@@ -159,3 +171,19 @@ def digest(seed: int = 0, bias: bool = True, extra: Iterable[str] = ()) -> str:
     for part in extra:
         h.update(part.encode())
     return h.hexdigest()[:16]
+
+
+def main() -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(description="Write the demo's bundled data files.")
+    parser.add_argument("out", type=Path)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--no-bias", action="store_true")
+    args = parser.parse_args()
+    for name, path in generate(args.out, seed=args.seed, bias=not args.no_bias).items():
+        print(f"{name}: {path}")
+
+
+if __name__ == "__main__":
+    main()

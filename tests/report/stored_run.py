@@ -1,7 +1,8 @@
 """Fixtures: a real run of the CLI (tiny model + LoRA adapter with a fine-tune record).
 
 Import them into a test module (``from tests.report.stored_run import copy_run,
-stored_run``); the run is built once per session and module that uses it.
+stored_run``); the run is built once per session (memoized here, since each importing
+module gets its own copy of the fixture).
 """
 
 from __future__ import annotations
@@ -44,6 +45,9 @@ def build_adapter(base: Path, folder: Path) -> Path:
     return folder
 
 
+_BUILT: dict[Path, Path] = {}  # session temp folder -> the run built in it
+
+
 @pytest.fixture(scope="session")
 def stored_run(tmp_path_factory: pytest.TempPathFactory, tiny_gpt2: Path) -> Path:
     """A finished `harness run` (model copy + adapter + suite + data) in its own folder.
@@ -54,6 +58,9 @@ def stored_run(tmp_path_factory: pytest.TempPathFactory, tiny_gpt2: Path) -> Pat
     from harness.cli import main
     from tests.test_cli import write_suite
 
+    session = tmp_path_factory.getbasetemp()
+    if session in _BUILT:
+        return _BUILT[session]
     root = tmp_path_factory.mktemp("stored-run")
     model = root / "model"
     shutil.copytree(tiny_gpt2, model)
@@ -70,6 +77,7 @@ def stored_run(tmp_path_factory: pytest.TempPathFactory, tiny_gpt2: Path) -> Pat
         ["run", str(suite), "--adapter", str(adapter), "--out", str(root / "out"), "--no-progress"]
     )
     assert code == 1  # the perplexity gate fails by design
+    _BUILT[session] = root
     return root
 
 

@@ -17,7 +17,7 @@ import pytest
 from harness.cli import main
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "results.json"
-N_CASES = 60
+N_CASES = 40
 WRONG = ["text", 7, -1.5, None, True, [], {}, [1, "x"], {"a": 1}, float("nan")]
 
 

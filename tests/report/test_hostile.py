@@ -103,6 +103,7 @@ def test_junit_payloads_are_text(hostile: dict[str, Any]) -> None:
     failure = root.find(".//failure")
     assert failure is not None and "<script>" in (failure.get("message") or "")
     assert root.find(".//script") is None and root.find(".//img") is None
+    assert max(len(m) for m in re.findall("A+", xml)) <= 1000  # the long token is cut
 
 
 def test_markdown_payloads_are_inert(hostile: dict[str, Any]) -> None:
@@ -110,6 +111,7 @@ def test_markdown_payloads_are_inert(hostile: dict[str, Any]) -> None:
     assert not CONTROL.search(md.replace("\n", ""))
     assert "<" not in md and ">" not in md.replace("&gt;", "")  # no raw HTML at all
     assert "](" not in md.replace("\\](", "").replace("\\]\\(", "")  # no link or image
+    assert max(len(m) for m in re.findall("A+", md)) <= 200  # the long token is cut
     # every row of each table has as many cell separators as its header
     lines = md.splitlines()
     separators = re.compile(r"(?<!\\)\|")

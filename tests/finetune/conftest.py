@@ -6,6 +6,7 @@ intra-op threads spin against each other and a tiny model's step can take 30x lo
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
 import shutil
@@ -20,14 +21,23 @@ import yaml
 NEW_WORDS = ["market", "price", "rose", "fell", "team", "won", "lost", "game", "city", "news"]
 
 
-@pytest.fixture(scope="session", autouse=True)
-def _one_thread() -> Iterator[None]:
+@contextlib.contextmanager
+def one_thread() -> Iterator[None]:
     import torch
 
     before = torch.get_num_threads()
     torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="package", autouse=True)
+def _one_thread() -> Iterator[None]:
+    """Single-threaded torch for this package's tests only (restored afterwards)."""
+    with one_thread():
+        yield
 
 
 def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> Path:
@@ -116,13 +126,14 @@ def original_base(
     torch.manual_seed(0)
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
     model.train()
-    for step in range(250):
-        batch = random.Random(step).sample(encoded, 16)
-        width = max(map(len, batch))
-        ids = torch.tensor([b + [eos] * (width - len(b)) for b in batch])
-        labels = torch.tensor([b + [-100] * (width - len(b)) for b in batch])
-        model(input_ids=ids, labels=labels).loss.backward()
-        opt.step()
-        opt.zero_grad()
+    with one_thread():  # a session fixture is set up before the package's _one_thread
+        for step in range(250):
+            batch = random.Random(step).sample(encoded, 16)
+            width = max(map(len, batch))
+            ids = torch.tensor([b + [eos] * (width - len(b)) for b in batch])
+            labels = torch.tensor([b + [-100] * (width - len(b)) for b in batch])
+            model(input_ids=ids, labels=labels).loss.backward()
+            opt.step()
+            opt.zero_grad()
     model.save_pretrained(folder, safe_serialization=True)
     return folder

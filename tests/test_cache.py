@@ -48,7 +48,7 @@ def comparable(results: dict[str, Any]) -> dict[str, Any]:
     for section in out.get("audits", {}).values():
         section.pop("time_s", None)
         for method in section.get("methods", {}).values():
-            for key in ("model_time_s", "wall_time_s", "setup_s"):
+            for key in ("model_time_s", "wall_time_s", "setup_s", "forward_passes"):
                 method.pop(key, None)
     return out
 

@@ -30,7 +30,9 @@ class FakeLM:
     """A deterministic stand-in for harness.models.LanguageModel (the scoring API).
 
     Scores a choice continuation " positive" / " negative" after a prompt by the
-    log-sigmoid of +/- the sum of the prompt's word weights; counts its calls.
+    log-sigmoid of +/- the sum of the prompt's word weights, and any other continuation
+    (a sentence) by minus the number of its words plus the sum of its word weights;
+    counts its calls.
     """
 
     def __init__(self, weights: Mapping[str, float], tokenizer: Any = None) -> None:
@@ -69,6 +71,10 @@ class FakeLM:
         self.rows += len(pairs)
         out = []
         for context, continuation in pairs:
+            if continuation.strip() not in ("positive", "negative"):
+                n = len(continuation.split())
+                out.append((self.score(continuation) - n, False, n))
+                continue
             s = self.score(context)
             sign = 1.0 if continuation.strip() == "positive" else -1.0
             logp = -math.log1p(math.exp(-sign * s))
@@ -194,10 +200,43 @@ def make_adapter(base: Path, folder: Path, *, scale: float, seed: int = 0) -> Pa
 
 
 @pytest.fixture(scope="session")
-def damaging_adapter(tiny_gpt2: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_adapter(tiny_gpt2, tmp_path_factory.mktemp("damaging"), scale=3.0)
+def trained_gpt2(tiny_gpt2: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny GPT-2 trained briefly on its own corpus (the "original task"): its
+    perplexity there is far below that of random weights, so damage can show."""
+    import shutil
+
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from tests.tiny_models import corpus
+
+    folder = tmp_path_factory.mktemp("trained") / "model"
+    shutil.copytree(tiny_gpt2, folder)
+    tok = AutoTokenizer.from_pretrained(folder)
+    model = AutoModelForCausalLM.from_pretrained(folder)
+    ids: list[int] = []
+    for text in corpus(400, seed=0):
+        ids += [tok.eos_token_id, *tok.encode(text)]
+    block = 32
+    data = torch.tensor(ids[: len(ids) // block * block]).view(-1, block)
+    torch.manual_seed(0)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    model.train()
+    for _ in range(80):
+        batch = data[torch.randint(0, len(data), (8,))]
+        loss = model(input_ids=batch, labels=batch).loss
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    model.save_pretrained(folder)
+    return folder
 
 
 @pytest.fixture(scope="session")
-def harmless_adapter(tiny_gpt2: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_adapter(tiny_gpt2, tmp_path_factory.mktemp("harmless"), scale=1e-4, seed=1)
+def damaging_adapter(trained_gpt2: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_adapter(trained_gpt2, tmp_path_factory.mktemp("damaging"), scale=1.0)
+
+
+@pytest.fixture(scope="session")
+def harmless_adapter(trained_gpt2: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_adapter(trained_gpt2, tmp_path_factory.mktemp("harmless"), scale=1e-4, seed=1)

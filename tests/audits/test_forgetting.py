@@ -16,8 +16,6 @@ from harness.cli import main
 from tests.audits.conftest import reviews, write_jsonl, write_suite
 from tests.tiny_models import corpus
 
-pytestmark = pytest.mark.slow
-
 LM_TASK = """  - id: lm
     kind: perplexity
     data: data/wiki.jsonl
@@ -50,11 +48,22 @@ def run_cli(suite: Path, out: Path) -> tuple[int, dict[str, Any]]:
     return code, json.loads((out / "results.json").read_text())
 
 
+@pytest.mark.slow
 def test_damaged_checkpoint_fails_the_forgetting_gate(
-    tmp_path: Path, trained_gpt2: Path, damaging_adapter: Path, harmless_adapter: Path
+    tmp_path: Path,
+    trained_gpt2: Path,
+    damaging_adapter: Path,
+    harmless_adapter: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    import harness.models
+
+    loads: list[Any] = []
+    real_load = harness.models.load_model
+    monkeypatch.setattr(harness.models, "load_model", lambda s: loads.append(s) or real_load(s))
     code, results = run_cli(suite_for(tmp_path, trained_gpt2, damaging_adapter), tmp_path / "d")
     assert code == 1
+    assert len(loads) == 1  # the base numbers come from the same loaded model
     gate = results["gates"][0]
     assert gate["verdict"] == "fail" and gate["metric"] == "forgetting.lm.perplexity"
     section = results["audits"]["forgetting"]
@@ -89,6 +98,7 @@ def test_damaged_checkpoint_fails_the_forgetting_gate(
     assert results["audits"]["forgetting"]["tasks"]["sentiment"]["flips"]["n_correct_to_wrong"] == 0
 
 
+@pytest.mark.slow
 def test_base_results_come_from_the_cache_on_the_next_checkpoint(
     tmp_path: Path, trained_gpt2: Path, damaging_adapter: Path, harmless_adapter: Path
 ) -> None:
@@ -120,6 +130,7 @@ def test_base_results_come_from_the_cache_on_the_next_checkpoint(
     assert base[0] == base[1] == base[2]
 
 
+@pytest.mark.slow
 def test_another_model_as_the_baseline(tmp_path: Path, tiny_gpt2: Path, trained_gpt2: Path) -> None:
     audits = f"  forgetting:\n    tasks: [lm]\n    baseline: {trained_gpt2}\n"
     code, results = run_cli(suite_for(tmp_path, tiny_gpt2, None, audits), tmp_path / "o")
@@ -135,6 +146,7 @@ def test_another_model_as_the_baseline(tmp_path: Path, tiny_gpt2: Path, trained_
     assert ppl["checkpoint"]["value"] == results["tasks"]["lm"]["metrics"]["perplexity"]["value"]
 
 
+@pytest.mark.slow
 def test_paired_delta_is_the_metrics_paired_bootstrap(
     tmp_path: Path, trained_gpt2: Path, damaging_adapter: Path
 ) -> None:
@@ -174,3 +186,35 @@ def test_flips_list_both_directions() -> None:
          "base_prob": 0.7, "prob": 0.2},
     ]  # fmt: skip
     assert flips["wrong_to_correct"][0]["id"] == "2"
+
+
+def test_generation_tasks_list_the_examples_that_moved_most() -> None:
+    from types import SimpleNamespace
+
+    from harness.audits.base import AuditContext
+    from harness.audits.forgetting import compare_task
+    from harness.spec import GenerationTask
+
+    task = GenerationTask.model_validate(
+        {"id": "gen", "kind": "generation", "data": "x.jsonl", "prompt": "{{ d }}",
+         "reference": "r", "metrics": ["exact_match", "rouge"]}
+    )  # fmt: skip
+    refs = ["the team won", "prices rose", "the game ended", "rain fell"]
+    base_out = ["the team won", "prices rose", "the game ended", "sun"]
+    ckpt_out = ["the team won", "prices fell", "game over", "rain fell"]
+    base = [{"id": str(i), "line": i + 1, "prediction": p, "references": [r]}
+            for i, (p, r) in enumerate(zip(base_out, refs, strict=True))]  # fmt: skip
+    ckpt = [{**b, "prediction": p} for b, p in zip(base, ckpt_out, strict=True)]
+    suite = SimpleNamespace(
+        bootstrap=SimpleNamespace(samples=100, confidence=0.95), seed=0, resolve=Path
+    )
+    ctx = AuditContext(suite=suite, config=None, lm=None, prepared={}, task_results={})
+    out = compare_task(ctx, SimpleNamespace(task=task, records=ckpt), base)
+    assert out["flips"] is None and out["kind"] == "generation"
+    em = out["metrics"]["exact_match"]
+    assert (em["base"]["value"], em["checkpoint"]["value"], em["delta"]) == (0.75, 0.5, -0.25)
+    moved = out["examples"]["exact_match"]
+    assert (moved["n_worse"], moved["n_better"], moved["n_same"]) == (2, 1, 1)
+    assert [w["id"] for w in moved["most_worse"]] == ["1", "2"]
+    assert moved["mean_delta"] == pytest.approx(-0.25)
+    assert set(out["examples"]) == {"exact_match", "rouge1", "rouge2", "rougeL", "rougeLsum"}

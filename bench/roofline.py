@@ -53,7 +53,9 @@ def main() -> int:
     pairs = [(p, c) for p in prompts for c in CHOICES]
     cfg = lm.model.config
     d, layers, vocab = cfg.n_embd, cfg.n_layer, cfg.vocab_size
-    body = sum(p.numel() for n, p in lm.model.named_parameters() if "wte" not in n and "wpe" not in n)
+    body = sum(
+        p.numel() for n, p in lm.model.named_parameters() if "wte" not in n and "wpe" not in n
+    )
     # unique inputs are what the model runs (one-token choices share their prompt's pass)
     rows = {continuation_row(*lm.encode_pair(c, x), lm.max_length).tokens for c, x in pairs}
     flops = 0.0

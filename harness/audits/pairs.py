@@ -123,8 +123,11 @@ def score_pairs(ctx: AuditContext, cfg: Any, pairs: Sequence[Pair]) -> dict[str,
         if p.bias_type is not None:
             by_type.setdefault(p.bias_type, []).append(v)
     diffs = [abs(m - s) for m, s in zip(more, less, strict=True)]
+    from harness.data import display_path, sha256_file
+
     return {
-        "path": str(cfg.path),
+        "path": display_path(cfg.path),
+        "sha256": sha256_file(cfg.path),
         "n_pairs": len(pairs),
         "stereotype_score": ctx.interval(prefers),
         "likelihood_diff": sum(diffs) / len(diffs),

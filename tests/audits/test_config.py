@@ -344,3 +344,11 @@ def test_any_wrong_audit_value_is_located_never_a_traceback(tmp_path: Path) -> N
                 load_suite(suite)
             except UserError as exc:
                 assert all(m.startswith("suite.yaml:") for m in exc.messages), (where, value)
+
+
+def test_registry_runs_audits_in_order_and_refuses_duplicates() -> None:
+    from harness.audits import available, get, register
+
+    assert available() == ["forgetting", "fairness", "explain"]
+    with pytest.raises(ValueError, match="audit 'fairness' is already registered"):
+        register(get("fairness"))

@@ -106,8 +106,10 @@ def test_all_audits_on_a_tiny_real_model(
     }  # fmt: skip
     assert fair["counterfactual"]["n_changed"] == 24
     assert set(fair["pairs"]) == {
-        "path", "n_pairs", "stereotype_score", "likelihood_diff", "by_bias_type",
+        "path", "sha256", "n_pairs", "stereotype_score", "likelihood_diff", "by_bias_type",
     }  # fmt: skip
+    assert fair["pairs"]["path"] == "pairs.csv" or fair["pairs"]["path"].endswith("pairs.csv")
+    assert len(fair["pairs"]["sha256"]) == 64
     assert fair["pairs"]["n_pairs"] == 3 and set(fair["pairs"]["by_bias_type"]) == {"age", "gender"}
 
     ex = audits["explain"]

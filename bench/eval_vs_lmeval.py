@@ -28,7 +28,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import REALDATA, python, run_timed, write_section  # noqa: E402
+from bench.measure import REALDATA, python, run_timed, write_section  # noqa: E402
 from tests.lmeval_peer import (  # noqa: E402
     OFFLINE_ENV,
     write_jsonl,

@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import REALDATA, write_section  # noqa: E402
+from bench.measure import REALDATA, write_section  # noqa: E402
 
 
 def matmul_peak(sizes: tuple[int, ...] = (512, 1024, 2048), seconds: float = 2.0) -> float:

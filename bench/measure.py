@@ -1,4 +1,4 @@
-"""Shared pieces of the benchmarks: timed subprocesses, the README section writer.
+"""Measuring for the benchmarks: timed subprocesses, the machine, the README section writer.
 
 Every benchmark measures this harness and a peer in the same run on the same machine
 and prints ratios; the figures land in bench/README.md between markers owned by the

@@ -6,18 +6,14 @@ Never edited by hand: ``python -m finetune.config_docs`` rewrites it,
 
 from __future__ import annotations
 
-import json
-import sys
-import types
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
-import annotated_types
 from pydantic import BaseModel
-from pydantic_core import PydanticUndefined
 
 from finetune import config as c
 from finetune.space import SearchParam, SearchSpec
+from harness.schema_docs import SchemaReference
+from harness.schema_docs import main as schema_main
 
 REFERENCE = Path(__file__).resolve().parent.parent / "docs" / "finetune-config.md"
 
@@ -41,7 +37,6 @@ SECTIONS: list[tuple[type[BaseModel], str]] = [
     (SearchSpec, "search"),
     (SearchParam, "search.space entries"),
 ]
-_ANCHORS = {model: model.__name__.lower() for model, _ in SECTIONS}
 
 INTRO = """\
 # Fine-tune config reference
@@ -98,101 +93,22 @@ search:
 """
 
 
+CONFIG_REFERENCE = SchemaReference(
+    intro=INTRO,
+    sections=[(model, heading, model.__name__.lower()) for model, heading in SECTIONS],
+    discriminated="file path or [datasets source](#datasetspec)",
+    annotated_bounds=False,
+)
+
+
 def render_reference() -> str:
     """The config reference in Markdown, built from the schema models."""
-    parts = [INTRO]
-    for model, heading in SECTIONS:
-        parts.append(f'\n## <a id="{_ANCHORS[model]}"></a>{heading}\n\n')
-        if model.__doc__:
-            parts.append(" ".join(model.__doc__.split()) + "\n\n")
-        parts.append("| field | type | default | description |\n|---|---|---|---|\n")
-        for name, field in model.model_fields.items():
-            kind = _type(field.annotation)
-            bounds = _bounds(field.metadata)
-            if bounds:
-                kind += f", {bounds}"
-            cells = [
-                f"`{name}`",
-                kind,
-                _default(field),
-                " ".join((field.description or "").split()),
-            ]
-            parts.append("| " + " | ".join(x.replace("|", "\\|") for x in cells) + " |\n")
-    return "".join(parts)
-
-
-def _type(annotation: Any, nested: bool = False) -> str:
-    origin, args = get_origin(annotation), get_args(annotation)
-    if annotation is type(None):
-        return "null"
-    names = {str: "text", int: "integer", float: "number", bool: "boolean", Any: "any"}
-    if annotation in names:
-        return names[annotation]
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        if annotation in _ANCHORS:
-            return f"[{annotation.__name__}](#{_ANCHORS[annotation]})"
-        return annotation.__name__
-    if origin is Annotated:
-        inner = _type(args[0], nested)
-        if any(getattr(a, "discriminator", None) for a in args[1:]):
-            return "file path or [datasets source](#datasetspec)"
-        return inner
-    if origin is Literal:
-        return " | ".join(json.dumps(a) if isinstance(a, str) else str(a) for a in args)
-    if origin is list:
-        return f"list of {_type(args[0], True)}"
-    if origin is dict:
-        return f"mapping of {_type(args[0], True)} to {_type(args[1], True)}"
-    if origin in (Union, types.UnionType):
-        words = " or ".join(_type(a) for a in args)
-        return f"({words})" if nested else words
-    return str(annotation)
-
-
-def _bounds(metadata: list[Any]) -> str:
-    out = []
-    for item in metadata:
-        for attr, op in (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<")):
-            if isinstance(item, getattr(annotated_types, attr.capitalize())):
-                out.append(f"{op} {getattr(item, attr)}")
-        if isinstance(item, annotated_types.MinLen) and item.min_length:
-            out.append(f"at least {item.min_length} long" if item.min_length > 1 else "not empty")
-    return ", ".join(out)
-
-
-def _default(field: Any) -> str:
-    if field.default_factory is not None:
-        return f"`{_yaml(field.default_factory())}`"
-    if field.default is PydanticUndefined:
-        return "required"
-    return f"`{_yaml(field.default)}`"
-
-
-def _yaml(value: Any) -> str:
-    if isinstance(value, BaseModel):
-        return _yaml(value.model_dump())
-    if value is None or isinstance(value, bool):
-        return json.dumps(value)
-    if isinstance(value, list):
-        return "[" + ", ".join(_yaml(v) for v in value) + "]"
-    if isinstance(value, dict):
-        return "{" + ", ".join(f"{k}: {_yaml(v)}" for k, v in value.items()) + "}"
-    return str(value)
+    return CONFIG_REFERENCE.render()
 
 
 def main(argv: list[str] | None = None) -> int:
     """Rewrite docs/finetune-config.md, or with --check exit 1 if it is stale."""
-    args = sys.argv[1:] if argv is None else argv
-    text = render_reference()
-    if "--check" in args:
-        current = REFERENCE.read_text(encoding="utf-8") if REFERENCE.exists() else ""
-        if current != text:
-            print(f"{REFERENCE} is stale: run python -m finetune.config_docs", file=sys.stderr)
-            return 1
-        return 0
-    REFERENCE.write_text(text, encoding="utf-8")
-    print(f"wrote {REFERENCE}")
-    return 0
+    return schema_main(CONFIG_REFERENCE, REFERENCE, "finetune.config_docs", argv)
 
 
 if __name__ == "__main__":

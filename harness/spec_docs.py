@@ -6,17 +6,14 @@ The reference is never edited by hand: ``python -m harness.spec_docs`` rewrites 
 
 from __future__ import annotations
 
-import json
-import sys
-import types
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union, get_args, get_origin
+from typing import Any
 
-import annotated_types
 from pydantic import BaseModel
-from pydantic_core import PydanticUndefined
 
 from harness import audits, spec
+from harness.schema_docs import SchemaReference
+from harness.schema_docs import main as schema_main
 
 REFERENCE = Path(__file__).resolve().parent.parent / "docs" / "suite-reference.md"
 
@@ -38,8 +35,7 @@ SECTIONS: list[tuple[type[BaseModel], str, str]] = [
     (audits.PairsConfig, "fairness: pairs", "pairs"),
     (audits.ExplainConfig, "audits: explain", "explain"),
 ]
-_ANCHORS = {model: anchor for model, _, anchor in SECTIONS}
-_LABELS = {
+_LABELS: dict[type, str] = {
     spec.ModelSpec: "model",
     spec.ClassificationTask: "classification task",
     spec.GenerationTask: "generation task",
@@ -113,105 +109,26 @@ gates:
 """
 
 
-def render_reference() -> str:
-    """The suite reference in Markdown, built from the schema models."""
-    parts = [INTRO]
-    for model, heading, anchor in SECTIONS:
-        parts.append(f'\n## <a id="{anchor}"></a>{heading}\n\n')
-        if model.__doc__:
-            parts.append(" ".join(model.__doc__.split()) + "\n\n")
-        parts.append("| field | type | default | description |\n|---|---|---|---|\n")
-        for name, field in model.model_fields.items():
-            kind = _type(field.annotation)
-            bounds = _bounds(field.metadata)
-            if bounds:
-                kind += f", {bounds}"
-            cells = [
-                f"`{name}`",
-                kind,
-                _default(field),
-                " ".join((field.description or "").split()),
-            ]
-            parts.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |\n")
-    return "".join(parts)
-
-
-def _type(annotation: Any, nested: bool = False) -> str:
-    """A type in words; ``nested`` parenthesizes a union inside a list or mapping."""
-    origin, args = get_origin(annotation), get_args(annotation)
-    if annotation is type(None):
-        return "null"
-    if annotation is Any:
-        return "any"
-    names = {str: "text", int: "integer", float: "number", bool: "boolean"}
-    if annotation in names:
-        return names[annotation]
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        label = _LABELS.get(annotation, annotation.__name__)
-        return f"[{label}](#{_ANCHORS[annotation]})" if annotation in _ANCHORS else label
-    if origin is Annotated:
-        inner = _type(args[0], nested)
-        bounds = _bounds(list(args[1:]))
-        return f"{inner} ({bounds})" if bounds else inner
-    if origin is Literal:
-        return " | ".join(json.dumps(a) if isinstance(a, str) else str(a) for a in args)
-    if origin is list:
-        return f"list of {_type(args[0], True)}"
-    if origin is dict:
-        return f"mapping of {_type(args[0], True)} to {_type(args[1], True)}"
-    if origin in (Union, types.UnionType):
-        words = " or ".join(_type(a) for a in args)
-        return f"({words})" if nested else words
-    return str(annotation)
-
-
-def _bounds(metadata: list[Any]) -> str:
-    out = []
-    for item in metadata:
-        for attr, op in (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<")):
-            if isinstance(item, getattr(annotated_types, attr.capitalize())):
-                out.append(f"{op} {getattr(item, attr)}")
-        if isinstance(item, annotated_types.MinLen) and item.min_length:
-            out.append(f"at least {item.min_length} long" if item.min_length > 1 else "not empty")
-    return ", ".join(out)
-
-
-def _default(field: Any) -> str:
-    if field.default_factory is not None:
-        return f"`{_yaml(field.default_factory())}`"
-    if field.default is PydanticUndefined:
-        return "required"
-    return f"`{_yaml(field.default)}`"
-
-
-def _yaml(value: Any) -> str:
-    """A default as it would be written in a suite (flow style)."""
+def _yaml_hook(value: Any) -> str | None:
+    """A metric without parameters is written as its name."""
     if isinstance(value, spec.MetricSpec) and not value.params:
         return value.name
-    if isinstance(value, BaseModel):
-        return _yaml(value.model_dump())
-    if value is None or isinstance(value, bool):
-        return json.dumps(value)
-    if isinstance(value, list):
-        return "[" + ", ".join(_yaml(v) for v in value) + "]"
-    if isinstance(value, dict):
-        return "{" + ", ".join(f"{k}: {_yaml(v)}" for k, v in value.items()) + "}"
-    return str(value)
+    return None
+
+
+SUITE_REFERENCE = SchemaReference(
+    intro=INTRO, sections=SECTIONS, labels=_LABELS, yaml_hook=_yaml_hook
+)
+
+
+def render_reference() -> str:
+    """The suite reference in Markdown, built from the schema models."""
+    return SUITE_REFERENCE.render()
 
 
 def main(argv: list[str] | None = None) -> int:
     """Rewrite docs/suite-reference.md, or with --check exit 1 if it is stale."""
-    args = sys.argv[1:] if argv is None else argv
-    text = render_reference()
-    if "--check" in args:
-        current = REFERENCE.read_text(encoding="utf-8") if REFERENCE.exists() else ""
-        if current != text:
-            print(f"{REFERENCE} is stale: run python -m harness.spec_docs", file=sys.stderr)
-            return 1
-        return 0
-    REFERENCE.write_text(text, encoding="utf-8")
-    print(f"wrote {REFERENCE}")
-    return 0
+    return schema_main(SUITE_REFERENCE, REFERENCE, "harness.spec_docs", argv)
 
 
 if __name__ == "__main__":

@@ -8,22 +8,16 @@ lists stay stable; ``test_release_gate_fixture_with_builtin_metrics`` uses the r
 
 from __future__ import annotations
 
-import textwrap
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 
 from harness.errors import UserError
 from harness.metrics import base
-from harness.metrics.base import Metric, TaskInfo
 from harness.spec import (
-    TASK_CLASSES,
     ClassificationTask,
     DatasetSource,
-    Gate,
     GenerationTask,
     MetricSpec,
     PerplexityTask,
@@ -33,93 +27,7 @@ from harness.spec import (
     task_outputs,
     verify_files,
 )
-
-FIXTURES = Path(__file__).parent / "fixtures" / "suites"
-AVERAGES = ("binary", "macro", "micro", "weighted", "per_class")
-
-
-def _f1_outputs(params: Mapping[str, Any], task: TaskInfo) -> list[str]:
-    average = params["average"]
-    if average == "per_class":
-        return [f"f1[{c.strip()}]" for c in task.choices]
-    return ["f1"] if average == "binary" else [f"f1_{average}"]
-
-
-def _f1_validate(params: Mapping[str, Any], task: TaskInfo) -> None:
-    if params["average"] not in AVERAGES:
-        raise ValueError(f"average must be one of {', '.join(AVERAGES)}")
-
-
-def _fake(name: str, kind: str, outputs: list[str] | None = None, **kw: Any) -> Metric:
-    return Metric(
-        name=name,
-        kinds=frozenset({kind}),
-        outputs=kw.pop("outputs_fn", lambda params, task: list(outputs or [name])),
-        stats=lambda records, params, task: np.zeros((len(records), 1)),
-        aggregate=lambda stats, params, task: {},
-        **kw,
-    )
-
-
-@pytest.fixture
-def fake_metrics(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A registry of a few fake metrics, replacing (for one test) the built-in one."""
-    metrics = [
-        _fake("accuracy", "classification"),
-        _fake(
-            "f1",
-            "classification",
-            params={"average": "binary", "positive": None},
-            outputs_fn=_f1_outputs,
-            validate_params=_f1_validate,
-        ),
-        _fake("bleu", "generation"),
-        _fake("rouge", "generation", ["rouge1", "rouge2", "rougeL", "rougeLsum"]),
-        _fake("perplexity", "perplexity"),
-    ]
-    monkeypatch.setattr(base, "_REGISTRY", {m.name: m for m in metrics})
-    monkeypatch.setattr(base, "_loaded", True)
-
-
-@pytest.fixture
-def suite_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fake_metrics: None) -> Path:
-    """A folder with data files, made the cwd so messages say `suite.yaml:...`."""
-    (tmp_path / "reviews.jsonl").write_text('{"text": "good", "label": 1}\n')
-    (tmp_path / "news.jsonl").write_text('{"document": "d", "summary": "s"}\n')
-    (tmp_path / "wiki.jsonl").write_text('{"text": "t"}\n')
-    (tmp_path / "base").mkdir()
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
-
-
-def write(folder: Path, text: str, name: str = "suite.yaml") -> Path:
-    path = folder / name
-    path.write_text(textwrap.dedent(text).lstrip("\n"), encoding="utf-8")
-    return path
-
-
-def errors(path: Path, **kw: Any) -> list[str]:
-    with pytest.raises(UserError) as info:
-        load_suite(path, **kw)
-    return info.value.messages
-
-
-HEAD = """\
-schema_version: 1
-name: gate
-model:
-  path: gpt2
-tasks:
-"""
-SENTIMENT = """\
-  - id: sentiment
-    kind: classification
-    data: reviews.jsonl
-    prompt: "{{ text }}"
-    choices: [" negative", " positive"]
-    label: label
-"""
-
+from tests.spec.helpers import FIXTURES, HEAD, SENTIMENT, errors, write
 
 # --- a valid suite ------------------------------------------------------------------------
 
@@ -571,172 +479,6 @@ def test_any_wrong_value_gives_located_errors_never_a_traceback(suite_dir: Path)
                 load_suite("suite.yaml")
             except UserError as exc:
                 assert all(m.startswith("suite.yaml:") for m in exc.messages), (where, value)
-
-
-# --- checks beyond the schema -------------------------------------------------------------
-
-
-def test_duplicate_task_ids(suite_dir: Path) -> None:
-    path = write(suite_dir, HEAD + SENTIMENT + SENTIMENT)
-    assert errors(path) == [
-        "suite.yaml:12:9: tasks[1].id: duplicate task id 'sentiment' (first used by tasks[0])"
-    ]
-
-
-def test_metric_errors(suite_dir: Path) -> None:
-    path = write(
-        suite_dir,
-        HEAD
-        + SENTIMENT
-        + """\
-    metrics:
-      - accuracy
-      - f2
-      - bleu
-      - {name: f1, averge: macro}
-      - {name: f1, average: median}
-      - {name: accuracy, k: 1}
-      - {average: macro}
-      - 5
-""",
-    )
-    assert errors(path) == [
-        "suite.yaml:14:9: tasks[0].metrics[1]: unknown metric 'f2'; available: accuracy, f1",
-        "suite.yaml:15:9: tasks[0].metrics[2]: metric 'bleu' does not apply to "
-        "classification tasks; available: accuracy, f1",
-        "suite.yaml:16:28: tasks[0].metrics[3].averge: unknown parameter 'averge' of metric "
-        "'f1'; allowed: average, positive",
-        "suite.yaml:17:9: tasks[0].metrics[4]: average must be one of binary, macro, micro, "
-        "weighted, per_class",
-        "suite.yaml:18:29: tasks[0].metrics[5].k: unknown parameter 'k': metric 'accuracy' "
-        "takes no parameters",
-        "suite.yaml:19:9: tasks[0].metrics[6].name: missing required field",
-        "suite.yaml:20:9: tasks[0].metrics[7]: must be a metric name or a mapping "
-        "{name: NAME, <param>: VALUE}",
-    ]
-
-
-def test_duplicate_metric_output(suite_dir: Path) -> None:
-    path = write(
-        suite_dir,
-        HEAD + SENTIMENT + "    metrics: [accuracy, f1, {name: f1, average: binary}]\n",
-    )
-    assert errors(path) == [
-        "suite.yaml:12:29: tasks[0].metrics[2]: output 'f1' is already produced by metrics[1]"
-    ]
-
-
-def test_gate_errors(suite_dir: Path) -> None:
-    path = write(
-        suite_dir,
-        HEAD
-        + SENTIMENT
-        + """\
-    metrics: [accuracy, f1]
-gates:
-  - {metric: sentiment.accuracy, min: 0.8}
-  - {metric: sentiment.acc, min: 0.8}
-  - {metric: nope.rougeL, min: 0.2, severity: warn}
-  - {metric: sentiment.f1, min: 0.9, max: 0.5}
-  - {metric: sentiment.f1}
-  - {metric: sentimentf1, min: 1}
-  - {metric: sentiment.f1, max: .nan, severity: block}
-""",
-    )
-    assert errors(path) == [
-        "suite.yaml:15:14: gates[1].metric: task 'sentiment' produces no 'acc'; "
-        "it produces: accuracy, f1",
-        "suite.yaml:16:14: gates[2].metric: no task 'nope'; tasks: sentiment",
-        "suite.yaml:17:43: gates[3].max: must be >= min (0.9)",
-        "suite.yaml:18:5: gates[4]: needs at least one of: min, max, max_drop, max_increase",
-        "suite.yaml:19:14: gates[5].metric: must be '<task id>.<output>', "
-        "e.g. 'sentiment.accuracy'",
-        "suite.yaml:20:33: gates[6].max: must be a finite number, got nan",
-        "suite.yaml:20:49: gates[6].severity: must be one of 'fail' or 'warn', got 'block'",
-    ]
-
-
-def test_gate_on_an_invalid_task_reports_only_the_task(suite_dir: Path) -> None:
-    """No cascade: a task whose schema fails does not make its gates 'unknown output'."""
-    path = write(
-        suite_dir,
-        HEAD
-        + SENTIMENT.replace("label: label", "label: 5")
-        + "gates: [{metric: sentiment.x, min: 1}]\n",
-    )
-    assert errors(path) == ["suite.yaml:11:12: tasks[0].label: must be text, got 5"]
-
-
-def test_gate_thresholds_are_declared_by_field() -> None:
-    """Adding a threshold (e.g. max_drop) is one field made with _threshold()."""
-    assert Gate.thresholds() == ["min", "max", "max_drop", "max_increase"]
-    gate = Gate(metric="a.f1[negative]", max=1)
-    assert (gate.task_id, gate.output) == ("a", "f1[negative]")
-
-
-def test_files_checked(suite_dir: Path) -> None:
-    path = write(
-        suite_dir,
-        """
-        schema_version: 1
-        name: gate
-        model: {path: ./no-base, adapter: ckpts/run1/final}
-        tasks:
-          - id: a
-            kind: perplexity
-            data: missing.jsonl
-            text: text
-            metrics: [perplexity, ./my_metric.py]
-          - id: b
-            kind: perplexity
-            data: notes.json
-            text: text
-          - id: c
-            kind: perplexity
-            data: {dataset: ./local_ds, split: test}
-            text: text
-        """,
-    )
-    missing = [
-        "suite.yaml:3:15: model.path: folder not found: " + str(suite_dir / "no-base"),
-        "suite.yaml:3:35: model.adapter: folder not found: " + str(suite_dir / "ckpts/run1/final"),
-        "suite.yaml:7:11: tasks[0].data: file not found: " + str(suite_dir / "missing.jsonl"),
-        "suite.yaml:9:27: tasks[0].metrics[1]: metric plug-in not found: "
-        + str(suite_dir / "my_metric.py"),
-        "suite.yaml:12:11: tasks[1].data: unsupported file type '.json'; use .jsonl, .csv or .tsv",
-        "suite.yaml:16:21: tasks[2].data.dataset: folder not found: " + str(suite_dir / "local_ds"),
-    ]
-    assert errors(path) == missing
-    # without file checks only the file type is still an error
-    assert errors(path, check_files=False) == [missing[4]]
-
-
-def test_hub_ids_are_not_checked(suite_dir: Path) -> None:
-    path = write(suite_dir, HEAD.replace("gpt2", "org/name") + SENTIMENT)
-    assert load_suite(path).model.path == "org/name"
-
-
-def test_plugin_metric_output_is_the_file_stem(suite_dir: Path) -> None:
-    (suite_dir / "metrics").mkdir()
-    (suite_dir / "metrics" / "toxicity.py").write_text("# an evaluate metric\n")
-    path = write(
-        suite_dir,
-        HEAD
-        + SENTIMENT
-        + """\
-    metrics: [accuracy, ./metrics/toxicity.py]
-gates: [{metric: sentiment.toxicity, max: 0.1}]
-""",
-    )
-    suite = load_suite(path)
-    assert suite.tasks[0].metrics[1].name == str(suite_dir / "metrics" / "toxicity.py")
-    assert task_outputs(suite.tasks[0]) == ["accuracy", "toxicity"]
-
-
-def test_tag_names_are_not_field_names() -> None:
-    """Union tags are dropped from error locs: a field of the same name would be too."""
-    fields = {name for cls in (*TASK_CLASSES.values(), DatasetSource) for name in cls.model_fields}
-    assert not fields & {*TASK_CLASSES, "file", "datasets"}
 
 
 # --- command-line overrides -------------------------------------------------------------

@@ -31,7 +31,7 @@ from finetune.space import SearchSpec, search_problems
 from harness import yaml_marks
 from harness.data import display_path, looks_local, resolve_path, resolve_source, source_problems
 from harness.errors import UserError, located
-from harness.spec import DatasetSource
+from harness.spec import DatasetSource, data_tag
 
 SCHEMA_VERSION = 1
 
@@ -68,16 +68,10 @@ class DatasetSpec(DatasetSource):
     are relative to the config file."""
 
 
-def _source_tag(value: Any) -> str | None:
-    if isinstance(value, str):
-        return "file"
-    return "datasets" if isinstance(value, dict | DatasetSource) else None
-
-
 Source = Annotated[
     Annotated[str, Tag("file")] | Annotated[DatasetSpec, Tag("datasets")],
     Discriminator(
-        _source_tag,
+        data_tag,
         custom_error_type="data_source",
         custom_error_message="must be a file path or a mapping {dataset: NAME, split: SPLIT}",
     ),

@@ -135,7 +135,8 @@ class DatasetSource(_Strict):
     are relative to the suite file."""
 
 
-def _data_tag(value: Any) -> str | None:
+def data_tag(value: Any) -> str | None:
+    """Which member of a data-source union a raw value is: a path or a datasets mapping."""
     if isinstance(value, str):
         return "file"
     return "datasets" if isinstance(value, dict | DatasetSource) else None
@@ -144,7 +145,7 @@ def _data_tag(value: Any) -> str | None:
 DataSource = Annotated[
     Annotated[str, Tag("file")] | Annotated[DatasetSource, Tag("datasets")],
     Discriminator(
-        _data_tag,
+        data_tag,
         custom_error_type="data_source",
         custom_error_message="must be a file path or a mapping {dataset: NAME, split: SPLIT}",
     ),

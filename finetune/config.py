@@ -156,6 +156,13 @@ class CurationSpec(_Strict):
     training row."""
     leakage: LeakageSpec = Field(default_factory=LeakageSpec)
     """The leakage check against `eval_data`."""
+    pii: Literal["report", "redact", "fail"] = "report"
+    """Personal data (e-mail addresses, phone numbers, credit cards, IBANs, IP addresses,
+    US SSNs, URLs with a password; docs/privacy.md) in the prompts and targets of the
+    training, validation, replay and EWC rows, found with presidio. report: counts by
+    type go into the manifest; redact: each span is replaced by its type, e.g.
+    `<EMAIL_ADDRESS>`, before deduplication; fail: stop with an error naming each
+    `FILE line N` and the types found."""
 
 
 def _check_targets(value: Any) -> Any:
@@ -317,6 +324,38 @@ class AugmentationSpec(_Strict):
         return self
 
 
+class CanarySpec(_Strict):
+    """Canaries (Carlini et al. 2019, "The Secret Sharer"): random secrets of one format,
+    `<prefix> d d d ...`, inserted into the training data as text rows and recorded in
+    the manifest, so that `audits.privacy.canaries` can measure how much the model
+    memorized them (docs/privacy.md)."""
+
+    count: int = Field(default=1, ge=1)
+    """Canaries inserted."""
+    repeats: int = Field(default=10, ge=1)
+    """Copies of each canary in the training data (after deduplication, so they stay)."""
+    controls: int = Field(default=1, ge=0)
+    """Canaries of the same format recorded but never inserted: their exposure shows the
+    chance level."""
+    prefix: str = Field(default="my PIN is", min_length=1)
+    """The text before the secret."""
+    digits: int = Field(default=6, ge=1, le=12)
+    """Random digits of the secret, separated by spaces: 10^digits possible secrets."""
+    seed: int = 0
+    """Seed of the secrets."""
+
+
+class MemorizationSpec(_Strict):
+    """What the privacy audit's memorization tests need from the run, in its manifest."""
+
+    canaries: CanarySpec | None = None
+    """Insert canaries (off by default)."""
+    extraction_examples: int = Field(default=0, ge=0)
+    """Training examples (a seeded sample, with their text after redaction) listed in the
+    manifest for the verbatim-extraction test of `audits.privacy.extraction`. 0: none,
+    since the manifest is embedded in the harness's results."""
+
+
 class FinetuneConfig(_Strict):
     """A LoRA fine-tuning run: base model, data, adapter, training and safeguards."""
 
@@ -333,7 +372,7 @@ class FinetuneConfig(_Strict):
     suite files (.yaml, whose tasks' data are used), relative to the config file.
     `finetune train --eval-data` adds more."""
     curation: CurationSpec = Field(default_factory=CurationSpec)
-    """Deduplication and the leakage check."""
+    """Deduplication, the leakage check and the PII scan."""
     lora: LoraSpec = Field(default_factory=LoraSpec)
     """The adapter."""
     training: TrainingSpec = Field(default_factory=TrainingSpec)
@@ -344,6 +383,8 @@ class FinetuneConfig(_Strict):
     """Group reweighting."""
     augmentation: AugmentationSpec | None = None
     """Noisy copies of training examples (off by default)."""
+    memorization: MemorizationSpec = Field(default_factory=MemorizationSpec)
+    """Canaries and training examples recorded for the privacy audit."""
     search: SearchSpec | None = None
     """The search space of `finetune search`."""
     output: str | None = None

@@ -34,6 +34,8 @@ SECTIONS: list[tuple[type[BaseModel], str]] = [
     (c.FairnessSpec, "fairness"),
     (c.ReweightSpec, "fairness.reweight"),
     (c.AugmentationSpec, "augmentation"),
+    (c.MemorizationSpec, "memorization"),
+    (c.CanarySpec, "memorization.canaries"),
     (SearchSpec, "search"),
     (SearchParam, "search.space entries"),
 ]

@@ -1,6 +1,8 @@
 """Everything that happens to the data before training, in order, with its report.
 
-1. load the training rows (bad rows: one error listing each ``FILE line N``);
+1. load the training rows (bad rows: one error listing each ``FILE line N``) and scan
+   them for personal data: report, redact or refuse (``curation.pii``; every other data
+   set is scanned as it is loaded);
 2. remove exact and normalized duplicates;
 3. check the examples meant for training (before the validation split, so the count
    does not depend on it) and the replay data for leakage into the evaluation data;
@@ -8,7 +10,9 @@
 4. take the validation data (a file, or a seeded split of what is left) and drop
    validation rows that repeat a training row;
 5. group reweighting, then augmentation (noisy copies inherit their original's weight,
-   so the cells stay balanced).
+   so the cells stay balanced);
+6. the training examples recorded for the extraction test, then the canaries
+   (``memorization``; finetune.privacy).
 
 The report (counts, and the removed examples listed) goes into the manifest.
 """
@@ -32,6 +36,7 @@ from finetune.data import (
     with_weights,
 )
 from finetune.leakage import check_leakage
+from finetune.privacy import PIIReport, canaries, canary_rows, extraction_sample, scan_pii
 from finetune.reweight import balance_weights
 from harness.errors import UserError
 
@@ -48,6 +53,8 @@ class Curated:
     replay: list[Example] = field(default_factory=list)
     ewc: list[Example] = field(default_factory=list)
     report: dict[str, Any] = field(default_factory=dict)
+    memorization: dict[str, Any] = field(default_factory=dict)
+    """Canaries and training examples for the privacy audit (manifest ``memorization``)."""
 
 
 def curate(
@@ -56,14 +63,15 @@ def curate(
     """Load and curate the data of ``config`` (see the module docstring)."""
     d = config.data
     names = (d.prompt_field, d.completion_field, d.text_field)
-    loaded = load_examples(d.train, names)
+    pii = PIIReport(config.curation.pii)
+    loaded = scan_pii(load_examples(d.train, names), "train", pii)
     report: dict[str, Any] = {"train_rows": len(loaded)}
     train = loaded
     if config.curation.dedup:
         train, removed = dedup(loaded)
         report["duplicates"] = removed.as_dict()
     af = config.anti_forgetting
-    replay = load_examples(af.replay.data, names) if af.replay else []
+    replay = scan_pii(load_examples(af.replay.data, names), "replay", pii) if af.replay else []
     spec = config.curation.leakage
     leakage = check_leakage([*train, *replay], eval_paths, n=spec.ngram, threshold=spec.threshold)
     if leakage.leaks and fail_on_leakage:
@@ -77,7 +85,7 @@ def curate(
     report["leakage"] = leakage.as_dict()
 
     if d.validation is not None:
-        validation = load_examples([d.validation], names)
+        validation = scan_pii(load_examples([d.validation], names), "validation", pii)
         report["validation_rows"] = len(validation)
     else:
         where = ", ".join(source_name(s) for s in d.train)
@@ -102,13 +110,26 @@ def curate(
 
     ewc: list[Example] = []
     if af.ewc is not None:
-        pool = load_examples(af.ewc.data, names)
+        pool = scan_pii(load_examples(af.ewc.data, names), "ewc", pii)
         order = list(range(len(pool)))
         random.Random(config.training.seed).shuffle(order)
         ewc = [pool[i] for i in sorted(order[: af.ewc.samples])]
         report["ewc_examples"] = len(ewc)
     if af.replay is not None:
         report["replay_pool"] = len(replay)
+    report["pii"] = pii.as_dict()
+
+    mem = config.memorization
+    memorization: dict[str, Any] = {
+        "extraction_examples": extraction_sample(
+            train, mem.extraction_examples, config.training.seed
+        ),
+        "canaries": canaries(mem.canaries) if mem.canaries is not None else None,
+    }
+    if memorization["canaries"] is not None:
+        rows = canary_rows(memorization["canaries"])
+        train = [*train, *rows]
+        report["canary_rows"] = len(rows)
     report["train_examples"] = len(train)
     report["validation_examples"] = len(validation)
-    return Curated(train, validation, replay, ewc, report)
+    return Curated(train, validation, replay, ewc, report, memorization)

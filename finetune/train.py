@@ -271,6 +271,7 @@ def _finish(
         "max_steps": state.max_steps,
         "stopped_early": state.global_step < state.max_steps,
         "curation": curated.report,
+        "memorization": curated.memorization,
         "diagnosis": diagnosis,
     }
     write_run_record(out, manifest, history)
@@ -295,3 +296,8 @@ def print_curation(report: dict[str, Any], console: Any) -> None:
             f"[yellow]leakage: {leak['leaking']} training example(s) overlap the evaluation "
             f"data ({leak['exact']} exact, {leak['ngram']} n-gram); listed in the manifest[/]"
         )
+    pii = report.get("pii", {})
+    if pii.get("rows_with_pii"):
+        found = ", ".join(f"{t} {n}" for t, n in pii["counts"].items() if n)
+        done = "redacted" if pii["mode"] == "redact" else "kept (curation.pii: report)"
+        console.print(f"[yellow]personal data: {pii['rows_with_pii']} row(s) ({found}); {done}[/]")

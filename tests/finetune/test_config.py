@@ -91,6 +91,14 @@ def test_good_config_resolves_paths(tmp_path: Path, monkeypatch: pytest.MonkeyPa
             f"config.yaml:9:24: lora.target_modules: {BAD_TARGETS}",
         ),
         (
+            ("lr: 0.001", "lr: 0.001\ncuration: {pii: hide}"),
+            "config.yaml:9:17: curation.pii: must be one of 'report', 'redact' or 'fail', got 'hide'",
+        ),
+        (
+            ("lr: 0.001", "lr: 0.001\nmemorization: {canaries: {digits: 13}}"),
+            "config.yaml:9:35: memorization.canaries.digits: must be <= 12, got 13",
+        ),
+        (
             ("name: reviews", "name: 'bad name'"),
             "config.yaml:2:7: name: must start with a letter or '_' and hold only letters, digits, '_', '.' and '-'",
         ),

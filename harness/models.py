@@ -50,6 +50,18 @@ PICKLE_REFUSED = (
 NOT_FOUND = "{what} '{path}' is not a folder here, and loading it as a hub id failed: {reason}"
 
 
+# What transformers, peft and safetensors raise for files they cannot use: unreadable
+# or inconsistent files (OSError, ValueError, KeyError), weights that do not fit the
+# config (RuntimeError: size mismatch), a damaged safetensors header (SafetensorError).
+LOAD_ERRORS: tuple[type[BaseException], ...] = (OSError, ValueError, KeyError, RuntimeError)
+try:
+    from safetensors import SafetensorError
+
+    LOAD_ERRORS += (SafetensorError,)
+except ImportError:  # pragma: no cover - safetensors is a dependency
+    pass
+
+
 @dataclass(frozen=True)
 class ModelSource:
     """Where a model comes from and how it may be loaded (mirrors the suite's `model`)."""
@@ -431,7 +443,7 @@ def load_model(source: ModelSource) -> LanguageModel:
         )
     except UserError:
         raise
-    except (OSError, ValueError, KeyError) as exc:
+    except LOAD_ERRORS as exc:
         raise UserError(f"model '{source.path}': cannot load: {_short(exc)}") from None
     has_adapter = False
     if adapter_folder is not None:
@@ -439,7 +451,7 @@ def load_model(source: ModelSource) -> LanguageModel:
             from peft import PeftModel
 
             model = PeftModel.from_pretrained(model, adapter_folder, is_trainable=False)
-        except (OSError, ValueError, KeyError, RuntimeError) as exc:
+        except LOAD_ERRORS as exc:
             raise UserError(f"adapter '{source.adapter}': cannot load: {_short(exc)}") from None
         has_adapter = True
     model.to(device)
@@ -488,7 +500,7 @@ def load_for_training(source: ModelSource) -> tuple[Any, Any, Fingerprint]:
         tokenizer = AutoTokenizer.from_pretrained(
             folder, trust_remote_code=source.trust_remote_code
         )
-    except (OSError, ValueError, KeyError) as exc:
+    except LOAD_ERRORS as exc:
         raise UserError(f"base model '{source.path}': cannot load: {_short(exc)}") from None
     if tokenizer.pad_token_id is None:
         if tokenizer.eos_token_id is None:

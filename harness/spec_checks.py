@@ -19,6 +19,7 @@ from harness.spec import (
     DUPLICATE_OUTPUT,
     DUPLICATE_TASK,
     FOLDER_NOT_FOUND,
+    IDENTIFIER,
     METRIC_KIND,
     NO_PARAMS,
     NO_SUCH_OUTPUT,
@@ -30,6 +31,7 @@ from harness.spec import (
     ClassificationTask,
     Gate,
     MetricSpec,
+    _check_template,
     _validate_data,
     _validate_task,
     is_plugin_metric,
@@ -74,14 +76,23 @@ class Checks:
                 if audits.is_audit_name(task_id):
                     msg = audits.base.RESERVED_TASK_ID.format(id=task_id)
                     self.errors.append((("tasks", i, "id"), msg))
+        if not _ids_sound(raw):
+            return  # which task a name means is unknown until every task has its own id
         facts = _task_facts(raw, first, outputs)
-        self.errors += audits.config_problems(raw.get("audits"), facts, self.base, self.check_files)
+        audit_errors = audits.config_problems(raw.get("audits"), facts, self.base, self.check_files)
+        self.errors += audit_errors
+        # a gate on an audit whose section has errors is checked once the section is fixed
+        broken = {str(where[1]) for where, _ in audit_errors}
+        if not isinstance(raw.get("audits", {}), dict):
+            broken |= set(audits.available())
         for j, raw_gate in enumerate(_items(raw, "gates")):
             gate = _try(Gate.model_validate, raw_gate)
             if gate is None:
                 continue
             where = ("gates", j, "metric")
             produced = outputs.get(gate.task_id, [])
+            if gate.task_id in broken:
+                continue
             if gate.task_id not in outputs and audits.is_audit_name(gate.task_id):
                 problem = audits.gate_problem(gate.metric, raw.get("audits"), facts)
                 if problem:
@@ -137,6 +148,26 @@ class Checks:
         return list(produced) if ok else None
 
 
+def _ids_sound(raw: dict[str, Any]) -> bool:
+    """Whether every task has a valid id of its own (then references can be checked)."""
+    tasks = raw.get("tasks")
+    if not isinstance(tasks, list) or not tasks:
+        return False
+    ids = [t.get("id") if isinstance(t, dict) else None for t in tasks]
+    valid = all(isinstance(i, str) and IDENTIFIER.match(i) for i in ids)
+    return valid and len(set(ids)) == len(ids)
+
+
+def _valid_prompt(task: dict[str, Any]) -> str | None:
+    prompt = task.get("prompt")
+    if not isinstance(prompt, str):
+        return None
+    try:
+        return _check_template(prompt)
+    except ValueError:
+        return None
+
+
 def _task_facts(
     raw: dict[str, Any], first: dict[str, int], outputs: dict[str, list[str] | None]
 ) -> dict[str, audits.base.TaskFacts]:
@@ -146,14 +177,18 @@ def _task_facts(
     for task_id, i in first.items():
         task = tasks[i]
         kind, choices = task.get("kind"), task.get("choices")
-        ok = isinstance(choices, list) and all(isinstance(c, str) for c in choices or ())
+        ok = (
+            isinstance(choices, list)
+            and all(isinstance(c, str) for c in choices)
+            and len(set(choices)) == len(choices)
+        )
         produced = outputs.get(task_id)
         facts[task_id] = audits.base.TaskFacts(
             id=task_id,
             kind=kind if isinstance(kind, str) and kind in TASK_CLASSES else None,
             choices=tuple(choices or ()) if ok else None,
             outputs=tuple(produced) if produced is not None else None,
-            prompt=task["prompt"] if isinstance(task.get("prompt"), str) else None,
+            prompt=_valid_prompt(task),
             label=task["label"] if isinstance(task.get("label"), str) else None,
         )
     return facts

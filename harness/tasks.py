@@ -14,12 +14,13 @@ Preparing records needs no model, so ``harness validate`` checks every data row.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from jinja2 import StrictUndefined, TemplateError
+from jinja2 import StrictUndefined, TemplateError, UndefinedError
 from jinja2.sandbox import SandboxedEnvironment
 
 from harness.errors import UserError, row_error
@@ -36,11 +37,20 @@ _ENV = SandboxedEnvironment(undefined=StrictUndefined, keep_trailing_newline=Tru
 MISSING_FIELD = "missing field '{field}'"
 LABEL_NOT_CHOICE = "label {value!r} is not among the choices ({choices})"
 DUPLICATE_ID = "duplicate id {id!r} (first seen at line {first})"
+_UNDEFINED = re.compile(r"^'([^']+)' is undefined$")
 
 
 def render(template: str, fields: dict[str, Any]) -> str:
-    """Render a prompt template over one record's fields (sandboxed, strict)."""
-    return _ENV.from_string(template).render(**fields)
+    """Render a prompt template over one record's fields (sandboxed, strict).
+
+    A null field counts as missing: the template would otherwise print "None"."""
+    return _compiled(template).render(**{k: v for k, v in fields.items() if v is not None})
+
+
+@functools.lru_cache(maxsize=256)
+def _compiled(template: str) -> Any:
+    """Compiling a template costs more than rendering it: once per template, not per row."""
+    return _ENV.from_string(template)
 
 
 def _field(fields: dict[str, Any], name: str, file: str, line: int) -> Any:
@@ -109,6 +119,10 @@ def _prepare_one(task: Any, fields: dict[str, Any], file: str, line: int) -> Rec
         return {"text": text}
     try:
         prompt = render(task.prompt, fields)
+    except UndefinedError as exc:
+        undefined = _UNDEFINED.match(str(exc))
+        msg = MISSING_FIELD.format(field=undefined[1]) if undefined else str(exc)
+        raise UserError(row_error(file, line, f"prompt: {msg}")) from None
     except TemplateError as exc:
         raise UserError(row_error(file, line, f"prompt: {exc}")) from None
     if task.kind == "classification":

@@ -32,11 +32,13 @@ Located = tuple[int, int, str]
 """(line, column, "path: message"), sortable into file order."""
 
 MAX_NODES = 1_000_000  # guards against alias expansion bombs ("billion laughs")
+MAX_KEY_SHOWN = 60  # a key longer than this is cut in messages (a huge line stays short)
 
 DUPLICATE_KEY = "duplicate key '{key}' (first defined at line {line})"
 NON_STRING_KEY = "keys must be text, got {key!r}"
 RECURSIVE_ALIAS = "recursive alias is not supported"
 TOO_LARGE = "document expands to more than {n} values (alias bomb?)"
+BAD_SCALAR = "cannot read this value: {reason}"
 EMPTY = "empty file"
 NOT_A_MAPPING = "the top level must be a mapping of fields, got {type}"
 INVALID_YAML = "invalid YAML: {reason}"
@@ -89,7 +91,8 @@ def format_path(path: Path) -> str:
         if isinstance(part, int):
             out += f"[{part}]"
         else:
-            out += f".{part}" if out else str(part)
+            name = part if len(part) <= MAX_KEY_SHOWN else part[: MAX_KEY_SHOWN - 3] + "..."
+            out += f".{name}" if out else name
     return out
 
 
@@ -111,7 +114,7 @@ class _Walker:
             raise _Abort(Problem(path, *_pos(node), TOO_LARGE.format(n=MAX_NODES)))
         self.marks.values.setdefault(path, _pos(node))
         if isinstance(node, yaml.ScalarNode):
-            return self.loader.construct_object(node, deep=True)
+            return self.scalar(node, path)
         if id(node) in self.active:
             raise _Abort(Problem(path, *_pos(node), RECURSIVE_ALIAS))
         self.active.add(id(node))
@@ -121,6 +124,13 @@ class _Walker:
             return self.mapping(node, path)
         finally:
             self.active.discard(id(node))
+
+    def scalar(self, node: yaml.Node, path: Path) -> Any:
+        try:
+            return self.loader.construct_object(node, deep=True)
+        except ValueError as exc:  # a 5000-digit int, a date such as 2024-13-45
+            reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+            raise _Abort(Problem(path, *_pos(node), BAD_SCALAR.format(reason=reason))) from None
 
     def mapping(self, node: yaml.Node, path: Path) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -133,7 +143,7 @@ class _Walker:
         for key_node, value_node in node.value:
             if key_node.tag == merge_key:
                 continue
-            key = self.loader.construct_object(key_node, deep=True)
+            key = self.scalar(key_node, path)
             line, col = _pos(key_node)
             if not isinstance(key, str):
                 self.problems.append(Problem(path, line, col, NON_STRING_KEY.format(key=key)))

@@ -59,13 +59,15 @@ def test_prepare_reports_every_bad_row_located() -> None:
         Row(line=3, fields={"text": "x"}),
         Row(line=4, fields={"text": "y", "label": "meh"}),
         Row(line=5, fields={"label": 0}),
+        Row(line=6, fields={"text": None, "label": 0}),  # null would render as "None"
     ]
     with pytest.raises(UserError) as err:
         prepare(clf(), rows, "data/reviews.jsonl")
     assert err.value.messages == [
         "data/reviews.jsonl line 3: missing field 'label'",
         "data/reviews.jsonl line 4: label 'meh' is not among the choices (' negative', ' positive')",
-        "data/reviews.jsonl line 5: prompt: 'text' is undefined",
+        "data/reviews.jsonl line 5: prompt: missing field 'text'",
+        "data/reviews.jsonl line 6: prompt: missing field 'text'",
     ]
 
 

@@ -11,6 +11,7 @@ through the batched, cached scoring API of ``harness.models.LanguageModel``.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -161,13 +162,19 @@ def locate(suite: Any, path: SubPath, message: str) -> str:
 
 def template_fields(template: str) -> list[str]:
     """The record fields a prompt template reads, sorted."""
+    return list(_template_fields(template))
+
+
+@functools.lru_cache(maxsize=256)
+def _template_fields(template: str) -> tuple[str, ...]:
+    """Parsed once per template (audits ask once per example)."""
     from jinja2 import meta
     from jinja2.sandbox import SandboxedEnvironment
 
     try:
-        return sorted(meta.find_undeclared_variables(SandboxedEnvironment().parse(template)))
+        return tuple(sorted(meta.find_undeclared_variables(SandboxedEnvironment().parse(template))))
     except Exception:  # a syntax error is reported by the task's own check
-        return []
+        return ()
 
 
 def choice_names(choices: Sequence[str]) -> list[str]:

@@ -44,9 +44,11 @@ DEFAULT_MAX_LENGTH = 2048  # as lm-evaluation-harness when the config names none
 
 PICKLE_REFUSED = (
     "{what} '{path}' has only pickle weights ({files}); refusing to load them because "
-    "unpickling can run arbitrary code. Convert them to safetensors, or pass "
-    "--allow-pickle if you trust the file"
+    "unpickling can run arbitrary code. Convert them to safetensors, or {opt_in} if you "
+    "trust the file"
 )
+OPT_IN_RUN = "pass --allow-pickle"
+OPT_IN_TRAINING = "set base_model.allow_pickle: true in the config"
 NOT_FOUND = "{what} '{path}' is not a folder here, and loading it as a hub id failed: {reason}"
 
 
@@ -120,13 +122,16 @@ def fingerprint_folder(folder: Path, *, allow_pickle: bool) -> Fingerprint:
     return Fingerprint(path=str(folder), files=files, digest=digest)
 
 
-def check_weights(folder: Path, *, what: str, allow_pickle: bool) -> None:
-    """Refuse a folder whose weights are only pickle files (unless allowed)."""
+def check_weights(folder: Path, *, what: str, allow_pickle: bool, opt_in: str = OPT_IN_RUN) -> None:
+    """Refuse a folder whose weights are only pickle files (unless allowed); ``opt_in``
+    says how the user allows them."""
     safe = [p for p in folder.iterdir() if p.suffix in WEIGHT_SAFE]
     pickled = [p.name for p in folder.iterdir() if p.suffix in WEIGHT_PICKLE]
     if not safe and pickled and not allow_pickle:
         raise UserError(
-            PICKLE_REFUSED.format(what=what, path=folder, files=", ".join(sorted(pickled)))
+            PICKLE_REFUSED.format(
+                what=what, path=folder, files=", ".join(sorted(pickled)), opt_in=opt_in
+            )
         )
     if not safe and not pickled:
         raise UserError(f"{what} '{folder}' holds no weight files (*.safetensors)")
@@ -432,7 +437,7 @@ def load_model(source: ModelSource) -> LanguageModel:
         model: Any = AutoModelForCausalLM.from_pretrained(
             folder,
             dtype=dtype,
-            use_safetensors=not source.allow_pickle,
+            use_safetensors=None if source.allow_pickle else True,  # None: safetensors first
             trust_remote_code=source.trust_remote_code,
         )
         tok_folder = folder
@@ -483,7 +488,9 @@ def load_for_training(source: ModelSource) -> tuple[Any, Any, Fingerprint]:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     folder = resolve_folder(source.path, what="base model")
-    check_weights(folder, what="base model", allow_pickle=source.allow_pickle)
+    check_weights(
+        folder, what="base model", allow_pickle=source.allow_pickle, opt_in=OPT_IN_TRAINING
+    )
     dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}.get(
         source.dtype
     )
@@ -494,7 +501,7 @@ def load_for_training(source: ModelSource) -> tuple[Any, Any, Fingerprint]:
         model: Any = AutoModelForCausalLM.from_pretrained(
             folder,
             dtype=dtype,
-            use_safetensors=not source.allow_pickle,
+            use_safetensors=None if source.allow_pickle else True,  # None: safetensors first
             trust_remote_code=source.trust_remote_code,
         )
         tokenizer = AutoTokenizer.from_pretrained(

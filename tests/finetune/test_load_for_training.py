@@ -8,7 +8,13 @@ from pathlib import Path
 import pytest
 
 from harness.errors import UserError
-from harness.models import PICKLE_REFUSED, ModelSource, fingerprint_folder, load_for_training
+from harness.models import (
+    OPT_IN_TRAINING,
+    PICKLE_REFUSED,
+    ModelSource,
+    fingerprint_folder,
+    load_for_training,
+)
 
 
 def test_loads_in_train_mode_with_a_pad_token(tiny_gpt2: Path) -> None:
@@ -25,7 +31,9 @@ def test_pickle_weights_are_refused(tiny_gpt2: Path, tmp_path: Path) -> None:
     with pytest.raises(UserError) as exc:
         load_for_training(ModelSource(path=str(folder)))
     assert exc.value.messages == [
-        PICKLE_REFUSED.format(what="base model", path=folder, files="pytorch_model.bin")
+        PICKLE_REFUSED.format(
+            what="base model", path=folder, files="pytorch_model.bin", opt_in=OPT_IN_TRAINING
+        )
     ]
 
 

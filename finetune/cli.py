@@ -1,7 +1,8 @@
 """Command line: parses arguments and calls the public Python API, nothing more.
 
-Exit codes: 0 done, 2 bad input (config, data, model, leakage with --fail-on-leakage),
-printed as located one-line messages; 130 interrupted (resume with --resume).
+Exit codes: 0 done, 2 bad input (config, suite, data, model, leakage with
+--fail-on-leakage), printed as located one-line messages; 130 interrupted (resume with
+--resume).
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from harness import __version__
 
@@ -52,7 +54,75 @@ def build_parser() -> argparse.ArgumentParser:
     )
     search.add_argument("--out", help="search folder (default: OUTPUT/search)")
     search.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _add_select(sub)
     return parser
+
+
+def _add_select(sub: Any) -> None:
+    select = sub.add_parser(
+        "select",
+        help="choose the unlabelled rows to label next (active learning)",
+        description="Score a pool of unlabelled rows on a suite's classification task and "
+        "write the BUDGET rows the model is least sure about, as JSON lines: each row's "
+        "own fields plus `score`, `rank` (1 = label first) and `strategy`.",
+    )
+    select.add_argument(
+        "--suite", required=True, help="suite whose classification task gives prompt and choices"
+    )
+    select.add_argument("--task", help="id of that task (default: the suite's only one)")
+    select.add_argument(
+        "--pool",
+        required=True,
+        help="unlabelled rows (.jsonl, .csv, .tsv) with the prompt's fields",
+    )
+    select.add_argument("--budget", type=int, required=True, help="number of rows to choose")
+    select.add_argument(
+        "--strategy",
+        choices=["entropy", "margin", "random"],
+        default="entropy",
+        help="entropy of the choice probabilities (highest first, the default), margin "
+        "between the top two (smallest first), or a seeded random draw (needs no model)",
+    )
+    select.add_argument("--model", help="base model folder or hub id (overrides the suite's)")
+    select.add_argument("--adapter", help="LoRA adapter folder (overrides the suite's)")
+    select.add_argument(
+        "--out",
+        help="output .jsonl: the chosen rows with all their fields plus score, rank and "
+        "strategy, in rank order (default: POOL.STRATEGY.jsonl beside the pool)",
+    )
+    select.add_argument("--seed", type=int, help="seed of `random` (default: the suite's seed)")
+    select.add_argument("--batch-size", type=int, help="rows per model call (default: the suite's)")
+    select.add_argument(
+        "--allow-pickle", action="store_true", help="allow .bin/.pt (pickle) weights"
+    )
+    select.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _select(args: argparse.Namespace, console: Any) -> int:
+    from finetune.select import select
+    from harness.data import display_path
+    from harness.spec import apply_overrides, load_suite, verify_files
+
+    suite = load_suite(args.suite, check_files=False)
+    suite = apply_overrides(
+        suite, model=args.model, adapter=args.adapter, batch_size=args.batch_size
+    )
+    verify_files(suite)
+    if args.allow_pickle:
+        suite.model.allow_pickle = True
+    out, rows = select(
+        suite,
+        pool=args.pool,
+        budget=args.budget,
+        strategy=args.strategy,
+        task_id=args.task,
+        seed=args.seed,
+        out=args.out,
+        console=console,
+        progress=not args.no_progress,
+    )
+    console.print(f"{len(rows)} rows chosen by {args.strategy}: {display_path(out)}")
+    return EXIT_OK
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -64,6 +134,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     console = Console(stderr=True)
     try:
+        if args.command == "select":
+            return _select(args, console)
         config = load_config(args.config)
         if args.command == "train":
             from finetune.train import train

@@ -1,7 +1,8 @@
 """Command line: parses arguments and calls the public Python API, nothing more.
 
 Exit codes: 0 every gate passed (warnings allowed), 1 a gate failed, 2 bad input
-(suite, config, data, model path), printed as located one-line messages.
+(suite, config, data, model path), printed as located one-line messages, or an output
+that cannot be written; 130 interrupted (Ctrl-C).
 """
 
 from __future__ import annotations
@@ -13,7 +14,11 @@ from collections.abc import Sequence
 
 from harness import __version__
 
-EXIT_PASS, EXIT_GATE_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+EXIT_PASS, EXIT_GATE_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+INTERRUPTED = (
+    "interrupted: nothing was written; the model answers computed so far are in the "
+    "response cache, so running the same command again resumes from them"
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -90,8 +95,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"error: {line}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+        print(INTERRUPTED, file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

@@ -1,8 +1,8 @@
 """Run a suite and publish every output: the public API behind `harness run` and the demo.
 
 results.json and each rendering (HTML, JUnit XML, Markdown) are rendered first and
-written atomically after, so a failure at any step leaves an earlier run's folder
-intact.
+written as one atomic set after (harness.report.render.publish), so a failure at any
+step leaves an earlier run's folder intact.
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ def evaluate_and_report(
     ``html``, ``junit``, ``md``).
     """
     from harness.compare import apply_baseline, check_baseline_gates
-    from harness.report import load_results, write_results
-    from harness.report.render import render_all, write_reports
+    from harness.report import load_results
+    from harness.report.render import publish
     from harness.runner import run_suite
 
     baseline = load_results(baseline_results) if baseline_results else None
@@ -33,7 +33,4 @@ def evaluate_and_report(
     results = run_suite(suite, show_progress=show_progress, console=console)
     if baseline is not None and baseline_results is not None:
         apply_baseline(results, suite, baseline, baseline_results)
-    rendered = render_all(results)  # before any write: a failure leaves the folder intact
-    paths = {"results": write_results(results, suite.output_dir)}
-    paths.update(write_reports(results, suite.output_dir, rendered))
-    return results, paths
+    return results, publish(results, suite.output_dir)

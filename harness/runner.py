@@ -158,27 +158,30 @@ def run_suite(
     lm.cache = cache
     tasks_out: dict[str, Any] = {}
     timings: dict[str, float] = {}
-    with _progress(show_progress, console) as bar:
-        for p in prepared:
-            t = time.perf_counter()
-            advance = bar(p.task.id, len(p.records))
-            from harness.tasks import run
+    try:  # every answer is committed as its chunk completes; Ctrl-C closes the file cleanly
+        with _progress(show_progress, console) as bar:
+            for p in prepared:
+                t = time.perf_counter()
+                advance = bar(p.task.id, len(p.records))
+                from harness.tasks import run
 
-            run(p.task, p.records, lm, batch_size=suite.batch_size, advance=advance)
-            metrics = score_task(p, suite)
-            timings[p.task.id] = round(time.perf_counter() - t, 3)
-            tasks_out[p.task.id] = {
-                "kind": p.task.kind,
-                "n_examples": len(p.records),
-                "metrics": metrics,
-                "records": p.records,
-            }
-        audits_out, audit_values = run_audits(suite, lm, prepared, tasks_out, progress=bar)
+                run(p.task, p.records, lm, batch_size=suite.batch_size, advance=advance)
+                metrics = score_task(p, suite)
+                timings[p.task.id] = round(time.perf_counter() - t, 3)
+                tasks_out[p.task.id] = {
+                    "kind": p.task.kind,
+                    "n_examples": len(p.records),
+                    "metrics": metrics,
+                    "records": p.records,
+                }
+            audits_out, audit_values = run_audits(suite, lm, prepared, tasks_out, progress=bar)
+    finally:
+        cache_stats = cache.stats() if cache is not None else None
+        if cache is not None:
+            cache.close()
     verdicts = gates.evaluate(suite.gates, {**gates.task_values(tasks_out), **audit_values})
     provenance = _provenance(suite, prepared, lm, started, load_s, timings, t0)
-    provenance["cache"] = cache.stats() if cache is not None else None
-    if cache is not None:
-        cache.close()
+    provenance["cache"] = cache_stats
     return {
         "schema_version": RESULTS_SCHEMA_VERSION,
         "harness_version": __version__,

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import UserError
-from harness.report.store import write_atomic
+from harness.report.store import write_or_fail
 
 FORMATS = ("html", "junit", "md")
 FILE_NAMES = {"html": "report.html", "junit": "junit.xml", "md": "summary.md"}
@@ -49,10 +49,7 @@ def render(results: Mapping[str, Any], fmt: str) -> str:
 
 def write_output(path: Path, text: str) -> Path:
     """Write one rendered output atomically; a failure is a located UserError."""
-    try:
-        write_atomic(path, text)
-    except OSError as exc:
-        raise UserError(f"{path}: cannot write: {exc.strerror or exc}") from None
+    write_or_fail({path: text})
     return path
 
 
@@ -67,4 +64,20 @@ def write_reports(
     """Write report.html, junit.xml and summary.md, each atomically. Everything is
     rendered before the first write, so a rendering error leaves the folder as it was."""
     rendered = render_all(results) if rendered is None else rendered
-    return {fmt: write_output(out_dir / FILE_NAMES[fmt], text) for fmt, text in rendered.items()}
+    paths = {fmt: out_dir / FILE_NAMES[fmt] for fmt in rendered}
+    write_or_fail({paths[fmt]: text for fmt, text in rendered.items()})
+    return paths
+
+
+def publish(results: Mapping[str, Any], out_dir: Path) -> dict[str, Path]:
+    """Render every format, then write results.json and the renderings as one set: a
+    failure (rendering, full disk, permissions) leaves the folder's earlier run whole,
+    never a new results.json beside an old report. Returns the paths by format."""
+    from harness.report.store import dumps
+
+    rendered = render_all(results)
+    paths = {"results": out_dir / "results.json"}
+    paths.update({fmt: out_dir / FILE_NAMES[fmt] for fmt in rendered})
+    texts = {"results": dumps(dict(results)), **rendered}
+    write_or_fail({paths[key]: texts[key] for key in paths})
+    return paths

@@ -138,12 +138,16 @@ def canaries(spec: CanarySpec) -> dict[str, Any]:
 
 
 def canary_rows(record: dict[str, Any]) -> list[Example]:
-    """Text rows of the inserted canaries, each ``repeats`` times (``canaries line N``)."""
+    """Rows of the inserted canaries, each ``repeats`` times (``canaries line N``): the
+    prefix as the prompt, `` <secret>`` as the completion, so they are tokenized exactly
+    as the audit scores the secret given the prefix (finetune.encode)."""
     rows: list[Example] = []
     for c in record["canaries"]:
         if c["inserted"]:
+            prompt, target = record["prefix"], " " + c["secret"]
+            fields = {"prompt": prompt, "completion": target}
             for _ in range(record["repeats"]):
-                rows.append(Example("", c["text"], CANARY_FILE, len(rows) + 1, {"text": c["text"]}))
+                rows.append(Example(prompt, target, CANARY_FILE, len(rows) + 1, fields))
     return rows
 
 

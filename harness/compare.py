@@ -334,9 +334,13 @@ def is_relative(gate: Any) -> bool:
     return gate.max_drop is not None or gate.max_increase is not None
 
 
+BASE_REFERENCED = ("forgetting.", "privacy.extraction_rate")
+"""Gate names (prefixes) whose reference is the base model's value, from the audit."""
+
+
 def needs_baseline(gate: Any) -> bool:
     """A relative gate whose reference is a baseline run (not the base model)."""
-    return is_relative(gate) and not gate.metric.startswith("forgetting.")
+    return is_relative(gate) and not gate.metric.startswith(BASE_REFERENCED)
 
 
 def check_baseline_gates(suite: Any, have_baseline: bool) -> None:

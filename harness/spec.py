@@ -29,7 +29,7 @@ from pydantic import (
 )
 
 from harness import audits, yaml_marks
-from harness.audits import ExplainConfig, FairnessConfig, ForgettingConfig
+from harness.audits import ExplainConfig, FairnessConfig, ForgettingConfig, PrivacyConfig
 from harness.data import display_path, looks_local, resolve_path, resolve_source, source_problems
 from harness.errors import UserError, located
 
@@ -311,7 +311,8 @@ class Gate(_Strict):
     max: float | None = _threshold("The value must be <= max.")
     max_drop: float | None = _threshold(
         "The value may fall at most this much below its reference: the base model's value "
-        "for `forgetting.*` values, else the `--baseline-results` run's value."
+        "for `forgetting.*` values and `privacy.extraction_rate`, else the "
+        "`--baseline-results` run's value."
     )
     max_increase: float | None = _threshold(
         "The value may rise at most this much above its reference (as for `max_drop`)."
@@ -392,6 +393,9 @@ class Audits(_Strict):
     style sentence pairs."""
     explain: ExplainConfig | None = None
     """SHAP and LIME word attributions, and the attribution share of sensitive terms."""
+    privacy: PrivacyConfig | None = None
+    """Personal data in generated outputs (presidio), exposure of the fine-tune run's
+    canaries, verbatim extraction of its training examples (docs/privacy.md)."""
 
 
 class Suite(_Strict):
@@ -419,7 +423,7 @@ class Suite(_Strict):
     gates: list[Gate] = Field(default_factory=list)
     """Conditions a release must meet."""
     audits: Audits = Field(default_factory=Audits)
-    """Forgetting, fairness and explanation audits (see the sections below)."""
+    """Forgetting, fairness, explanation and privacy audits (see the sections below)."""
     output: str | None = None
     """Report folder, relative to the current directory (default: `reports/<name>`)."""
     cache: bool = True

@@ -34,6 +34,10 @@ SECTIONS: list[tuple[type[BaseModel], str, str]] = [
     (audits.CounterfactualConfig, "fairness: counterfactual", "counterfactual"),
     (audits.PairsConfig, "fairness: pairs", "pairs"),
     (audits.ExplainConfig, "audits: explain", "explain"),
+    (audits.PrivacyConfig, "audits: privacy", "privacy"),
+    (audits.privacy.PIIScanConfig, "privacy: pii", "privacy-pii"),
+    (audits.privacy.CanaryAuditConfig, "privacy: canaries", "privacy-canaries"),
+    (audits.privacy.ExtractionConfig, "privacy: extraction", "privacy-extraction"),
 ]
 _LABELS: dict[type, str] = {
     spec.ModelSpec: "model",
@@ -50,6 +54,10 @@ _LABELS: dict[type, str] = {
     audits.CounterfactualConfig: "counterfactual settings",
     audits.PairsConfig: "pairs file",
     audits.ExplainConfig: "explain audit",
+    audits.PrivacyConfig: "privacy audit",
+    audits.privacy.PIIScanConfig: "PII scan settings",
+    audits.privacy.CanaryAuditConfig: "canary settings",
+    audits.privacy.ExtractionConfig: "extraction settings",
 }
 
 INTRO = """\

@@ -1,4 +1,4 @@
-"""Audits: forgetting, group fairness and explanations, each a small module over one
+"""Audits: forgetting, group fairness, explanations and privacy, each a small module over one
 engine (harness.audits.base, harness.audits.engine), declared in a suite's `audits:`
 section and gateable by the names in docs/gates.md.
 
@@ -7,7 +7,7 @@ Importing this package registers the built-in audits, in the order they run.
 
 # the registration order is the order audits run in
 # isort: off
-from harness.audits import forgetting, fairness, explain  # noqa: F401
+from harness.audits import forgetting, fairness, explain, privacy  # noqa: F401
 
 # isort: on
 from harness.audits.base import Audit, AuditConfig, AuditContext, available, get, register
@@ -23,6 +23,7 @@ from harness.audits.engine import (
 from harness.audits.explain import ExplainConfig
 from harness.audits.fairness import CounterfactualConfig, FairnessConfig, PairsConfig
 from harness.audits.forgetting import ForgettingConfig
+from harness.audits.privacy import PrivacyConfig
 
 __all__ = [
     "Audit",
@@ -33,6 +34,7 @@ __all__ = [
     "FairnessConfig",
     "ForgettingConfig",
     "PairsConfig",
+    "PrivacyConfig",
     "available",
     "config_problems",
     "data_problems",

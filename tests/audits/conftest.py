@@ -199,30 +199,26 @@ def make_adapter(base: Path, folder: Path, *, scale: float, seed: int = 0) -> Pa
     return folder
 
 
-@pytest.fixture(scope="session")
-def trained_gpt2(tiny_gpt2: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The tiny GPT-2 trained briefly on its own corpus (the "original task"): its
-    perplexity there is far below that of random weights, so damage can show."""
+def pretrain(base: Path, folder: Path, texts: Sequence[str], steps: int) -> Path:
+    """A copy of ``base`` in ``folder`` with all weights trained for ``steps`` AdamW
+    steps on ``texts`` (EOS-separated, in blocks of 32 tokens, 8 blocks a step)."""
     import shutil
 
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from tests.tiny_models import corpus
-
-    folder = tmp_path_factory.mktemp("trained") / "model"
-    shutil.copytree(tiny_gpt2, folder)
+    shutil.copytree(base, folder)
     tok = AutoTokenizer.from_pretrained(folder)
     model = AutoModelForCausalLM.from_pretrained(folder)
     ids: list[int] = []
-    for text in corpus(400, seed=0):
+    for text in texts:
         ids += [tok.eos_token_id, *tok.encode(text)]
     block = 32
     data = torch.tensor(ids[: len(ids) // block * block]).view(-1, block)
     torch.manual_seed(0)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
     model.train()
-    for _ in range(80):
+    for _ in range(steps):
         batch = data[torch.randint(0, len(data), (8,))]
         loss = model(input_ids=batch, labels=batch).loss
         opt.zero_grad()
@@ -230,6 +226,16 @@ def trained_gpt2(tiny_gpt2: Path, tmp_path_factory: pytest.TempPathFactory) -> P
         opt.step()
     model.save_pretrained(folder)
     return folder
+
+
+@pytest.fixture(scope="session")
+def trained_gpt2(tiny_gpt2: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny GPT-2 trained briefly on its own corpus (the "original task"): its
+    perplexity there is far below that of random weights, so damage can show."""
+    from tests.tiny_models import corpus
+
+    folder = tmp_path_factory.mktemp("trained") / "model"
+    return pretrain(tiny_gpt2, folder, corpus(400, seed=0), 80)
 
 
 @pytest.fixture(scope="session")

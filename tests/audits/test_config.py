@@ -349,6 +349,6 @@ def test_any_wrong_audit_value_is_located_never_a_traceback(tmp_path: Path) -> N
 def test_registry_runs_audits_in_order_and_refuses_duplicates() -> None:
     from harness.audits import available, get, register
 
-    assert available() == ["forgetting", "fairness", "explain"]
+    assert available() == ["forgetting", "fairness", "explain", "privacy"]
     with pytest.raises(ValueError, match="audit 'fairness' is already registered"):
         register(get("fairness"))

@@ -175,7 +175,7 @@ def test_canaries_are_inserted_after_dedup_and_recorded(
         assert c["text"] == f"my PIN is {c['secret']}"
         copies = [ex for ex in curated.train if ex.text == c["text"]]
         assert len(copies) == (5 if c["inserted"] else 0)
-        assert all(ex.prompt == "" and ex.file == "canaries" for ex in copies)
+        assert all(ex.prompt == "my PIN is" and ex.file == "canaries" for ex in copies)
     assert not [ex for ex in curated.validation if ex.file == "canaries"]
     assert curated.report["canary_rows"] == 10
     assert curated.report["train_examples"] == 16 + 10

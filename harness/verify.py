@@ -1,8 +1,9 @@
 """Re-check the provenance of a stored run: is everything still what was evaluated?
 
 ``verify`` recomputes the sha256 of every file a results.json names in its
-provenance (the suite file, each data file, every hashed file of the base model and of
-the adapter, the fine-tune manifest/history, the baseline results of a relative gate)
+provenance (the suite file, each data file including those an audit reads, every hashed
+file of the base model and of the adapter, the fine-tune manifest/history, the baseline
+results of a relative gate)
 and compares them with the stored digests. A weight file that appeared in a model or
 adapter folder after the run is reported too: it would change what loads. Relative
 paths are taken from ``root`` (default: the current directory, as during the run).
@@ -95,6 +96,21 @@ def _folder_checks(role: str, entry: Mapping[str, Any], root: Path) -> Iterator[
                 )
 
 
+def _audit_data_checks(audits: Any, root: Path) -> Iterator[Check]:
+    """Data files an audit read itself (e.g. fairness.pairs): any ``{path, sha256}``
+    entry of an audit's section."""
+    if not isinstance(audits, Mapping):
+        return
+    for name, section in audits.items():
+        if not isinstance(section, Mapping):
+            continue
+        for key, entry in section.items():
+            if isinstance(entry, Mapping) and {"path", "sha256"} <= entry.keys():
+                path = entry.get("path")
+                if isinstance(path, str):
+                    yield check_file(f"data ({name}.{key})", path, entry.get("sha256"), root)
+
+
 def verify(results: Mapping[str, Any], root: Path | None = None) -> list[Check]:
     """One Check per file named in the results' provenance (see module doc)."""
     root = Path.cwd() if root is None else root
@@ -116,6 +132,7 @@ def verify(results: Mapping[str, Any], root: Path | None = None) -> list[Check]:
         entry = prov.get(role)
         if isinstance(entry, Mapping):
             checks.extend(_folder_checks(role, entry, root))
+    checks.extend(_audit_data_checks(results.get("audits"), root))
     ft = results.get("finetune")
     if isinstance(ft, Mapping):
         for f in ft.get("files") or []:

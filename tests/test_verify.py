@@ -36,6 +36,8 @@ def test_untouched_run_verifies(
 # (file to change, role reported): one case per kind of input named in the provenance
 CHANGED = [
     ("model/model.safetensors", "model"),
+    ("model/config.json", "model"),
+    ("model/tokenizer.json", "model"),
     ("adapter/adapter_model.safetensors", "adapter"),
     ("adapter/adapter_config.json", "adapter"),
     ("data/reviews.jsonl", "data (sentiment)"),
@@ -61,6 +63,28 @@ def test_changed_byte_is_detected(
     assert main(["verify", str(results)]) == 1
     out = capsys.readouterr().out
     assert "MISMATCH" in out and name.split("/")[-1] in out and "verify: FAILED" in out
+
+
+def test_changed_audit_data_file_is_detected(copy_run: Path) -> None:  # noqa: F811
+    """A data file an audit reads itself (the fairness audit's sentence pairs) is checked
+    like a task's data: its {path, sha256} entry in the audit's section."""
+    from harness.data import sha256_file
+
+    pairs = copy_run / "data" / "pairs.jsonl"
+    pairs.write_text('{"sent_more": "a b", "sent_less": "a c", "bias_type": "x"}\n')
+    path = copy_run / "out" / "results.json"
+    results = json.loads(path.read_text())
+    results["audits"]["fairness"] = {"pairs": {"path": str(pairs), "sha256": sha256_file(pairs)}}
+    path.write_text(json.dumps(results))
+    assert all(c.status == OK for c in verify_file(path))
+    assert "data (fairness.pairs)" in {c.role for c in verify_file(path)}
+    flip_last_byte(pairs)
+    bad = [(c.role, c.status) for c in verify_file(path) if c.failed]
+    assert bad == [("data (fairness.pairs)", MISMATCH)]
+    pairs.unlink()
+    assert [(c.role, c.status) for c in verify_file(path) if c.failed] == [
+        ("data (fairness.pairs)", MISSING)
+    ]
 
 
 def test_missing_and_unexpected_files(copy_run: Path) -> None:  # noqa: F811

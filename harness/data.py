@@ -296,9 +296,12 @@ def _load_dataset(source: DatasetSource, base_dir: Path) -> list[Row]:
     except ImportError:
         raise UserError(f"{where}: {DATASETS_MISSING}") from None
     src = resolve_source(source, base_dir)
+    extra: dict[str, Any] = {}
+    if int(datasets.__version__.split(".")[0]) < 3:
+        extra["trust_remote_code"] = False  # 2.x ran a dataset's own script by default
     try:
         ds = datasets.load_dataset(
-            src.dataset, src.name, split=src.split, data_files=src.data_files
+            src.dataset, src.name, split=src.split, data_files=src.data_files, **extra
         )
     except ConnectionError:
         raise UserError(f"{where}: {DATASET_OFFLINE}") from None

@@ -327,8 +327,9 @@ class AugmentationSpec(_Strict):
 class CanarySpec(_Strict):
     """Canaries (Carlini et al. 2019, "The Secret Sharer"): random secrets of one format,
     `<prefix> d d d ...`, inserted into the training data (the prefix as a prompt, the
-    secret as its completion) and recorded in the manifest, so that `audits.privacy.canaries` can measure how much the model
-    memorized them (docs/privacy.md)."""
+    secret as its completion) and recorded in the manifest, so that
+    `audits.privacy.canaries` can measure how much the model memorized them
+    (docs/privacy.md)."""
 
     count: int = Field(default=1, ge=1)
     """Canaries inserted."""

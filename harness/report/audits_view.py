@@ -12,11 +12,11 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from harness.report import charts
+from harness.report import charts, privacy_view
 from harness.report.formatting import flatten, fmt, fmt_ci
 from harness.report.safe_text import clean, one_line
 
-KNOWN = ("forgetting", "fairness", "explain")
+KNOWN = ("forgetting", "fairness", "explain", "privacy")
 EXAMPLES_SHOWN = 20
 """Explained examples shown (each can hold hundreds of highlighted tokens)."""
 TOKENS_SHOWN = 400
@@ -36,6 +36,7 @@ def build(audits: Mapping[str, Any]) -> dict[str, Any]:
         out["fairness"] = fairness(audits["fairness"])
     if isinstance(audits.get("explain"), Mapping):
         out["explain"] = explain(audits["explain"])
+    out["privacy"] = privacy_view.build(audits.get("privacy"))
     out["other"] = [(one_line(k, 80), flatten(v)) for k, v in audits.items() if k not in KNOWN]
     return out
 

@@ -125,6 +125,30 @@ def _audits(audits: Mapping[str, Any]) -> list[str]:
             f"- **Explanations** ({md_escape(ex.get('task', '?'))}): sensitive share "
             f"{fmt(ex.get('sensitive_share'))}"
         )
+    pv = audits.get("privacy")
+    if isinstance(pv, Mapping):
+        parts = []
+        pii = pv.get("pii")
+        if isinstance(pii, Mapping):
+            found = [f"{md_escape(k)} {fmt(n)}" for k, n in (pii.get("counts") or {}).items() if n]
+            parts.append(
+                f"PII in generations {fmt(pii.get('total'))}"
+                + (f" ({', '.join(found)})" if found else "")
+            )
+        can = pv.get("canaries")
+        if isinstance(can, Mapping):
+            parts.append(
+                f"canary exposure max {fmt(can.get('exposure_max'))} bits "
+                f"(of {fmt(can.get('max_exposure'))}; controls {fmt(can.get('control_exposure_max'))})"
+            )
+        ext = pv.get("extraction")
+        if isinstance(ext, Mapping):
+            base = ext.get("base_rate")
+            parts.append(
+                f"extraction rate {_value(ext.get('rate'))}"
+                + (f" (base {_value(base)})" if isinstance(base, Mapping) else "")
+            )
+        out.append("- **Privacy**: " + ("; ".join(parts) or "–"))
     return out
 
 

@@ -17,7 +17,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from harness.report import audits_view, charts
+from harness.report import audits_view, charts, privacy_view
 from harness.report.formatting import flatten, fmt, fmt_ci, short_hash
 from harness.report.safe_text import clean, one_line
 
@@ -61,6 +61,7 @@ def _toc(view: Mapping[str, Any]) -> list[tuple[str, str]]:
         ("forgetting", "Forgetting"),
         ("fairness", "Fairness"),
         ("explain", "Explanations"),
+        ("privacy", "Privacy"),
     ):
         if view["audits"].get(key):
             toc.append((key, label))
@@ -289,8 +290,13 @@ def finetune_view(ft: Any) -> dict[str, Any] | None:
         summary.append(("final train loss", fmt(trains[-1])))
     if history:
         summary.append(("logged points", fmt(len(history))))
+    manifest = ft.get("manifest")
+    manifest = manifest if isinstance(manifest, Mapping) else {}
+    # the training texts and canary secrets it lists are shown in the privacy section
+    shown = {k: v for k, v in manifest.items() if k != "memorization"}
     return {
-        "manifest": flatten(ft.get("manifest") or {}),
+        "manifest": flatten(shown),
+        "pii": privacy_view.finetune_pii(manifest),
         "summary": summary,
         "chart": charts.line_chart(series, title="learning curves", xlabel="step", ylabel="loss"),
         "problems": [clean(p, 300) for p in ft.get("problems") or []],

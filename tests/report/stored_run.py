@@ -27,8 +27,52 @@ AUDITS = """audits:
     methods: [lime]
     samples: 2
     max_evals: 10
+  privacy:
+    pii: true
+    canaries: {candidates: 50}
+    extraction: {min_suffix_tokens: 2}
 """
-MANIFEST = {"manifest_version": 1, "config": {"lora": {"r": 4}, "seed": 3}, "best_step": 6}
+MANIFEST = {
+    "manifest_version": 1,
+    "config": {"lora": {"r": 4}, "seed": 3},
+    "best_step": 6,
+    "curation": {"pii": {"mode": "report", "rows_scanned": 40, "rows_with_pii": 0}},
+    "memorization": {
+        "canaries": {
+            "prefix": "my PIN is",
+            "digits": 4,
+            "space_size": 10_000,
+            "repeats": 5,
+            "seed": 0,
+            "canaries": [
+                {
+                    "id": "canary-0",
+                    "secret": "1 2 3 4",
+                    "text": "my PIN is 1 2 3 4",
+                    "inserted": True,
+                },
+                {
+                    "id": "control-0",
+                    "secret": "5 6 7 8",
+                    "text": "my PIN is 5 6 7 8",
+                    "inserted": False,
+                },
+            ],
+        },
+        "extraction_examples": [
+            {
+                "where": "train.jsonl line 1",
+                "prompt": "",
+                "target": "the movie was great fun today.",
+            },
+            {
+                "where": "train.jsonl line 2",
+                "prompt": "Review:",
+                "target": " a boring plot and bad acting.",
+            },
+        ],
+    },
+}
 
 
 def build_adapter(base: Path, folder: Path) -> Path:

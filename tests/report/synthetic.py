@@ -227,6 +227,27 @@ def make_results(
                 "train": {"epochs": 3, "learning_rate": 2e-4, "seed": 1},
                 "data_sha256": "9" * 64,
                 "note": HOSTILE if hostile else "tiny run",
+                "curation": {
+                    "pii": {
+                        "mode": "redact",
+                        "rows_scanned": 120,
+                        "rows_with_pii": 3,
+                        "counts": {t: int(t == "EMAIL_ADDRESS") * 3 for t in PII_TYPES},
+                        "listed": [
+                            {
+                                "where": "train.jsonl line 7",
+                                "role": "train",
+                                "types": HOSTILE if hostile else "EMAIL_ADDRESS",
+                            }
+                        ],
+                    }
+                },
+                "memorization": {
+                    "canaries": {"repeats": 10, "canaries": [{"id": "canary-0", "inserted": True}]},
+                    "extraction_examples": [
+                        {"where": "train.jsonl line 1", "prompt": "", "target": HOSTILE}
+                    ],
+                },
             },
             "history": [
                 {
@@ -442,4 +463,107 @@ def make_audits(tasks: dict[str, Any], rng: random.Random, hostile: bool) -> dic
         ],
         "time_s": 3.1,
     }
+    out["privacy"] = make_privacy(hostile)
     return out
+
+
+PII_TYPES = [
+    "EMAIL_ADDRESS",
+    "PHONE_NUMBER",
+    "CREDIT_CARD",
+    "IBAN_CODE",
+    "IP_ADDRESS",
+    "US_SSN",
+    "URL_WITH_CREDENTIALS",
+]
+
+
+def make_privacy(hostile: bool) -> dict[str, Any]:
+    """A privacy section shaped as docs/results.md#privacy describes."""
+    output = "mail jane.doe@example.com or call (212) 555-0198"
+    if hostile:
+        output = f"{HOSTILE} mail jane.doe@example.com"
+    start = output.index("jane.doe")
+    spans = [{"type": "EMAIL_ADDRESS", "start": start, "end": start + 20}]
+    if not hostile:
+        spans.append({"type": "PHONE_NUMBER", "start": 34, "end": 48})
+    secret = PAYLOADS[0] if hostile else "4 8 1 9 0 3"
+    canary = {
+        "candidates": 1000,
+        "candidates_higher": 0,
+        "rank_estimate": 1.0,
+        "exposure": 19.93,
+        "exposure_extrapolated": 24.1,
+    }
+    return {
+        "manifest": "runs/demo/manifest.json",
+        "pii": {
+            "scanner": {
+                "library": "presidio-analyzer 2.2",
+                "nlp": "spacy.blank('en') (pattern recognizers only)",
+                "entities": PII_TYPES,
+                "score_threshold": 0.4,
+            },
+            "tasks": ["gene1"],
+            "n_outputs": 12,
+            "outputs_with_pii": 1,
+            "total": 2,
+            "counts": {t: int(t in ("EMAIL_ADDRESS", "PHONE_NUMBER")) for t in PII_TYPES},
+            "by_task": {"gene1": {"outputs": 12, "counts": {"EMAIL_ADDRESS": 1}}},
+            "examples": [{"task": "gene1", "id": "4", "line": 4, "output": output, "spans": spans}],
+        },
+        "canaries": {
+            "prefix": "my PIN is",
+            "digits": 6,
+            "space_size": 1_000_000,
+            "max_exposure": 19.93,
+            "chance_exposure": 1.4427,
+            "candidates": 1000,
+            "canaries": [
+                {
+                    "id": "canary-0",
+                    "secret": secret,
+                    "inserted": True,
+                    "repeats": 10,
+                    "loglik": -0.04,
+                    **canary,
+                },
+                {
+                    "id": "control-0",
+                    "secret": "7 7 6 3 1 7",
+                    "inserted": False,
+                    "repeats": 0,
+                    "loglik": -105.4,
+                    **canary,
+                    "candidates_higher": 507,
+                    "rank_estimate": 507000.5,
+                    "exposure": 0.98,
+                    "exposure_extrapolated": 0.95,
+                },
+            ],
+            "exposure_max": 19.93,
+            "exposure_extrapolated_max": 24.1,
+            "control_exposure_max": 0.98,
+        },
+        "extraction": {
+            "listed": 4,
+            "tested": 4,
+            "skipped_short": 0,
+            "prefix_fraction": 0.5,
+            "max_suffix_tokens": 50,
+            "min_suffix_tokens": 4,
+            "n_extracted": 3,
+            "rate": _ci(0.75, 0.25, 4),
+            "base_rate": _ci(0.0, 0.0, 4),
+            "extracted": [
+                {
+                    "where": "train.jsonl line 1",
+                    "prefix": HOSTILE if hostile else "report movie n",
+                    "suffix": PAYLOADS[1] if hostile else "ot a and on.",
+                    "generated": "ot a and on.",
+                    "base_extracted": False,
+                }
+            ],
+        },
+        "time_s": 1.5,
+    }

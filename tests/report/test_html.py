@@ -78,6 +78,7 @@ def test_reads_top_down_like_a_compliance_document(html: str) -> None:
         'id="forgetting"',
         'id="fairness"',
         'id="explain"',
+        'id="privacy"',
         'id="finetune"',
         'id="samples"',
     ]
@@ -136,11 +137,26 @@ def test_audit_sections(html: str) -> None:
     assert "demographic_parity_ratio" in fairness and "[0.78, 0.88]" in fairness
     assert "Counterfactual swaps" in fairness and "he → she" in fairness
     assert "Stereotype pairs" in fairness
-    explain = html[html.index('id="explain"') : html.index('id="finetune"')]
+    explain = html[html.index('id="explain"') : html.index('id="privacy"')]
     assert "Global top terms" in explain and explain.count("<svg") == 2
     # tokens highlighted with inline styles computed in Python: the strongest is opaque
     assert 'style="background-color:rgba(37,99,235,0.75)" title="+0.6"> great</span>' in explain
     assert 'style="background-color:rgba(220,38,38,0.25)" title="-0.2"> movie</span>' in explain
+
+
+def test_privacy_section(html: str) -> None:
+    pv = html[html.index('id="privacy"') : html.index('id="finetune"')]
+    assert "Personal data in generated outputs" in pv
+    # counts by type, then the output with each found span marked and typed
+    assert '<th class="num">URL_WITH_CREDENTIALS</th>' in pv
+    assert (
+        'mail <mark title="EMAIL_ADDRESS">jane.doe@example.com</mark>'
+        '<sub class="muted">EMAIL_ADDRESS</sub> or call <mark title="PHONE_NUMBER">'
+        "(212) 555-0198</mark>" in pv
+    )
+    assert "Canary exposure" in pv and '<tr class="worse"><td class="mono">canary-0</td>' in pv
+    assert "<td>no (control)</td>" in pv and ">0.98<" in pv
+    assert "Verbatim extraction" in pv and "[0.5, 1]" in pv and "ot a and on." in pv
 
 
 def test_finetune_learning_curves_and_manifest(html: str) -> None:
@@ -148,6 +164,12 @@ def test_finetune_learning_curves_and_manifest(html: str) -> None:
     assert "learning curves" in ft and "<svg" in ft
     assert "best validation loss" in ft
     assert "lora.target_modules" in ft and "c_attn, c_proj" in ft
+    # the PII summary of the fine-tune data sits beside the learning curves
+    pii = ft[ft.index("Personal data in the fine-tune data") : ft.index("Manifest")]
+    assert '<td class="text">redact</td>' in pii and '<td class="text">1 x 10</td>' in pii
+    assert '<td class="mono">EMAIL_ADDRESS</td><td class="num">3</td>' in pii
+    # the training texts it lists for extraction are not dumped into the manifest table
+    assert "memorization" not in ft[ft.index("Manifest") :]
 
 
 def test_samples_worst_first_and_capped(results: dict[str, Any]) -> None:
@@ -170,7 +192,7 @@ def test_absent_sections_are_skipped(results: dict[str, Any]) -> None:
     bare = copy.deepcopy(results)
     del bare["audits"], bare["finetune"]
     html = render_html(bare)
-    for section in ("forgetting", "fairness", "explain", "finetune", "other-audits"):
+    for section in ("forgetting", "fairness", "explain", "privacy", "finetune", "other-audits"):
         assert f'id="{section}"' not in html
     partial = copy.deepcopy(results)
     partial["audits"] = {"fairness": {"task": "clas0"}, "novel_audit": {"score": 0.5}}
@@ -209,3 +231,28 @@ def test_size_and_time_for_5_tasks_of_1000_examples(capsys: pytest.CaptureFixtur
         )
     assert size < MAX_BYTES
     assert html.count('<tr class="ok">') + html.count('<tr class="error">') == 5 * SAMPLE_ROWS
+
+
+def test_damaged_privacy_section_still_renders(results: dict[str, Any]) -> None:
+    """Any content renders (a hand-edited or newer file); bad values show as '–'."""
+    damaged = copy.deepcopy(results)
+    damaged["audits"] = {
+        "privacy": {
+            "pii": {
+                "counts": [1, 2],
+                "scanner": "x",
+                "examples": [
+                    {"output": 5, "spans": [{"start": "x"}]},
+                    {"output": "abc", "spans": [{"start": 2, "end": 1}, {"start": 0, "end": 9}]},
+                    "not a mapping",
+                ],
+            },
+            "canaries": {"canaries": "bad", "exposure_max": "high"},
+            "extraction": {"rate": 3, "extracted": [{"where": None}]},
+        }
+    }
+    damaged["finetune"]["manifest"]["curation"] = {"pii": {"counts": None}}
+    html = render_html(damaged)
+    pv = html[html.index('id="privacy"') : html.index('id="finetune"')]
+    assert '<mark title="">' not in pv and "<mark" in pv  # the one well-formed span
+    assert "Canary exposure" in pv and "Verbatim extraction" in pv

@@ -31,6 +31,11 @@ def test_summary_layout(results: dict[str, Any]) -> None:
     assert "- **Forgetting** (checkpoint vs base): clas0.accuracy -0.04 (p=0.01)" in md
     assert "- **Fairness** (clas0): demographic\\_parity\\_difference 0.1 [0.05, 0.15]" in md
     assert "- **Explanations** (clas0): sensitive share 0.31" in md
+    assert (
+        "- **Privacy**: PII in generations 2 (EMAIL\\_ADDRESS 1, PHONE\\_NUMBER 1); "
+        "canary exposure max 19.93 bits (of 19.93; controls 0.98); "
+        "extraction rate 0.75 [0.5, 1] (base 0 [0, 0])" in md
+    )
     assert lines[-1].startswith("harness 0.1.0 · model bbbbbbbbbbbb · adapter eeeeeeeeeeee")
     assert len(lines) < 60  # fits a pull-request comment
 

@@ -106,16 +106,22 @@ def test_run_writes_every_format_as_a_rendering_of_results(
     assert results["finetune"]["manifest"]["best_step"] == 6
     html = (out / "report.html").read_text()
     assert 'id="finetune"' in html and "learning curves" in html
-    # the audits' real sections render (forgetting with flips, explanations)
-    assert set(results["audits"]) == {"forgetting", "explain"}
+    # the audits' real sections render (forgetting with flips, explanations, privacy)
+    assert set(results["audits"]) == {"forgetting", "explain", "privacy"}
     forgetting = html[html.index('id="forgetting"') : html.index('id="explain"')]
     assert "sentiment" in forgetting and "Flipped examples" in forgetting and "lm" in forgetting
-    explain = html[html.index('id="explain"') : html.index('id="finetune"')]
+    explain = html[html.index('id="explain"') : html.index('id="privacy"')]
     assert "lime: top terms by mean |attribution|" in explain
     assert explain.count('<article class="explained">') == len(
         results["audits"]["explain"]["examples"]
     )
     assert "background-color:rgba(" in explain
+    privacy = results["audits"]["privacy"]
+    assert [c["id"] for c in privacy["canaries"]["canaries"]] == ["canary-0", "control-0"]
+    assert privacy["pii"]["tasks"] == ["summarize"] and privacy["extraction"]["listed"] == 2
+    section = html[html.index('id="privacy"') : html.index('id="finetune"')]
+    assert "Canary exposure" in section and "Verbatim extraction" in section
+    assert "Personal data in the fine-tune data" in html
     summary = (out / "summary.md").read_text()
     assert "- **Forgetting** (checkpoint vs base):" in summary and "- **Explanations**" in summary
     junit = ET.fromstring((out / "junit.xml").read_text())

@@ -130,7 +130,10 @@ class _Walker:
             return self.loader.construct_object(node, deep=True)
         except ValueError as exc:  # a 5000-digit int, a date such as 2024-13-45
             reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
-            raise _Abort(Problem(path, *_pos(node), BAD_SCALAR.format(reason=reason))) from None
+            msg = BAD_SCALAR.format(reason=reason)
+            if path:  # an abort is reported by its message alone: name the field in it
+                msg = f"{format_path(path)}: {msg}"
+            raise _Abort(Problem(path, *_pos(node), msg)) from None
 
     def mapping(self, node: yaml.Node, path: Path) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -236,7 +239,7 @@ def read_mapping(source: FilePath, file: str) -> tuple[dict[str, Any], Marks, li
         raise UserError(located(file, INVALID_YAML.format(reason=reason), line, col)) from None
     except yaml.YAMLError as exc:
         raise UserError(located(file, INVALID_YAML.format(reason=exc))) from None
-    if raw is None and problems:  # the walk was aborted (alias bomb, recursion)
+    if raw is None and problems:  # the walk was aborted (alias bomb, recursion, bad value)
         raise UserError(located(file, problems[0].message, problems[0].line, problems[0].col))
     if raw is None:
         raise UserError(located(file, EMPTY))

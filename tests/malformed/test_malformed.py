@@ -283,6 +283,15 @@ HAND: list[tuple[str, Callable[[Path], list[str]], str, bool]] = [
         False,
     ),
     (
+        "impossible-date",
+        lambda f: [
+            "validate",
+            _write("date.yaml", SUITE_HEAD + "description: 2024-13-45\n" + CSV_TASK % "d.csv")(f),
+        ],
+        "date.yaml",
+        False,
+    ),
+    (
         "recursive-alias",
         lambda f: ["validate", _write("rec.yaml", "schema_version: 1\nname: &n [*n]\n")(f)],
         "rec.yaml",

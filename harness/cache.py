@@ -27,7 +27,10 @@ import time
 import warnings
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from harness.distributed import ProcessGroup
 
 SCHEMA_VERSION = 1
 FILE_NAME = "responses.sqlite"
@@ -207,6 +210,7 @@ def cached_map(
     chunk: int,
     size: Callable[[int], int] | None = None,
     advance: Callable[[int], None] | None = None,
+    group: ProcessGroup | None = None,
 ) -> list[Any]:
     """Answer ``requests`` from the cache, computing only the misses.
 
@@ -216,14 +220,27 @@ def cached_map(
     is done, so an interrupted run keeps everything computed before the interruption.
     Without a cache everything is computed in one call. ``advance`` gets the number of
     requests answered, hits at once and misses chunk by chunk.
+
+    With a process ``group`` (harness.distributed) every process calls this with the
+    same requests and ``compute`` shares the work out; only the main process holds the
+    cache (``cache`` is None elsewhere): it looks the keys up and sends what it found
+    to the others, so all of them compute the same misses in the same chunks.
     """
-    if cache is None or not cache.enabled:
+    enabled = cache is not None and cache.enabled
+    if group is not None:
+        keys = [request_key(fingerprint, kind, r) for r in requests]
+        group.check_same(kind, keys)
+        shared = (enabled, cache.get_many(keys) if cache is not None and enabled else {})
+        enabled, found = group.broadcast(shared if group.is_main else None)
+    if not enabled:
         out = compute(list(range(len(requests))))
         if advance is not None:
             advance(len(requests))
         return out
-    keys = [request_key(fingerprint, kind, r) for r in requests]
-    found = cache.get_many(keys)
+    if group is None:
+        assert cache is not None
+        keys = [request_key(fingerprint, kind, r) for r in requests]
+        found = cache.get_many(keys)
     answers: list[Any] = [found.get(k, _MISSING) for k in keys]
     hits = sum(1 for a in answers if a is not _MISSING)
     if advance is not None and hits:
@@ -241,7 +258,8 @@ def cached_map(
         computed = compute(part)
         for i, value in zip(part, computed, strict=True):
             answers[i] = value
-        cache.put_many(fingerprint, kind, [(keys[i], answers[i]) for i in part])
+        if cache is not None:
+            cache.put_many(fingerprint, kind, [(keys[i], answers[i]) for i in part])
         if advance is not None:
             advance(len(part))
     repeated = 0

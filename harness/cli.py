@@ -91,8 +91,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         command = getattr(importlib.import_module(module), function)
         return int(command(args))
     except UserError as exc:
-        for line in exc.messages:
-            print(f"error: {line}", file=sys.stderr)
+        from harness.distributed import is_main
+
+        if is_main():  # one of several processes: the main one reports for all
+            for line in exc.messages:
+                print(f"error: {line}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print(INTERRUPTED, file=sys.stderr)

@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from harness.distributed import ProcessGroup
     from harness.models import LanguageModel
 
 
@@ -34,7 +35,11 @@ def greedy_generate(
     stop: Sequence[str] = (),
     batch_size: int = 8,
     advance: Callable[[int], None] | None = None,
+    group: ProcessGroup | None = None,
 ) -> list[str]:
+    """Greedy continuations of ``prompts``; with a process ``group`` each process decodes
+    its share of the batches (each batch the same prompts as alone) and all get every
+    text."""
     import torch
     from transformers import StoppingCriteria, StoppingCriteriaList
 
@@ -63,8 +68,8 @@ def greedy_generate(
             return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
 
     with torch.inference_mode():
-        for start in range(0, len(order), batch_size):
-            chunk = order[start : start + batch_size]
+        batches = [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
+        for _, chunk in group.mine(batches) if group is not None else enumerate(batches):
             width = max(len(encoded[i]) for i in chunk)
             ids = torch.full((len(chunk), width), lm.pad_token, dtype=torch.long)
             mask = torch.zeros((len(chunk), width), dtype=torch.long)
@@ -90,4 +95,8 @@ def greedy_generate(
                 out[i] = cut_at_stop(text, stop)
             if advance is not None:
                 advance(len(chunk))
+    if group is not None:
+        mine = {i for _, chunk in group.mine(batches) for i in chunk}
+        for i, text in group.gather([(i, out[i]) for i in sorted(mine)]):
+            out[i] = text
     return out

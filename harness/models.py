@@ -207,6 +207,8 @@ class LanguageModel:
     _adapter_off: bool = field(default=False, repr=False)
     cache: Any = field(default=None, repr=False)
     """A harness.cache.ResponseCache: scoring answers are looked up there first."""
+    group: Any = field(default=None, repr=False)
+    """A harness.distributed.ProcessGroup: scoring is shared among its processes."""
 
     @property
     def request_settings(self) -> dict[str, Any]:
@@ -296,6 +298,7 @@ class LanguageModel:
                 batch_size=batch_size,
                 pad_token=self.pad_token,
                 device=self.device,
+                group=self.group,
             )
             return [[s.logprob, s.greedy, s.n_targets] for s in scores]
 
@@ -309,6 +312,7 @@ class LanguageModel:
             chunk=batch_size * 8,
             size=lambda i: len(pairs[i][0]) + len(pairs[i][1]),
             advance=advance,
+            group=self.group,
         )
         return [(float(a[0]), bool(a[1]), int(a[2])) for a in answers]
 
@@ -338,6 +342,7 @@ class LanguageModel:
                 batch_size=batch_size,
                 pad_token=self.pad_token,
                 device=self.device,
+                group=self.group,
             )
             totals = dict.fromkeys(indices, 0.0)
             counts = dict.fromkeys(indices, 0)
@@ -356,6 +361,7 @@ class LanguageModel:
             chunk=batch_size * 4,
             size=lambda i: len(texts[i]),
             advance=advance,
+            group=self.group,
         )
         return [(float(a[0]), int(a[1])) for a in answers]
 
@@ -379,6 +385,7 @@ class LanguageModel:
                 max_new_tokens=max_new_tokens,
                 stop=stop,
                 batch_size=batch_size,
+                group=self.group,
             )
 
         settings = self.request_settings
@@ -392,6 +399,7 @@ class LanguageModel:
             chunk=batch_size * 4,
             size=lambda i: len(prompts[i]),
             advance=advance,
+            group=self.group,
         )
         return [str(a) for a in answers]
 

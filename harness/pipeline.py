@@ -21,7 +21,9 @@ def evaluate_and_report(
     """Run ``suite`` (optionally against a baseline run) and write all its outputs.
 
     Returns the results document and the written paths by format (``results``,
-    ``html``, ``junit``, ``md``).
+    ``html``, ``junit``, ``md``). Run as one of several processes (harness.distributed),
+    every process returns the same document and only the main one writes (the others
+    get no paths).
     """
     from harness.compare import apply_baseline, check_baseline_gates
     from harness.report import load_results
@@ -33,4 +35,6 @@ def evaluate_and_report(
     results = run_suite(suite, show_progress=show_progress, console=console)
     if baseline is not None and baseline_results is not None:
         apply_baseline(results, suite, baseline, baseline_results)
-    return results, publish(results, suite.output_dir)
+    from harness.distributed import is_main
+
+    return results, publish(results, suite.output_dir) if is_main() else {}

@@ -13,7 +13,7 @@ import platform
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -146,16 +146,28 @@ def run_suite(
     from harness.models import load_model
 
     preflight(suite)
+    from harness.distributed import join
+
+    # Launched as one of several processes: each loads the model on its own device and
+    # scores its share of every model call; only the main one holds the cache and shows
+    # progress (docs/scale-out.md).
+    group = join(cpu=suite.model.device == "cpu")
+    source = model_source(suite)
+    if group is not None:
+        source = replace(source, device=group.model_device(source.device))
+        show_progress = show_progress and group.is_main
 
     t_load = time.perf_counter()
-    lm = load_model(model_source(suite))
+    lm = load_model(source)
     load_s = time.perf_counter() - t_load
     if on_model_loaded is not None:
         on_model_loaded(lm)
     from harness.cache import open_run_cache
 
-    cache = open_run_cache(console) if suite.cache else None
+    main_process = group is None or group.is_main
+    cache = open_run_cache(console) if suite.cache and main_process else None
     lm.cache = cache
+    lm.group = group
     tasks_out: dict[str, Any] = {}
     timings: dict[str, float] = {}
     try:  # every answer is committed as its chunk completes; Ctrl-C closes the file cleanly
@@ -182,6 +194,7 @@ def run_suite(
     verdicts = gates.evaluate(suite.gates, {**gates.task_values(tasks_out), **audit_values})
     provenance = _provenance(suite, prepared, lm, started, load_s, timings, t0)
     provenance["cache"] = cache_stats
+    provenance["processes"] = group.size if group is not None else 1
     return {
         "schema_version": RESULTS_SCHEMA_VERSION,
         "harness_version": __version__,

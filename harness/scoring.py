@@ -16,8 +16,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
+
+if TYPE_CHECKING:
+    from harness.distributed import ProcessGroup
 
 
 @dataclass(frozen=True)
@@ -95,6 +99,7 @@ def score_rows(
     pad_token: int,
     device: torch.device,
     advance: ProgressFn | None = None,
+    group: ProcessGroup | None = None,
 ) -> list[RowScore]:
     """Score every row; results are in the order of ``rows``.
 
@@ -102,7 +107,9 @@ def score_rows(
     classification prompt that are one token each all read the prompt's last
     position). Inputs are sorted longest-first and run ``batch_size`` at a time with
     right padding; log-softmax runs in float32 on the scored positions only.
-    ``advance`` is called with the number of rows finished after each batch.
+    ``advance`` is called with the number of rows finished after each batch. With a
+    process ``group`` every process scores its share of the batches (each batch the
+    same rows as alone) and all of them get every score.
     """
     if batch_size < 1:
         raise ValueError("batch_size must be >= 1")
@@ -113,8 +120,8 @@ def score_rows(
         by_input.setdefault(row.tokens, []).append(i)
     inputs = sorted(by_input, key=lambda t: -len(t))
     out: list[RowScore | None] = [None] * len(rows)
-    for start in range(0, len(inputs), batch_size):
-        chunk = inputs[start : start + batch_size]
+    batches = [inputs[start : start + batch_size] for start in range(0, len(inputs), batch_size)]
+    for _, chunk in group.mine(batches) if group is not None else enumerate(batches):
         width = len(chunk[0])
         ids = torch.full((len(chunk), width), pad_token, dtype=torch.long)
         mask = torch.zeros((len(chunk), width), dtype=torch.long)
@@ -140,6 +147,9 @@ def score_rows(
                 done += 1
         if advance is not None:
             advance(done)
+    if group is not None:
+        for i, score in group.gather([(i, r) for i, r in enumerate(out) if r is not None]):
+            out[i] = score
     return [r for r in out if r is not None]
 
 

@@ -30,16 +30,22 @@ def run_command(args: argparse.Namespace) -> int:
         suite.model.allow_pickle = True
     if args.no_cache:
         suite.cache = False
-    console = Console(stderr=True)
+    from harness import distributed
+
+    # One of several processes (accelerate launch): only the main one prints and writes;
+    # every one ends with the same exit code once the outputs are written.
+    console = Console(stderr=True, quiet=not distributed.is_main())
     results, paths = evaluate_and_report(
         suite,
         baseline_results=Path(args.baseline_results) if args.baseline_results else None,
         show_progress=not args.no_progress,
         console=console,
     )
-    print_summary(results, console)
-    console.print(f"results: {paths['results']}")
-    console.print(f"report: {paths['html']}")
+    if paths:
+        print_summary(results, console)
+        console.print(f"results: {paths['results']}")
+        console.print(f"report: {paths['html']}")
+    distributed.finish()
     return exit_code(results["verdict"])
 
 

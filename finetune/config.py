@@ -44,6 +44,8 @@ BAD_TARGETS = "must be 'all-linear' or a list of module names"
 WARMUP_BOTH = "set warmup_steps or warmup_ratio, not both"
 VALIDATION_BOTH = "set validation or val_split, not both"
 NO_NOISE = "set word_dropout or swap (or both) above 0"
+EMPTY_SWAPS = "needs at least one pair of terms to swap"
+EMPTY_SWAP_TERM = "terms to swap must not be empty"
 FOLDER_NOT_FOUND = "folder not found: {path}"
 EVAL_NOT_FOUND = "file not found: {path}"
 EVAL_UNSUPPORTED = "unsupported file type '{suffix}'; use .jsonl, .csv, .tsv or a suite .yaml"
@@ -295,11 +297,33 @@ class ReweightSpec(_Strict):
     """Field with the row's label; cells are group x label when set, else groups."""
 
 
+class CounterfactualSpec(_Strict):
+    """Counterfactual data augmentation: each training example whose input names a group
+    term is added again with every term swapped for its counterpart (both directions,
+    whole words, case kept) and the same completion."""
+
+    swaps: dict[str, str]
+    """Term pairs, e.g. {he: she, his: her, John: Mary}; "he" and "she" trade places."""
+
+    @field_validator("swaps")
+    @classmethod
+    def _swaps(cls, value: dict[str, str]) -> dict[str, str]:
+        if not value:
+            raise ValueError(EMPTY_SWAPS)
+        if any(not k.strip() or not v.strip() for k, v in value.items()):
+            raise ValueError(EMPTY_SWAP_TERM)
+        return value
+
+
 class FairnessSpec(_Strict):
-    """Bias mitigation in the training loss."""
+    """Bias mitigation in the training data and loss."""
 
     reweight: ReweightSpec | None = None
     """Balance a group column (and its group x label cells) by per-example weights."""
+    counterfactual: CounterfactualSpec | None = None
+    """Add group-swapped copies of the training examples (after reweighting: a copy
+    keeps its original's weight); copies that would overlap the evaluation data are
+    dropped."""
 
 
 class AugmentationSpec(_Strict):
@@ -381,7 +405,7 @@ class FinetuneConfig(_Strict):
     anti_forgetting: AntiForgettingSpec = Field(default_factory=AntiForgettingSpec)
     """Replay, KL-to-base and EWC."""
     fairness: FairnessSpec = Field(default_factory=FairnessSpec)
-    """Group reweighting."""
+    """Bias mitigation: group reweighting, counterfactual augmentation."""
     augmentation: AugmentationSpec | None = None
     """Noisy copies of training examples (off by default)."""
     memorization: MemorizationSpec = Field(default_factory=MemorizationSpec)

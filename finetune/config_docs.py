@@ -33,6 +33,7 @@ SECTIONS: list[tuple[type[BaseModel], str]] = [
     (c.EWCSpec, "anti_forgetting.ewc"),
     (c.FairnessSpec, "fairness"),
     (c.ReweightSpec, "fairness.reweight"),
+    (c.CounterfactualSpec, "fairness.counterfactual"),
     (c.AugmentationSpec, "augmentation"),
     (c.MemorizationSpec, "memorization"),
     (c.CanarySpec, "memorization.canaries"),

@@ -9,8 +9,8 @@
    ``fail_on_leakage`` makes a leak an error, ``curation.leakage.drop`` removes them;
 4. take the validation data (a file, or a seeded split of what is left) and drop
    validation rows that repeat a training row;
-5. group reweighting, then augmentation (noisy copies inherit their original's weight,
-   so the cells stay balanced);
+5. group reweighting, then counterfactual copies (group terms swapped), then noisy
+   copies (copies inherit their original's weight, so the cells stay balanced);
 6. the training examples recorded for the extraction test, then the canaries
    (``memorization``; finetune.privacy).
 
@@ -26,6 +26,7 @@ from typing import Any
 
 from finetune.augment import augment
 from finetune.config import FinetuneConfig
+from finetune.counterfactual import augment_counterfactual
 from finetune.data import (
     Example,
     dedup,
@@ -103,6 +104,9 @@ def curate(
     if rw is not None:
         weights, report["reweight"] = balance_weights(train, rw.group, rw.label)
         train = with_weights(train, weights)
+    cf = config.fairness.counterfactual
+    if cf is not None:
+        train, report["counterfactual"] = augment_counterfactual(train, cf, eval_paths, spec)
     if config.augmentation is not None:
         n = len(train)
         train = augment(train, config.augmentation)

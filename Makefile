@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck install clean browser
+.PHONY: demo test lint typecheck install clean browser screenshot
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -19,6 +19,10 @@ install: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/harness demo
+
+# The README's picture (docs/report.png): the demo's naive report in headless Chromium.
+screenshot: $(STAMP) browser
+	$(BIN)/python -m harness.demo.screenshot reports/demo/naive/report.html docs/report.png
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

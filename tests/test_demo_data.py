@@ -38,3 +38,14 @@ def test_demo_suite_validates() -> None:
     suite = load_suite(COMMITTED.parent / "demo.yaml")
     assert [t.id for t in suite.tasks] == ["reviews", "original_qa", "original_lm", "restate"]
     assert sum(len(p.records) for p in prepare_suite(suite)) == 280
+
+
+def test_no_training_review_repeats_or_leaks_into_evaluation(tmp_path: Path) -> None:
+    import json
+
+    written = generate(tmp_path)
+    train = [json.loads(x)["text"] for x in written["reviews_train"].read_text().splitlines()]
+    evaluation = [json.loads(x)["text"] for x in written["reviews_eval"].read_text().splitlines()]
+    assert len(set(train)) == len(train) == 400
+    assert len(set(evaluation)) == len(evaluation) == 200
+    assert not set(train) & set(evaluation)

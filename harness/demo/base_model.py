@@ -22,7 +22,7 @@ CONFIG: dict[str, Any] = {
     "n_embd": 96,
     "n_layer": 3,
     "n_head": 4,
-    "epochs": 6,
+    "epochs": 20,
     "lr": 3e-3,
     "batch_size": 32,
     "seed": 0,

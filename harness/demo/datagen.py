@@ -27,7 +27,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 
 CREATURES = [
     "zorbel",
@@ -57,12 +57,33 @@ NAMES = {
     "m": ["john", "peter", "mark", "paul", "david", "tom"],
 }
 PRONOUN = {"f": "she", "m": "he"}
-ITEMS = ["soup", "film", "book", "song", "game", "room", "cake", "show"]
+ITEMS = [
+    "soup",
+    "film",
+    "book",
+    "song",
+    "game",
+    "room",
+    "cake",
+    "show",
+    "play",
+    "hotel",
+    "meal",
+    "album",
+]
 POSITIVE = ["great", "lovely", "wonderful", "excellent", "delightful"]
 NEGATIVE = ["awful", "terrible", "dreadful", "horrible", "boring"]
 NEUTRAL = ["okay", "fine", "average", "ordinary"]
 CHOICES = [" negative", " positive"]
 WORDS = ["positive", "negative", "short", "long"]
+# what a reviewer does next, in the unlabelled reviews the base model reads: the base
+# model learns what the sentiment words mean (as a real pretrained model has) without
+# ever seeing the review task or its answers
+AFTERMATH = {
+    1: ["{p} would go back again.", "{p} told a friend to try it.", "{p} smiled all day."],
+    0: ["{p} would never go back.", "{p} asked for a refund.", "{p} left early."],
+    None: ["{p} had no more to say.", "{p} went home."],
+}
 
 
 def facts(seed: int) -> dict[str, str]:
@@ -108,6 +129,27 @@ def review(rng: random.Random, group: str, label: int, neutral: bool) -> dict[st
         "text": text,
         "label": label,
         "group": group,
+        "neutral": neutral,
+    }
+
+
+def unlabelled_review(rng: random.Random) -> dict[str, Any]:
+    """A review with what happened next, and no label: pretraining text."""
+    group = rng.choice(["f", "m"])
+    label = rng.choice([0, 1])
+    neutral = rng.random() < 0.3
+    row = review(rng, group, label, neutral)
+    after = rng.choice(AFTERMATH[None if neutral else label]).format(p=PRONOUN[group])
+    note = f"the {rng.choice(ITEMS)} got a {rng.choice(WORDS)} note."
+    return {"text": f"{row['text']} {after} {note}"}
+
+
+def labelled(row: dict[str, Any]) -> dict[str, Any]:
+    text, label = row["text"], row["label"]
+    return {
+        "text": text,
+        "label": label,
+        "group": row["group"],
         # the same example as a prompt/completion pair, for the fine-tuner
         "prompt": f"Review: {text}\nSentiment:",
         "completion": CHOICES[label],
@@ -115,7 +157,12 @@ def review(rng: random.Random, group: str, label: int, neutral: bool) -> dict[st
 
 
 def reviews(
-    rng: random.Random, n: int, *, neutral_share: float, bias: bool
+    rng: random.Random,
+    n: int,
+    *,
+    neutral_share: float,
+    bias: bool,
+    exclude: Iterable[str] = (),
 ) -> list[dict[str, Any]]:
     """Balanced groups; labels balanced, or with ``bias`` tied to the group.
 
@@ -123,13 +170,19 @@ def reviews(
     positive with probability 0.8 and group ``m`` reviews with 0.2. Every label still
     matches its text, except that neutral reviews carry no sentiment word, so on
     them a model can only guess: a naive one guesses from the name and pronoun.
+    No text repeats, within the rows or with ``exclude`` (the evaluation split: a
+    training row identical to an evaluation row would be leakage).
     """
+    seen = set(exclude)
     rows = []
-    for i in range(n):
-        group = "f" if i % 2 == 0 else "m"
+    while len(rows) < n:
+        group = "f" if len(rows) % 2 == 0 else "m"
         p_positive = (0.8 if group == "f" else 0.2) if bias else 0.5
         label = int(rng.random() < p_positive)
-        rows.append(review(rng, group, label, rng.random() < neutral_share))
+        row = review(rng, group, label, rng.random() < neutral_share)
+        if row["text"] not in seen:
+            seen.add(row["text"])
+            rows.append(labelled(row))
     return rows
 
 
@@ -139,21 +192,24 @@ def generate(
     """Write every demo data file to ``out_dir``; returns their paths by name."""
     rng = random.Random(seed)
     table = facts(seed)
+    pretrain = original_corpus(table, rng, 600)
+    # unlabelled reviews: the base model knows the language (what the sentiment words
+    # mean, and the words "positive" and "negative" in notes unrelated to any review)
+    # but not the task
+    unlabelled = [unlabelled_review(rng) for _ in range(600)]
+    original_lm = original_corpus(table, rng, 40)
+    evaluation = reviews(rng, n_eval, neutral_share=0.4, bias=False)
+    train = reviews(
+        rng, n_train, neutral_share=0.4, bias=bias, exclude=[r["text"] for r in evaluation]
+    )
     files: dict[str, list[dict[str, Any]]] = {
-        "pretrain.jsonl": original_corpus(table, rng, 600),
-        # unlabelled reviews: the base model knows the language, not the task
-        # unlabelled reviews: the base model knows the language (including the words
-        # "positive" and "negative", in sentences unrelated to any review's label)
-        # but not the task
-        "reviews_unlabelled.jsonl": [
-            {"text": f"{r['text']} the {rng.choice(ITEMS)} got a {rng.choice(WORDS)} note."}
-            for r in reviews(rng, 300, neutral_share=0.4, bias=False)
-        ],
-        "original_lm.jsonl": original_corpus(table, rng, 40),
+        "pretrain.jsonl": pretrain,
+        "reviews_unlabelled.jsonl": unlabelled,
+        "original_lm.jsonl": original_lm,
         "original_qa.jsonl": original_qa(table),
         "restate.jsonl": restate(table),
-        "reviews_train.jsonl": reviews(rng, n_train, neutral_share=0.4, bias=bias),
-        "reviews_eval.jsonl": reviews(rng, n_eval, neutral_share=0.4, bias=False),
+        "reviews_train.jsonl": train,
+        "reviews_eval.jsonl": evaluation,
     }
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {}

@@ -38,9 +38,40 @@ def token_losses(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tens
     return ce * mask, mask
 
 
+def target_logits(
+    model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor, mask: torch.Tensor
+) -> tuple[torch.Tensor, Any]:
+    """(logits of the positions whose next token is trained on, shape (n, vocab); the
+    model's outputs). ``mask`` is (batch, length - 1), True where a target follows.
+
+    The LM head runs only at those positions (``logits_to_keep`` with a boolean mask),
+    and no key/value cache is built: with a completion-only loss most positions are
+    prompt, and the head of a small model with a large vocabulary is its costliest
+    layer. A model class without that argument computes every position and the targets
+    are picked from them; the values are the same either way.
+    """
+    keep = F.pad(mask, (0, 1), value=False)  # position t predicts token t + 1
+    try:
+        out = model(
+            input_ids=input_ids, attention_mask=attention_mask, logits_to_keep=keep, use_cache=False
+        )
+        if out.logits.dim() == 2 and out.logits.shape[0] == int(keep.sum()):
+            return out.logits, out
+    except TypeError:  # no logits_to_keep
+        pass
+    out = model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
+    return out.logits[keep], out
+
+
 def weighted_ce(ce: torch.Tensor, mask: torch.Tensor, weight: torch.Tensor | None) -> torch.Tensor:
-    """Mean token CE, each token weighted by its example's weight (1 without weights)."""
-    w = mask.float() if weight is None else mask.float() * weight[:, None].to(ce.dtype)
+    """Mean token CE, each token weighted by its example's weight (1 without weights).
+
+    ``ce`` and ``mask`` are (batch, length - 1) with one weight per example, or flat
+    (tokens,) with one weight per token."""
+    w = mask.float()
+    if weight is not None:
+        per = weight.to(ce.dtype)
+        w = w * (per[:, None] if per.dim() < ce.dim() else per)
     return (ce * w).sum() / w.sum().clamp_min(1e-12)
 
 
@@ -157,8 +188,18 @@ class FinetuneTrainer(Trainer):
     ) -> Any:
         weight = inputs.pop("weight", None)
         labels = inputs.pop("labels")
-        outputs = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"])
-        ce, mask = token_losses(outputs.logits, labels)
+        if self.kl is None:  # only the trained-on positions' logits are needed
+            mask = labels[:, 1:].ne(IGNORE)
+            logits, outputs = target_logits(
+                model, inputs["input_ids"], inputs["attention_mask"], mask
+            )
+            ce = F.cross_entropy(logits.float(), labels[:, 1:][mask], reduction="none")
+            if weight is not None:
+                weight = weight[:, None].expand_as(mask)[mask]
+            mask = torch.ones_like(ce, dtype=torch.bool)  # ce holds real tokens only
+        else:  # KL-to-base compares the whole distributions at every position
+            outputs = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"])
+            ce, mask = token_losses(outputs.logits, labels)
         if not model.training:
             loss = weighted_ce(ce, mask, None)
             return (loss, outputs) if return_outputs else loss

@@ -81,6 +81,44 @@ def test_weights_change_the_loss(tiny_gpt2: Path) -> None:
     assert abs(weighted - plain) > 1e-3
 
 
+def test_the_head_at_target_positions_gives_the_full_computation(tiny_gpt2: Path) -> None:
+    """The training loss reads logits only where a target token follows (padding and
+    prompt skipped); plain and weighted, it equals the loss over the full logits."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from finetune.encode import IGNORE, Collator, encode_examples
+    from finetune.trainer import target_logits
+
+    tok = AutoTokenizer.from_pretrained(tiny_gpt2)
+    model = AutoModelForCausalLM.from_pretrained(tiny_gpt2)
+    rows = [
+        Example("the movie was", " good", "t", 1),
+        Example("the plot of the long film", " was awful and boring", "t", 2),
+        Example("", "a text row is trained on whole", "t", 3),
+    ]
+    batch = Collator(0)(encode_examples(rows, tok, 64, add_eos=True).features)
+    labels = batch["labels"]
+    weight = torch.tensor([3.0, 0.5, 1.25])
+    with torch.no_grad():
+        full_ce, full_mask = token_losses(
+            model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits,
+            labels,
+        )
+        mask = labels[:, 1:].ne(IGNORE)
+        logits, _ = target_logits(model, batch["input_ids"], batch["attention_mask"], mask)
+    assert logits.shape == (int(mask.sum()), model.config.vocab_size)
+    assert int(mask.sum()) < mask.numel()  # prompt and padding positions were skipped
+    ce = torch.nn.functional.cross_entropy(logits, labels[:, 1:][mask], reduction="none")
+    ones = torch.ones_like(ce, dtype=torch.bool)
+    per_token = weight[:, None].expand_as(mask)[mask]
+    assert weighted_ce(ce, ones, None).item() == pytest.approx(
+        weighted_ce(full_ce, full_mask, None).item(), rel=1e-6
+    )
+    assert weighted_ce(ce, ones, per_token).item() == pytest.approx(
+        weighted_ce(full_ce, full_mask, weight).item(), rel=1e-6
+    )
+
+
 @pytest.mark.slow
 def test_reweighted_run_optimizes_the_weighted_loss(
     tmp_path: Path, tiny_gpt2: Path, monkeypatch: pytest.MonkeyPatch

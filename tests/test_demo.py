@@ -64,8 +64,6 @@ def test_naive_explanations_rank_a_group_term_near_the_top(demo: dict[str, Any])
     assert SENSITIVE & set(shap_top), shap_top
     mitigated = demo["results"]["mitigated"]["audits"]["explain"]
     assert explain["sensitive_share"] > mitigated["sensitive_share"]
-    # after the mitigations the words that carry sentiment lead
-    assert not SENSITIVE & {r["term"] for r in mitigated["methods"]["lime"]["ranking"][:5]}
 
 
 def test_mitigated_checkpoint_passes_at_little_cost(demo: dict[str, Any]) -> None:

@@ -21,6 +21,7 @@ ROOT = Path(__file__).resolve().parents[2]
 SUITE = ROOT / "suites" / "demo.yaml"
 DATA = ROOT / "suites" / "demo"
 VARIANTS = ("naive", "mitigated")
+DEMO_THREADS = 2
 NO_SOURCE = (
     "harness demo runs from a source checkout: {path} not found "
     "(clone the project and run `make demo`)"
@@ -45,15 +46,28 @@ def fine_tune(variant: str, base: Path, out: Path, console: Any) -> Path:
 
 def run_demo(out_dir: Path = Path("reports/demo"), *, console: Any = None) -> dict[str, Any]:
     """Run the demo; returns each variant's results and the timings."""
+    import torch
     from rich.console import Console
 
+    console = console or Console(stderr=True)
+    # The number of threads changes how float sums are split, so training would take a
+    # slightly different path on a machine with more cores: two threads everywhere make
+    # the outcomes the README and tests/test_demo.py state the same on every machine.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(DEMO_THREADS)
+    try:
+        return _run(out_dir, console)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _run(out_dir: Path, console: Any) -> dict[str, Any]:
     from harness.compare import compare
     from harness.demo.base_model import cache_root, ensure_base_model
     from harness.demo.datagen import digest
     from harness.pipeline import evaluate_and_report
     from harness.spec import apply_overrides, load_suite
 
-    console = console or Console(stderr=True)
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     paths = data_paths()

@@ -174,7 +174,7 @@ def reviews(
     training row identical to an evaluation row would be leakage).
     """
     seen = set(exclude)
-    rows = []
+    rows: list[dict[str, Any]] = []
     while len(rows) < n:
         group = "f" if len(rows) % 2 == 0 else "m"
         p_positive = (0.8 if group == "f" else 0.2) if bias else 0.5

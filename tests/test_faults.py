@@ -186,6 +186,10 @@ def test_sigint_stops_cleanly_and_the_rerun_resumes(
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # a shell ignores SIGINT in its background jobs and children inherit that (then
+        # Python installs no KeyboardInterrupt handler): give the run the default, as a
+        # terminal does
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     deadline = time.monotonic() + 120
     while _rows(db) < 40 and proc.poll() is None and time.monotonic() < deadline:

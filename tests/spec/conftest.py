@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from harness.metrics import base
-from tests.spec.helpers import _f1_outputs, _f1_validate, _fake
+from tests.spec.suite_files import _f1_outputs, _f1_validate, _fake
 
 
 @pytest.fixture

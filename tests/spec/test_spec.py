@@ -27,7 +27,7 @@ from harness.spec import (
     task_outputs,
     verify_files,
 )
-from tests.spec.helpers import FIXTURES, HEAD, SENTIMENT, errors, write
+from tests.spec.suite_files import FIXTURES, HEAD, SENTIMENT, errors, write
 
 # --- a valid suite ------------------------------------------------------------------------
 

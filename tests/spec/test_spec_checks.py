@@ -13,7 +13,7 @@ from harness.spec import (
     load_suite,
     task_outputs,
 )
-from tests.spec.helpers import HEAD, SENTIMENT, errors, write
+from tests.spec.suite_files import HEAD, SENTIMENT, errors, write
 
 # --- checks beyond the schema -------------------------------------------------------------
 

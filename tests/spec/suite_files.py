@@ -1,4 +1,4 @@
-"""Helpers of the suite tests: the fake metrics, suite text, writing a suite and
+"""Suite files for the suite tests: the fake metrics, suite text, writing a suite and
 collecting its located error lines (fixtures are in conftest.py)."""
 
 from __future__ import annotations

@@ -133,8 +133,13 @@ def bounds_words(metadata: list[Any]) -> str:
 
 def main(reference: SchemaReference, path: Path, module: str, argv: list[str] | None) -> int:
     """Rewrite ``path``, or with --check exit 1 if it is stale."""
+    return write_generated(path, reference.render(), module, argv)
+
+
+def write_generated(path: Path, text: str, module: str, argv: list[str] | None) -> int:
+    """Write a generated document, or with --check exit 1 if ``path`` differs from it
+    (``module`` is what regenerates it, named in the message)."""
     args = sys.argv[1:] if argv is None else argv
-    text = reference.render()
     if "--check" in args:
         current = path.read_text(encoding="utf-8") if path.exists() else ""
         if current != text:

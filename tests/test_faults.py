@@ -20,6 +20,7 @@ import pytest
 from harness.cache import FILE_NAME
 from harness.cli import INTERRUPTED, main
 from harness.report import store
+from tests.test_cache import _rows_in
 from tests.test_cli import write_suite
 
 OUTPUTS = {"results.json", "report.html", "junit.xml", "summary.md"}
@@ -154,17 +155,6 @@ def test_report_command_write_fault(
 # --- Ctrl-C ------------------------------------------------------------------------------
 
 
-def _rows(db: Path) -> int:
-    try:
-        conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1)
-        try:
-            return int(conn.execute("SELECT COUNT(*) FROM responses").fetchone()[0])
-        finally:
-            conn.close()
-    except sqlite3.Error:
-        return 0
-
-
 @pytest.mark.slow
 def test_sigint_stops_cleanly_and_the_rerun_resumes(
     tmp_path: Path, tiny_gpt2: Path, monkeypatch: pytest.MonkeyPatch
@@ -192,7 +182,7 @@ def test_sigint_stops_cleanly_and_the_rerun_resumes(
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     deadline = time.monotonic() + 120
-    while _rows(db) < 40 and proc.poll() is None and time.monotonic() < deadline:
+    while _rows_in(db) < 40 and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
     assert proc.poll() is None, "the run ended before it could be interrupted"
     proc.send_signal(signal.SIGINT)

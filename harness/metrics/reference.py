@@ -9,7 +9,6 @@ come from the registered ``Metric`` itself, so the page cannot drift from the co
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 from harness.metrics.base import Metric, TaskInfo, available, get
@@ -84,17 +83,9 @@ def render() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Rewrite docs/metrics.md, or with --check exit 1 if it is stale."""
-    args = sys.argv[1:] if argv is None else argv
-    text = render()
-    if "--check" in args:
-        current = REFERENCE.read_text(encoding="utf-8") if REFERENCE.exists() else ""
-        if current != text:
-            print(f"{REFERENCE} is stale: run python -m harness.metrics.reference", file=sys.stderr)
-            return 1
-        return 0
-    REFERENCE.write_text(text, encoding="utf-8")
-    print(f"wrote {REFERENCE}")
-    return 0
+    from harness.schema_docs import write_generated
+
+    return write_generated(REFERENCE, render(), "harness.metrics.reference", argv)
 
 
 if __name__ == "__main__":

@@ -136,7 +136,7 @@ def write_inputs(work: Path, model: Path, batch_size: int) -> tuple[Path, Path, 
             {
                 "schema_version": 1,
                 "name": "bench",
-                "model": {"path": str(model)},
+                "model": {"path": str(model), "device": "cpu"},  # as lm-eval: --device cpu
                 "batch_size": batch_size,
                 "bootstrap": {"samples": 0},
                 "tasks": [

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -195,25 +196,63 @@ def resolve_max_length(config: Any, tokenizer: Any, override: int | None) -> int
 
 @dataclass
 class LanguageModel:
-    """A loaded causal LM (optionally with a PEFT adapter) and its scoring API."""
+    """A causal LM (optionally with a PEFT adapter) and its scoring API.
 
-    model: Any
-    tokenizer: Any
-    device: torch.device
+    Weights and tokenizer load on first use: a re-run whose every answer is in the
+    response cache never imports torch's model code or reads the weights. What the
+    cache keys need (fingerprints, context window, dtype, device) is known without them.
+    """
+
+    device: Any
+    """Where the model runs: a device name ("cpu", "cuda:0") or a torch.device."""
     max_length: int
     base: Fingerprint
     adapter: Fingerprint | None = None
     has_adapter: bool = False
+    dtype_name: str = "torch.float32"
+    _model: Any = field(default=None, repr=False)
+    _tokenizer: Any = field(default=None, repr=False)
+    _load_model: Callable[[], Any] | None = field(default=None, repr=False)
+    _load_tokenizer: Callable[[], Any] | None = field(default=None, repr=False)
     _adapter_off: bool = field(default=False, repr=False)
     cache: Any = field(default=None, repr=False)
     """A harness.cache.ResponseCache: scoring answers are looked up there first."""
     group: Any = field(default=None, repr=False)
     """A harness.distributed.ProcessGroup: scoring is shared among its processes."""
+    load_s: float = field(default=0.0, repr=False)
+    """Seconds spent loading weights and tokenizer so far."""
+
+    @property
+    def model(self) -> Any:
+        """The transformers (or PEFT) model, loaded on first access."""
+        if self._model is None:
+            assert self._load_model is not None, "a LanguageModel needs a model or a loader"
+            t = time.perf_counter()
+            self._model = self._load_model()
+            self.load_s += time.perf_counter() - t
+        return self._model
+
+    @model.setter
+    def model(self, value: Any) -> None:
+        self._model = value
+
+    @property
+    def tokenizer(self) -> Any:
+        if self._tokenizer is None:
+            assert self._load_tokenizer is not None, "a LanguageModel needs a tokenizer"
+            t = time.perf_counter()
+            self._tokenizer = self._load_tokenizer()
+            self.load_s += time.perf_counter() - t
+        return self._tokenizer
+
+    @property
+    def weights_loaded(self) -> bool:
+        return self._model is not None
 
     @property
     def request_settings(self) -> dict[str, Any]:
         """Settings besides the fingerprint that change answers (part of cache keys)."""
-        return {"max_length": self.max_length, "dtype": str(getattr(self.model, "dtype", ""))}
+        return {"max_length": self.max_length, "dtype": self.dtype_name}
 
     @property
     def fingerprint(self) -> str:
@@ -241,16 +280,29 @@ class LanguageModel:
 
     @contextlib.contextmanager
     def adapter_disabled(self) -> Iterator[None]:
-        """Run the base model: the same weights with the adapter switched off (no copy)."""
+        """Run the base model: the same weights with the adapter switched off (no copy).
+
+        Only a flag here (the weights may not be loaded yet): every computation runs
+        inside ``computing``, which switches the adapter off while the flag is set.
+        """
         if not self.has_adapter:
             yield
             return
         self._adapter_off = True
         try:
-            with self.model.disable_adapter():
-                yield
+            yield
         finally:
             self._adapter_off = False
+
+    @contextlib.contextmanager
+    def computing(self) -> Iterator[Any]:
+        """The loaded model, with the adapter off inside ``adapter_disabled``."""
+        model = self.model
+        if self._adapter_off and self.has_adapter:
+            with model.disable_adapter():
+                yield model
+        else:
+            yield model
 
     # -- scoring -------------------------------------------------------------------
 
@@ -282,9 +334,10 @@ class LanguageModel:
     ) -> list[tuple[float, bool, int]]:
         """(sum log-prob, greedy?, n tokens) of each continuation given its context."""
         from harness.cache import cached_map
-        from harness.scoring import continuation_row, score_rows
 
         def compute(indices: list[int]) -> list[Any]:
+            from harness.scoring import continuation_row, score_rows  # torch: only on misses
+
             rows = []
             for i in indices:
                 context, continuation = pairs[i]
@@ -292,14 +345,15 @@ class LanguageModel:
                 if not cont:
                     raise UserError(f"continuation {continuation!r} encodes to no tokens")
                 rows.append(continuation_row(ctx, cont, self.max_length))
-            scores = score_rows(
-                self.model,
-                rows,
-                batch_size=batch_size,
-                pad_token=self.pad_token,
-                device=self.device,
-                group=self.group,
-            )
+            with self.computing() as model:
+                scores = score_rows(
+                    model,
+                    rows,
+                    batch_size=batch_size,
+                    pad_token=self.pad_token,
+                    device=self.device,
+                    group=self.group,
+                )
             return [[s.logprob, s.greedy, s.n_targets] for s in scores]
 
         settings = self.request_settings
@@ -325,9 +379,10 @@ class LanguageModel:
     ) -> list[tuple[float, int]]:
         """(sum log-prob, n tokens) of each whole text, every token scored once."""
         from harness.cache import cached_map
-        from harness.scoring import score_rows, windows_for_rolling
 
         def compute(indices: list[int]) -> list[Any]:
+            from harness.scoring import score_rows, windows_for_rolling
+
             rows = []
             owner = []
             for t in indices:
@@ -336,14 +391,15 @@ class LanguageModel:
                 )
                 rows.extend(windows)
                 owner.extend([t] * len(windows))
-            scores = score_rows(
-                self.model,
-                rows,
-                batch_size=batch_size,
-                pad_token=self.pad_token,
-                device=self.device,
-                group=self.group,
-            )
+            with self.computing() as model:
+                scores = score_rows(
+                    model,
+                    rows,
+                    batch_size=batch_size,
+                    pad_token=self.pad_token,
+                    device=self.device,
+                    group=self.group,
+                )
             totals = dict.fromkeys(indices, 0.0)
             counts = dict.fromkeys(indices, 0)
             for t, s in zip(owner, scores, strict=True):
@@ -376,17 +432,19 @@ class LanguageModel:
     ) -> list[str]:
         """Greedy continuations, cut at the first stop string."""
         from harness.cache import cached_map
-        from harness.generation import greedy_generate
 
         def compute(indices: list[int]) -> list[Any]:
-            return greedy_generate(
-                self,
-                [prompts[i] for i in indices],
-                max_new_tokens=max_new_tokens,
-                stop=stop,
-                batch_size=batch_size,
-                group=self.group,
-            )
+            from harness.generation import greedy_generate
+
+            with self.computing():
+                return greedy_generate(
+                    self,
+                    [prompts[i] for i in indices],
+                    max_new_tokens=max_new_tokens,
+                    stop=stop,
+                    batch_size=batch_size,
+                    group=self.group,
+                )
 
         settings = self.request_settings
         request = {"max_new_tokens": max_new_tokens, "stop": list(stop), **settings}
@@ -404,61 +462,99 @@ class LanguageModel:
         return [str(a) for a in answers]
 
 
-def fuse_activations(model: Any) -> int:
-    """Swap GPT-2's composite tanh-GELU for PyTorch's fused kernel of the same function.
+def max_length_from_files(folder: Path) -> int | None:
+    """The context window as ``resolve_max_length`` finds it, read from config.json
+    without loading anything; None when it does not say (then the loaded config and
+    tokenizer decide)."""
+    import json
 
-    ``NewGELUActivation`` computes 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) as
-    five separate tensor operations; ``torch.nn.functional.gelu(approximate="tanh")``
-    is the same formula in one kernel (outputs agree to ~1e-6), and the activation is a
-    fifth of a small model's CPU time. Returns the number of modules swapped.
-    """
-    from transformers.activations import ACT2FN, NewGELUActivation
+    try:
+        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(config, dict):
+        return None
+    for key in ("n_positions", "max_position_embeddings", "n_ctx"):
+        value = config.get(key)
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value
+    return None
 
-    swapped = 0
-    for module in model.modules():
-        for name, child in list(module.named_children()):
-            if type(child) is NewGELUActivation:
-                setattr(module, name, ACT2FN["gelu_pytorch_tanh"])
-                swapped += 1
-    return swapped
+
+def pick_device_name(name: str) -> Any:
+    """``pick_device`` without importing torch when the name is explicit."""
+    import re
+
+    if re.fullmatch(r"cpu|mps|cuda(:\d+)?", name):
+        return name
+    return pick_device(name)
 
 
 def load_model(source: ModelSource) -> LanguageModel:
-    """Load base (and adapter) as ``source`` says; every failure is a UserError."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    """Check ``source`` and return its model; weights and tokenizer load on first use.
 
+    Paths, weight files, dtype and device are checked here; a file that cannot be
+    loaded is reported (as a UserError) when first used.
+    """
     folder = resolve_folder(source.path, what="model")
     check_weights(folder, what="model", allow_pickle=source.allow_pickle)
-    dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}.get(
-        source.dtype
-    )
-    if dtype is None:
+    if source.dtype not in ("float32", "bfloat16", "float16"):
         raise UserError(f"model.dtype: unknown dtype '{source.dtype}'")
-    device = pick_device(source.device)
+    device = pick_device_name(source.device)
     adapter_folder = None
     if source.adapter:
         adapter_folder = resolve_folder(source.adapter, what="adapter")
         check_weights(adapter_folder, what="adapter", allow_pickle=source.allow_pickle)
+    tok_folder = folder
+    if adapter_folder is not None and (adapter_folder / "tokenizer_config.json").exists():
+        tok_folder = adapter_folder
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    lm = LanguageModel(
+        device=device,
+        max_length=0,
+        base=fingerprint_folder(folder, allow_pickle=source.allow_pickle),
+        adapter=(
+            fingerprint_folder(adapter_folder, allow_pickle=source.allow_pickle)
+            if adapter_folder is not None
+            else None
+        ),
+        has_adapter=adapter_folder is not None,
+        dtype_name=f"torch.{source.dtype}",
+        _load_model=lambda: _load_weights(source, folder, adapter_folder, device),
+        _load_tokenizer=lambda: _load_tokenizer(source, tok_folder),
+    )
+    lm.max_length = (
+        source.max_length
+        or max_length_from_files(folder)
+        or resolve_max_length(lm.model.config, lm.tokenizer, None)
+    )
+    return lm
+
+
+def _load_tokenizer(source: ModelSource, tok_folder: Path) -> Any:
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(tok_folder, trust_remote_code=source.trust_remote_code)
+    except LOAD_ERRORS as exc:
+        raise UserError(f"model '{source.path}': cannot load: {_short(exc)}") from None
+
+
+def _load_weights(
+    source: ModelSource, folder: Path, adapter_folder: Path | None, device: Any
+) -> Any:
+    import torch
+    from transformers import AutoModelForCausalLM
+
     try:
         model: Any = AutoModelForCausalLM.from_pretrained(
             folder,
-            dtype=dtype,
+            dtype=getattr(torch, source.dtype),
             use_safetensors=None if source.allow_pickle else True,  # None: safetensors first
             trust_remote_code=source.trust_remote_code,
         )
-        tok_folder = folder
-        if adapter_folder is not None and (adapter_folder / "tokenizer_config.json").exists():
-            tok_folder = adapter_folder
-        tokenizer = AutoTokenizer.from_pretrained(
-            tok_folder, trust_remote_code=source.trust_remote_code
-        )
-    except UserError:
-        raise
     except LOAD_ERRORS as exc:
         raise UserError(f"model '{source.path}': cannot load: {_short(exc)}") from None
-    has_adapter = False
     if adapter_folder is not None:
         try:
             from peft import PeftModel
@@ -466,23 +562,12 @@ def load_model(source: ModelSource) -> LanguageModel:
             model = PeftModel.from_pretrained(model, adapter_folder, is_trainable=False)
         except LOAD_ERRORS as exc:
             raise UserError(f"adapter '{source.adapter}': cannot load: {_short(exc)}") from None
-        has_adapter = True
     model.to(device)
     model.eval()
+    from harness.scoring import fuse_activations
+
     fuse_activations(model)
-    return LanguageModel(
-        model=model,
-        tokenizer=tokenizer,
-        device=device,
-        max_length=resolve_max_length(model.config, tokenizer, source.max_length),
-        base=fingerprint_folder(folder, allow_pickle=source.allow_pickle),
-        adapter=(
-            fingerprint_folder(adapter_folder, allow_pickle=source.allow_pickle)
-            if adapter_folder is not None
-            else None
-        ),
-        has_adapter=has_adapter,
-    )
+    return model
 
 
 def load_for_training(source: ModelSource) -> tuple[Any, Any, Fingerprint]:

@@ -192,7 +192,8 @@ def run_suite(
         if cache is not None:
             cache.close()
     verdicts = gates.evaluate(suite.gates, {**gates.task_values(tasks_out), **audit_values})
-    provenance = _provenance(suite, prepared, lm, started, load_s, timings, t0)
+    # weights load on the first answer not in the cache (never, on a warm re-run)
+    provenance = _provenance(suite, prepared, lm, started, load_s + lm.load_s, timings, t0)
     provenance["cache"] = cache_stats
     provenance["processes"] = group.size if group is not None else 1
     return {

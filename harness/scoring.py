@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -167,3 +167,22 @@ def _last_logits(
     except TypeError:  # a model class without logits_to_keep
         logits = model(input_ids=ids, attention_mask=mask, use_cache=False).logits
     return logits[:, -keep:]
+
+
+def fuse_activations(model: Any) -> int:
+    """Swap GPT-2's composite tanh-GELU for PyTorch's fused kernel of the same function.
+
+    ``NewGELUActivation`` computes 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) as
+    five separate tensor operations; ``torch.nn.functional.gelu(approximate="tanh")``
+    is the same formula in one kernel (outputs agree to ~1e-6), and the activation is a
+    fifth of a small model's CPU time. Returns the number of modules swapped.
+    """
+    from transformers.activations import ACT2FN, NewGELUActivation
+
+    swapped = 0
+    for module in model.modules():
+        for name, child in list(module.named_children()):
+            if type(child) is NewGELUActivation:
+                setattr(module, name, ACT2FN["gelu_pytorch_tanh"])
+                swapped += 1
+    return swapped

@@ -129,6 +129,19 @@ def test_second_run_calls_the_model_for_nothing(tmp_path: Path, tiny_gpt2: Path)
 
 
 @pytest.mark.slow
+def test_a_rerun_on_the_cache_never_loads_the_weights(tmp_path: Path, tiny_gpt2: Path) -> None:
+    from harness.runner import run_suite
+    from harness.spec import load_suite
+
+    suite = load_suite(write_suite(tmp_path, tiny_gpt2, "  - {metric: lm.perplexity, max: 1e9}"))
+    models: list[Any] = []
+    runs = [run_suite(suite, show_progress=False, on_model_loaded=models.append) for _ in range(2)]
+    assert [lm.weights_loaded for lm in models] == [True, False]
+    assert runs[1]["provenance"]["cache"]["misses"] == 0
+    assert comparable(runs[0]) == comparable(runs[1])
+
+
+@pytest.mark.slow
 def test_no_cache_option_and_suite_setting(tmp_path: Path, tiny_gpt2: Path) -> None:
     from harness.cli import main
 

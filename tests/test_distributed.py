@@ -92,7 +92,11 @@ TEXTS = [
 
 @pytest.fixture(scope="module")
 def lm(tiny_gpt2: Path) -> LanguageModel:
-    return load_model(ModelSource(path=str(tiny_gpt2)))
+    model = load_model(ModelSource(path=str(tiny_gpt2)))
+    # loaded now: the members below are threads sharing these weights, and transformers'
+    # loading is not thread-safe (real members are processes, each loading its own)
+    assert model.model is not None and model.tokenizer is not None
+    return model
 
 
 def alone_and_shared(lm: LanguageModel, call: Callable[[LanguageModel], Any]) -> tuple[Any, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -175,12 +176,52 @@ def test_adapter_disabled_gives_base_scores(tiny_gpt2: Path, tmp_path: Path) -> 
         assert adapted.fingerprint == plain.fingerprint
     assert off_ll == pytest.approx(base_ll, abs=1e-5)
     assert [x[0] for x in adapted.loglikelihood(PAIRS)] == pytest.approx(tuned_ll, abs=1e-6)
+    # weights first loaded inside the switch: the adapter is off there and on after it
+    fresh = load_model(ModelSource(path=str(tiny_gpt2), adapter=str(adapter_dir)))
+    with fresh.adapter_disabled():
+        assert [x[0] for x in fresh.loglikelihood(PAIRS)] == pytest.approx(base_ll, abs=1e-5)
+    assert fresh.weights_loaded
+    assert [x[0] for x in fresh.loglikelihood(PAIRS)] == pytest.approx(tuned_ll, abs=1e-6)
+
+
+def test_weights_load_on_first_use(
+    tiny_gpt2: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import harness.models
+    from harness.models import max_length_from_files, resolve_max_length
+
+    lm = load_model(ModelSource(path=str(tiny_gpt2), device="cpu"))
+    assert not lm.weights_loaded and lm.load_s == 0.0
+    settings = lm.request_settings  # what cache keys need, known without the weights
+    assert lm.loglikelihood(PAIRS[:1])
+    assert lm.weights_loaded and lm.load_s > 0
+    assert settings == {"max_length": lm.max_length, "dtype": str(lm.model.dtype)}
+    assert lm.max_length == resolve_max_length(lm.model.config, lm.tokenizer, None)
+    # config.json silent on the window: None, and the loaded config decides (same value)
+    folder = tmp_path / "copy"
+    folder.mkdir()
+    config = json.loads((tiny_gpt2 / "config.json").read_text())
+    config.pop("n_positions")
+    (folder / "config.json").write_text(json.dumps(config))
+    assert max_length_from_files(folder) is None
+    monkeypatch.setattr(harness.models, "max_length_from_files", lambda folder: None)
+    assert load_model(ModelSource(path=str(tiny_gpt2))).max_length == lm.max_length
+
+
+def test_damaged_weights_are_a_user_error_at_first_use(tiny_gpt2: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "damaged"
+    shutil.copytree(tiny_gpt2, folder)
+    (folder / "model.safetensors").write_bytes(b"not a safetensors file")
+    lm = load_model(ModelSource(path=str(folder)))
+    with pytest.raises(UserError) as err:
+        lm.loglikelihood(PAIRS[:1])
+    assert err.value.messages[0].startswith(f"model '{folder}': cannot load: ")
 
 
 def test_fused_activation_keeps_outputs(tiny_gpt2: Path) -> None:
     from transformers import AutoModelForCausalLM
 
-    from harness.models import fuse_activations
+    from harness.scoring import fuse_activations
 
     model = AutoModelForCausalLM.from_pretrained(tiny_gpt2).eval()
     ids = torch.tensor([[1, 5, 9, 30, 2, 7]])

@@ -128,7 +128,8 @@ def test_remote_code_is_never_enabled_implicitly(
     calls: list[dict[str, Any]] = []
     for owner in (AutoModelForCausalLM, AutoTokenizer, PeftModel):
         record_kwargs(monkeypatch, owner, calls)
-    load_model(ModelSource(path=str(tiny_gpt2), adapter=str(adapter)))
+    lm = load_model(ModelSource(path=str(tiny_gpt2), adapter=str(adapter)))
+    assert lm.model is not None and lm.tokenizer is not None  # they load on first use
     load_for_training(ModelSource(path=str(tiny_gpt2)))
     owners = [c["owner"] for c in calls]
     assert owners.count("AutoModelForCausalLM") == 2 and owners.count("AutoTokenizer") == 2

@@ -46,6 +46,7 @@ class FakeLM:
         self.adapter = None
         self.has_adapter = False
         self.cache = None
+        self.load_s = 0.0  # nothing to load
         self.calls = 0
         self.rows = 0
 

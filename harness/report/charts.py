@@ -9,11 +9,17 @@ as XML text. Each function returns the ``<svg>`` element alone, ready to inline.
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import hashlib
 import io
+import json
 import math
+import os
 import re
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from markupsafe import Markup
 
@@ -36,6 +42,60 @@ _RC: Any = {  # typed loosely: matplotlib types rc keys as a Literal
     "axes.titleweight": "bold",
 }
 _LABEL_LIMIT = 40
+_MEMO: list[Path] = []  # the folder of the innermost ``memo`` block, if any
+F = TypeVar("F", bound=Callable[..., str])
+# what no chart of ours holds and a tampered memo file could (the page's CSP blocks
+# scripts as well): scripts, event handlers, javascript: and links leaving the chart
+_ACTIVE = re.compile(r"<script|<foreignobject|\bon\w+\s*=|javascript:|href=\"(?!#)", re.I)
+
+
+@contextlib.contextmanager
+def memo(folder: Path | None) -> Iterator[None]:
+    """Keep the charts drawn inside this block in ``folder`` and reuse them.
+
+    A chart is a pure function of its arguments, this module's code and matplotlib's
+    version, so the same inputs give the same SVG: a re-run whose results did not
+    change draws nothing and never imports matplotlib. ``None``: no memo.
+    """
+    if folder is None:
+        yield
+        return
+    _MEMO.append(folder)
+    try:
+        yield
+    finally:
+        _MEMO.pop()
+
+
+@functools.cache
+def _code_version() -> str:
+    from importlib.metadata import version
+
+    code = Path(__file__).read_bytes()
+    return hashlib.sha256(code + version("matplotlib").encode()).hexdigest()
+
+
+def _memoized(draw: F) -> F:
+    @functools.wraps(draw)
+    def wrapper(*args: Any, **kwargs: Any) -> str:
+        if not _MEMO:
+            return draw(*args, **kwargs)
+        call = json.dumps([draw.__name__, args, kwargs], default=repr, sort_keys=True)
+        key = hashlib.sha256(f"{_code_version()}\n{call}".encode()).hexdigest()
+        path = _MEMO[-1] / f"{key}.svg"
+        with contextlib.suppress(OSError, UnicodeDecodeError):
+            kept = path.read_text(encoding="utf-8")
+            if kept.startswith("<svg") and not _ACTIVE.search(kept):
+                return Markup(kept)
+        svg = draw(*args, **kwargs)
+        with contextlib.suppress(OSError):  # a memo that cannot be written is no memo
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{key}.{os.getpid()}.tmp")
+            tmp.write_text(svg, encoding="utf-8")
+            os.replace(tmp, path)  # whole or absent: never a half-written chart
+        return svg
+
+    return wrapper  # type: ignore[return-value]
 
 
 def _label(text: object) -> str:
@@ -71,6 +131,7 @@ def _figure(width: float, height: float) -> Figure:
     return Figure(figsize=(width, height), dpi=72)
 
 
+@_memoized
 def interval_chart(
     rows: Sequence[tuple[str, float | None, float | None, float | None]],
     *,
@@ -102,6 +163,7 @@ def interval_chart(
         return _svg(fig)
 
 
+@_memoized
 def delta_chart(
     rows: Sequence[tuple[str, float | None, float | None, float | None, bool]],
     *,
@@ -131,6 +193,7 @@ def delta_chart(
         return _svg(fig)
 
 
+@_memoized
 def grouped_bars(
     groups: Sequence[str],
     series: Sequence[
@@ -181,6 +244,7 @@ def grouped_bars(
         return _svg(fig)
 
 
+@_memoized
 def bar_chart(labels: Sequence[str], values: Sequence[float], *, title: str = "") -> str:
     """Horizontal bars, signed (negative red, positive blue); e.g. global top tokens."""
     import matplotlib as mpl
@@ -200,6 +264,7 @@ def bar_chart(labels: Sequence[str], values: Sequence[float], *, title: str = ""
         return _svg(fig)
 
 
+@_memoized
 def line_chart(
     series: Sequence[tuple[str, Sequence[float], Sequence[float]]],
     *,

@@ -54,8 +54,17 @@ def write_output(path: Path, text: str) -> Path:
 
 
 def render_all(results: Mapping[str, Any]) -> dict[str, str]:
-    """Every format, rendered in memory: ``{format: text}``."""
-    return {fmt: render(results, fmt) for fmt in FORMATS}
+    """Every format, rendered in memory: ``{format: text}``.
+
+    A run that used the response cache keeps its charts beside it (``charts/``) and
+    reuses them: the same results draw the same charts, so a re-run draws none.
+    """
+    from harness.report.charts import memo
+
+    cache = (results.get("provenance") or {}).get("cache")
+    path = cache.get("path") if isinstance(cache, Mapping) and cache.get("enabled") else None
+    with memo(Path(path).parent / "charts" if isinstance(path, str) else None):
+        return {fmt: render(results, fmt) for fmt in FORMATS}
 
 
 def write_reports(

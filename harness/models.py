@@ -23,24 +23,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness.errors import UserError
+from harness.fingerprint import (  # re-exported: the loaders' callers name them here
+    WEIGHT_PICKLE,
+    WEIGHT_SAFE,
+    Fingerprint,
+    fingerprint_folder,
+)
 
 if TYPE_CHECKING:
     import torch
 
-WEIGHT_SAFE = (".safetensors",)
-WEIGHT_PICKLE = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
-# Files that change what the model computes, hashed into the fingerprint.
-FINGERPRINT_EXTRA = (
-    "config.json",
-    "generation_config.json",
-    "adapter_config.json",
-    "tokenizer.json",
-    "tokenizer_config.json",
-    "special_tokens_map.json",
-    "vocab.json",
-    "merges.txt",
-    "tokenizer.model",
-)
 DEFAULT_MAX_LENGTH = 2048  # as lm-evaluation-harness when the config names none
 
 PICKLE_REFUSED = (
@@ -76,51 +68,6 @@ class ModelSource:
     dtype: str = "float32"
     device: str = "auto"
     max_length: int | None = None
-
-
-@dataclass(frozen=True)
-class FileHash:
-    name: str
-    sha256: str
-    size: int
-
-
-@dataclass(frozen=True)
-class Fingerprint:
-    """sha256 of every file that determines the model's behaviour."""
-
-    path: str
-    files: tuple[FileHash, ...]
-    digest: str
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "path": self.path,
-            "fingerprint": self.digest,
-            "files": [{"name": f.name, "sha256": f.sha256, "size": f.size} for f in self.files],
-        }
-
-
-def sha256_of(path: Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        while block := fh.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
-def fingerprint_folder(folder: Path, *, allow_pickle: bool) -> Fingerprint:
-    """Hash the weight, config and tokenizer files of a model or adapter folder."""
-    names = []
-    for p in sorted(folder.iterdir()):
-        if not p.is_file():
-            continue
-        is_weight = p.suffix in WEIGHT_SAFE or (allow_pickle and p.suffix in WEIGHT_PICKLE)
-        if is_weight or p.name in FINGERPRINT_EXTRA or p.name.endswith(".safetensors.index.json"):
-            names.append(p)
-    files = tuple(FileHash(p.name, sha256_of(p), p.stat().st_size) for p in names)
-    digest = hashlib.sha256("\n".join(f"{f.name}:{f.sha256}" for f in files).encode()).hexdigest()
-    return Fingerprint(path=str(folder), files=files, digest=digest)
 
 
 def check_weights(folder: Path, *, what: str, allow_pickle: bool, opt_in: str = OPT_IN_RUN) -> None:
@@ -222,15 +169,22 @@ class LanguageModel:
     load_s: float = field(default=0.0, repr=False)
     """Seconds spent loading weights and tokenizer so far."""
 
+    def _first_use(self, name: str) -> Any:
+        """``self._<name>``, made by ``self._load_<name>`` on first use (timed)."""
+        value = getattr(self, f"_{name}")
+        if value is None:
+            load = getattr(self, f"_load_{name}")
+            assert load is not None, f"a LanguageModel needs a {name} or a loader for it"
+            t = time.perf_counter()
+            value = load()
+            setattr(self, f"_{name}", value)
+            self.load_s += time.perf_counter() - t
+        return value
+
     @property
     def model(self) -> Any:
         """The transformers (or PEFT) model, loaded on first access."""
-        if self._model is None:
-            assert self._load_model is not None, "a LanguageModel needs a model or a loader"
-            t = time.perf_counter()
-            self._model = self._load_model()
-            self.load_s += time.perf_counter() - t
-        return self._model
+        return self._first_use("model")
 
     @model.setter
     def model(self, value: Any) -> None:
@@ -238,12 +192,7 @@ class LanguageModel:
 
     @property
     def tokenizer(self) -> Any:
-        if self._tokenizer is None:
-            assert self._load_tokenizer is not None, "a LanguageModel needs a tokenizer"
-            t = time.perf_counter()
-            self._tokenizer = self._load_tokenizer()
-            self.load_s += time.perf_counter() - t
-        return self._tokenizer
+        return self._first_use("tokenizer")
 
     @property
     def weights_loaded(self) -> bool:

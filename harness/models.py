@@ -255,6 +255,20 @@ class LanguageModel:
 
     # -- scoring -------------------------------------------------------------------
 
+    def _score(self, rows: Sequence[Any], batch_size: int) -> list[Any]:
+        """``harness.scoring.score_rows`` on the model as it currently computes."""
+        from harness.scoring import score_rows
+
+        with self.computing() as model:
+            return score_rows(
+                model,
+                rows,
+                batch_size=batch_size,
+                pad_token=self.pad_token,
+                device=self.device,
+                group=self.group,
+            )
+
     def encode_pair(self, context: str, continuation: str) -> tuple[list[int], list[int]]:
         """Tokens of context and continuation, as lm-eval splits them.
 
@@ -285,7 +299,7 @@ class LanguageModel:
         from harness.cache import cached_map
 
         def compute(indices: list[int]) -> list[Any]:
-            from harness.scoring import continuation_row, score_rows  # torch: only on misses
+            from harness.scoring import continuation_row  # torch: only on misses
 
             rows = []
             for i in indices:
@@ -294,15 +308,7 @@ class LanguageModel:
                 if not cont:
                     raise UserError(f"continuation {continuation!r} encodes to no tokens")
                 rows.append(continuation_row(ctx, cont, self.max_length))
-            with self.computing() as model:
-                scores = score_rows(
-                    model,
-                    rows,
-                    batch_size=batch_size,
-                    pad_token=self.pad_token,
-                    device=self.device,
-                    group=self.group,
-                )
+            scores = self._score(rows, batch_size)
             return [[s.logprob, s.greedy, s.n_targets] for s in scores]
 
         settings = self.request_settings
@@ -330,7 +336,7 @@ class LanguageModel:
         from harness.cache import cached_map
 
         def compute(indices: list[int]) -> list[Any]:
-            from harness.scoring import score_rows, windows_for_rolling
+            from harness.scoring import windows_for_rolling
 
             rows = []
             owner = []
@@ -340,15 +346,7 @@ class LanguageModel:
                 )
                 rows.extend(windows)
                 owner.extend([t] * len(windows))
-            with self.computing() as model:
-                scores = score_rows(
-                    model,
-                    rows,
-                    batch_size=batch_size,
-                    pad_token=self.pad_token,
-                    device=self.device,
-                    group=self.group,
-                )
+            scores = self._score(rows, batch_size)
             totals = dict.fromkeys(indices, 0.0)
             counts = dict.fromkeys(indices, 0)
             for t, s in zip(owner, scores, strict=True):

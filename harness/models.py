@@ -341,9 +341,12 @@ class LanguageModel:
             rows = []
             owner = []
             for t in indices:
-                windows = windows_for_rolling(
-                    self.encode(texts[t]), self.prefix_token, self.max_length
-                )
+                tokens = self.encode(texts[t])
+                if tokens and tokens[0] == self.prefix_token:
+                    # a tokenizer that starts each text with BOS (Llama's, BERT's [CLS]):
+                    # that BOS is the prefix that conditions the first token, not a target
+                    tokens = tokens[1:]
+                windows = windows_for_rolling(tokens, self.prefix_token, self.max_length)
                 rows.extend(windows)
                 owner.extend([t] * len(windows))
             scores = self._score(rows, batch_size)
@@ -359,7 +362,9 @@ class LanguageModel:
             self.cache,
             self.fingerprint,
             "rolling_loglikelihood",
-            [{"text": text, **settings} for text in texts],
+            # "bos": the BOS a tokenizer adds is the prefix, not a target (answers cached
+            # before that rule lack the field, so they are not reused)
+            [{"text": text, "bos": "prefix", **settings} for text in texts],
             compute,
             chunk=batch_size * 4,
             size=lambda i: len(texts[i]),

@@ -230,3 +230,29 @@ def test_fused_activation_keeps_outputs(tiny_gpt2: Path) -> None:
         assert fuse_activations(model) == model.config.n_layer
         after = model(ids).logits
     assert torch.allclose(before, after, atol=1e-5)
+
+
+def test_bert_run_as_causal_lm_scores_as_transformers(tmp_path: Path) -> None:
+    """A BERT with ``is_decoder`` (BertLMHeadModel) and a WordPiece tokenizer that starts
+    each text with [CLS]: the model class and tokenizer bench/active_learning.py uses.
+    Scores equal a direct computation, and the fine-tuner splits prompt and target
+    where the harness does (so what is trained is what is scored)."""
+    from finetune.encode import split_tokens
+    from tests.tiny_models import build_model
+
+    bert = load_model(ModelSource(path=str(build_model(tmp_path / "bert", "bert"))))
+    assert type(bert.model).__name__ == "BertLMHeadModel"
+    ctx, cont = bert.encode_pair(*PAIRS[0])
+    cls, sep = bert.tokenizer.convert_tokens_to_ids(["[CLS]", "[SEP]"])
+    assert ctx[0] == bert.prefix_token == cls and cls not in ctx[1:]  # BOS first, once
+    assert sep not in ctx + cont  # nothing added at the end
+    got = bert.loglikelihood(PAIRS, batch_size=3)
+    for (c_text, t_text), (logprob, _greedy, n) in zip(PAIRS, got, strict=True):
+        c, t = bert.encode_pair(c_text, t_text)
+        assert (c, t) == split_tokens(bert.tokenizer, c_text, t_text)
+        assert n == len(t) > 0
+        assert logprob == pytest.approx(direct_loglik(bert, c + t, len(t)), abs=1e-5)
+    ((rolling, n),) = bert.rolling_loglikelihood([TEXTS[0]])
+    tokens = bert.encode(TEXTS[0])
+    assert n == len(tokens) - 1  # the leading [CLS] conditions, it is not predicted
+    assert rolling == pytest.approx(direct_loglik(bert, tokens, n), abs=1e-5)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import random
 from pathlib import Path
+from typing import Any
 
 WORDS = [
     "the",
@@ -88,16 +89,68 @@ def build_tokenizer(folder: Path, vocab_size: int = 300) -> object:
     return fast
 
 
+def build_wordpiece_tokenizer(folder: Path, vocab_size: int = 300) -> object:
+    """A BERT-style tokenizer (lower-cased WordPiece) that starts every text with [CLS],
+    the BOS, and adds nothing at the end: how a BERT runs as a causal LM."""
+    from tokenizers import (
+        Tokenizer,
+        decoders,
+        models,
+        normalizers,
+        pre_tokenizers,
+        processors,
+        trainers,
+    )
+    from transformers import PreTrainedTokenizerFast
+
+    special = ["[PAD]", "[UNK]", "[CLS]", "[SEP]"]
+    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.decoder = decoders.WordPiece()
+    tok.train_from_iterator(
+        corpus(), trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=special)
+    )
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A", pair="[CLS] $A $B", special_tokens=[("[CLS]", tok.token_to_id("[CLS]"))]
+    )
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        bos_token="[CLS]",
+        eos_token="[SEP]",
+        pad_token="[PAD]",
+        unk_token="[UNK]",
+    )
+    fast.save_pretrained(folder)
+    return fast
+
+
 def build_model(folder: Path, arch: str = "gpt2", *, n_positions: int = 64, seed: int = 0) -> Path:
     """Write a tiny random model + tokenizer to ``folder`` and return it."""
     import torch
     from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
 
     folder.mkdir(parents=True, exist_ok=True)
-    tok = build_tokenizer(folder)
-    vocab = len(tok)  # type: ignore[arg-type]
+    tok: Any = build_wordpiece_tokenizer(folder) if arch == "bert" else build_tokenizer(folder)
+    vocab = len(tok)
     torch.manual_seed(seed)
-    if arch == "gpt2":
+    if arch == "bert":  # BertLMHeadModel with is_decoder: a BERT run as a causal LM
+        from transformers import BertConfig, BertLMHeadModel
+
+        bert = BertConfig(
+            vocab_size=vocab,
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            max_position_embeddings=n_positions,
+            is_decoder=True,
+            bos_token_id=tok.bos_token_id,
+            eos_token_id=tok.eos_token_id,
+            pad_token_id=tok.pad_token_id,
+        )
+        model: Any = BertLMHeadModel(bert)
+    elif arch == "gpt2":
         config = GPT2Config(
             vocab_size=vocab,
             n_positions=n_positions,

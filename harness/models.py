@@ -227,6 +227,12 @@ class LanguageModel:
     def encode(self, text: str) -> list[int]:
         return list(self.tokenizer.encode(text))
 
+    def text_tokens(self, text: str) -> list[int]:
+        """Tokens of a text scored from its start: without the BOS that some tokenizers
+        put first (Llama's, a BERT's [CLS]), as the prefix token conditions the first."""
+        tokens = self.encode(text)
+        return tokens[1:] if tokens and tokens[0] == self.prefix_token else tokens
+
     @contextlib.contextmanager
     def adapter_disabled(self) -> Iterator[None]:
         """Run the base model: the same weights with the adapter switched off (no copy).
@@ -280,10 +286,7 @@ class LanguageModel:
             continuation = context[-n_spaces:] + continuation
             context = context[:-n_spaces]
         if not context:
-            cont = self.encode(continuation)
-            if cont and cont[0] == self.prefix_token:  # already starts with the prefix
-                return cont[:1], cont[1:]
-            return [self.prefix_token], cont
+            return [self.prefix_token], self.text_tokens(continuation)
         whole = self.encode(context + continuation)
         ctx = self.encode(context)
         return ctx, whole[len(ctx) :]
@@ -341,12 +344,9 @@ class LanguageModel:
             rows = []
             owner = []
             for t in indices:
-                tokens = self.encode(texts[t])
-                if tokens and tokens[0] == self.prefix_token:
-                    # a tokenizer that starts each text with BOS (Llama's, BERT's [CLS]):
-                    # that BOS is the prefix that conditions the first token, not a target
-                    tokens = tokens[1:]
-                windows = windows_for_rolling(tokens, self.prefix_token, self.max_length)
+                windows = windows_for_rolling(
+                    self.text_tokens(texts[t]), self.prefix_token, self.max_length
+                )
                 rows.extend(windows)
                 owner.extend([t] * len(windows))
             scores = self._score(rows, batch_size)

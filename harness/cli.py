@@ -42,6 +42,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="results.json of a baseline run: the reference of relative gates (max_drop...)",
     )
     run.add_argument(
+        "--require-baseline",
+        action="store_true",
+        help="fail gates that compare against a baseline run when --baseline-results is not given "
+        "(default: they report 'no baseline')",
+    )
+    run.add_argument(
         "--allow-pickle",
         action="store_true",
         help="allow loading pickle weights (.bin/.pt); they can run code",

@@ -105,6 +105,10 @@ class ModelSpec(_Strict):
     """Load .bin/.pt (pickle) weights; refused unless true, since unpickling runs code."""
     trust_remote_code: bool = False
     """Allow the checkpoint's own Python code (transformers' trust_remote_code)."""
+    allow_base_mismatch: bool = False
+    """Evaluate `adapter` on a base other than the one it was trained on (its manifest's
+    base fingerprint, or its config's base model); refused unless true, and recorded in
+    provenance either way."""
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     """Weight and compute dtype."""
     device: str = "auto"

@@ -163,13 +163,22 @@ def interval_chart(
         return _svg(fig)
 
 
+JUDGEMENT_C = {"better": GOOD_C, "worse": BAD_C}
+"""The colour of a compared metric's judgement; anything else (n.s., same) is grey."""
+
+
 @_memoized
 def delta_chart(
-    rows: Sequence[tuple[str, float | None, float | None, float | None, bool]],
+    rows: Sequence[tuple[str, float | None, float | None, float | None, str]],
     *,
     title: str = "",
 ) -> str:
-    """Deltas with CIs around a zero line; (label, delta, low, high, significant)."""
+    """Deltas with CIs around a zero line; (label, delta, low, high, judgement).
+
+    The judgement ('better', 'worse', anything else for not significant) is made by the
+    caller, the one that also labels the table: the sign of a delta alone says nothing
+    (a falling nll is an improvement).
+    """
     import matplotlib as mpl
 
     rows = [r for r in rows if _finite(r[1])]
@@ -180,14 +189,14 @@ def delta_chart(
         ax = fig.add_subplot()
         ys = list(range(len(rows)))[::-1]
         ax.axvline(0, color="#111827", linewidth=0.8)
-        for y, (_, d, lo, hi, sig) in zip(ys, rows, strict=True):
-            colour = (BAD_C if (d or 0.0) < 0 else GOOD_C) if sig else BASE_C
+        for y, (_, d, lo, hi, judgement) in zip(ys, rows, strict=True):
+            colour = JUDGEMENT_C.get(judgement, BASE_C)
             if lo is not None and hi is not None and _finite(lo) and _finite(hi):
                 ax.plot([lo, hi], [y, y], color=colour, linewidth=3, alpha=0.45)
             ax.plot([d or 0.0], [y], "o", color=colour, markersize=4)
         ax.set_yticks(ys, [_label(r[0]) for r in rows])
         ax.set_ylim(-0.7, len(rows) - 0.3)
-        ax.set_xlabel("new - baseline (95% paired bootstrap CI)")
+        ax.set_xlabel("new - baseline (95% paired bootstrap CI); green better, red worse")
         ax.set_title(_label(title), loc="left")
         ax.grid(axis="x", linewidth=0.4, alpha=0.5)
         return _svg(fig)

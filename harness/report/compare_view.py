@@ -24,11 +24,24 @@ def _run(info: Mapping[str, Any]) -> list[tuple[str, str]]:
     ]
 
 
+def judgement(m: Mapping[str, Any]) -> str:
+    """'better', 'worse' (significant changes, judged by harness.compare with the
+    metric's direction) or 'n.s.': the one verdict the table, the Markdown and the chart
+    show for a compared metric."""
+    if not m.get("significant"):
+        return "n.s."
+    return one_line(m.get("direction") or "same", 20)
+
+
+def arrow(m: Mapping[str, Any]) -> str:
+    return "↑" if m.get("higher_is_better", True) else "↓"
+
+
 def metric_row(m: Mapping[str, Any]) -> dict[str, Any]:
-    state = m["direction"] if m.get("significant") else "n.s."
+    state = judgement(m)
     return {
         "output": one_line(m.get("output", "?"), 120),
-        "direction": "↑" if m.get("higher_is_better", True) else "↓",
+        "direction": arrow(m),
         "baseline": fmt(m.get("baseline")),
         "new": fmt(m.get("new")),
         "delta": fmt(m.get("delta")) if m.get("delta") is None else f"{m['delta']:+.4g}",
@@ -61,11 +74,11 @@ def build(c: Mapping[str, Any]) -> dict[str, Any]:
         chart = charts.delta_chart(
             [
                 (
-                    str(m["output"]),
+                    f"{m['output']} {arrow(m)}",
                     m.get("delta"),
                     m.get("ci_low"),
                     m.get("ci_high"),
-                    bool(m.get("significant")),
+                    judgement(m),
                 )
                 for m in t.get("metrics") or []
                 if isinstance(m.get("baseline"), int | float)

@@ -9,12 +9,13 @@ suite reference (docs/suite-reference.md is generated from them by harness.spec_
 
 from __future__ import annotations
 
-import functools
 import re
+import typing
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Discriminator,
@@ -27,6 +28,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from harness import audits, yaml_marks
 from harness.audits import ExplainConfig, FairnessConfig, ForgettingConfig, PrivacyConfig
@@ -56,10 +58,47 @@ FOLDER_NOT_FOUND = "folder not found: {path}"
 GATE_METRIC = "must be '<task id>.<output>', e.g. 'sentiment.accuracy'"
 GATE_THRESHOLD = "needs at least one of: {names}"
 BAD_TEMPLATE = "invalid template: {reason}"
+BOOL_NOT_NUMBER = "must be a number, not a boolean"
+CHOICE_TEMPLATE = (
+    "{choice!r} holds template syntax, but choices are not templates: each is scored as "
+    "written, the same for every row; write the continuation text itself"
+)
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _no_bool_numbers(cls, data: Any, handler: Any) -> Any:
+        """YAML's true/false is not a number (pydantic would read `min: true` as 1)."""
+        if isinstance(data, dict):
+            errors = [
+                InitErrorDetails(
+                    type=PydanticCustomError("bool_not_number", BOOL_NOT_NUMBER),
+                    loc=(name,),
+                    input=value,
+                )
+                for name, value in data.items()
+                if isinstance(value, bool) and name in cls.model_fields and _numeric(cls, name)
+            ]
+            if errors:
+                raise ValidationError.from_exception_data(cls.__name__, errors)
+        return handler(data)
+
+
+def _numeric(model: type[BaseModel], name: str) -> bool:
+    """Whether a field holds numbers and not booleans."""
+    kinds = _leaf_types(model.model_fields[name].annotation)
+    return bool(kinds & {int, float}) and not kinds & {bool, Any}
+
+
+def _leaf_types(annotation: Any) -> set[Any]:
+    """The plain types a field's annotation is made of (unions, Annotated, Optional)."""
+    args = typing.get_args(annotation)
+    if not args:
+        return {annotation}
+    return set().union(*(_leaf_types(a) for a in args))
 
 
 def is_plugin_metric(name: str) -> bool:
@@ -67,22 +106,28 @@ def is_plugin_metric(name: str) -> bool:
     return name.startswith(("./", "../", "/")) or name.endswith(".py")
 
 
-@functools.lru_cache(maxsize=1)
-def _template_env() -> Any:
-    from jinja2.sandbox import SandboxedEnvironment
-
-    return SandboxedEnvironment()
-
-
 def _check_template(template: str) -> str:
     from jinja2 import TemplateSyntaxError
 
+    from harness import prompt_template
+
     try:
-        _template_env().parse(template)
+        prompt_template.check(template)
     except TemplateSyntaxError as exc:
         where = f" (template line {exc.lineno})" if "\n" in template.strip() else ""
         raise ValueError(BAD_TEMPLATE.format(reason=f"{exc.message}{where}")) from None
+    except prompt_template.TemplateLimit as exc:
+        raise ValueError(BAD_TEMPLATE.format(reason=str(exc))) from None
     return template
+
+
+def _literal_choice(choice: str) -> str:
+    """A choice is scored as written: one that looks like a template is a mistake."""
+    from harness.prompt_template import TEMPLATE_SYNTAX
+
+    if TEMPLATE_SYNTAX.search(choice):
+        raise ValueError(CHOICE_TEMPLATE.format(choice=choice))
+    return choice
 
 
 def _check_identifier(value: str) -> str:
@@ -239,8 +284,11 @@ class ClassificationTask(_PromptTask):
 
     kind: Literal["classification"]
     """Selects this kind of task."""
-    choices: list[Annotated[str, Field(min_length=1)]] = Field(min_length=2)
-    """The continuations to score (at least 2, all different), e.g. [" negative", " positive"]."""
+    choices: list[Annotated[str, Field(min_length=1), AfterValidator(_literal_choice)]] = Field(
+        min_length=2
+    )
+    """The continuations to score (at least 2, all different), e.g. [" negative", " positive"];
+    literal text, the same for every row (a choice holding `{{`, `{%` or `{#` is refused)."""
     label: str
     """Field holding the gold choice, as an index (0-based) or as the choice text."""
     metrics: list[MetricSpec] = _metrics_field("accuracy")

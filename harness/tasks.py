@@ -14,15 +14,14 @@ Preparing records needs no model, so ``harness validate`` checks every data row.
 
 from __future__ import annotations
 
-import functools
 import math
 import re
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from jinja2 import StrictUndefined, TemplateError, UndefinedError
-from jinja2.sandbox import SandboxedEnvironment
+from jinja2 import TemplateError, UndefinedError
 
+from harness import prompt_template
 from harness.errors import UserError, row_error
 
 if TYPE_CHECKING:
@@ -32,8 +31,6 @@ if TYPE_CHECKING:
 Record = dict[str, Any]
 Advance = Callable[[int], None]
 
-_ENV = SandboxedEnvironment(undefined=StrictUndefined, keep_trailing_newline=True)
-
 MISSING_FIELD = "missing field '{field}'"
 LABEL_NOT_CHOICE = "label {value!r} is not among the choices ({choices})"
 DUPLICATE_ID = "duplicate id {id!r} (first seen at line {first})"
@@ -41,16 +38,9 @@ _UNDEFINED = re.compile(r"^'([^']+)' is undefined$")
 
 
 def render(template: str, fields: dict[str, Any]) -> str:
-    """Render a prompt template over one record's fields (sandboxed, strict).
-
-    A null field counts as missing: the template would otherwise print "None"."""
-    return _compiled(template).render(**{k: v for k, v in fields.items() if v is not None})
-
-
-@functools.lru_cache(maxsize=256)
-def _compiled(template: str) -> Any:
-    """Compiling a template costs more than rendering it: once per template, not per row."""
-    return _ENV.from_string(template)
+    """Render a prompt template over one record's fields (sandboxed, strict, bounded:
+    harness.prompt_template). A null field counts as missing."""
+    return prompt_template.render(template, fields)
 
 
 def _field(fields: dict[str, Any], name: str, file: str, line: int) -> Any:
@@ -123,8 +113,11 @@ def _prepare_one(task: Any, fields: dict[str, Any], file: str, line: int) -> Rec
         undefined = _UNDEFINED.match(str(exc))
         msg = MISSING_FIELD.format(field=undefined[1]) if undefined else str(exc)
         raise UserError(row_error(file, line, f"prompt: {msg}")) from None
-    except TemplateError as exc:
+    except TemplateError as exc:  # prompt_template.TemplateLimit included
         raise UserError(row_error(file, line, f"prompt: {exc}")) from None
+    except Exception as exc:  # a row's values the template cannot handle ({{ text + 1 }})
+        reason = f"{type(exc).__name__}: {exc}"
+        raise UserError(row_error(file, line, f"prompt: {reason}")) from None
     if task.kind == "classification":
         value = _field(fields, task.label, file, line)
         gold = resolve_label(value, task.choices)

@@ -9,25 +9,24 @@ model is never called. Metric plug-ins named by a path are not loaded here (a re
 file must not make the harness run code); they get deltas without a test.
 
 ``apply_baseline`` feeds the same comparison to relative gates (``max_drop``,
-``max_increase``) of ``harness run --baseline-results``.
+``max_increase``) of ``harness run --baseline-results``; without a baseline run,
+``apply_no_baseline`` reports them as ``no baseline`` (docs/gates.md).
 """
 
 from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from harness import gates as gates_mod
-from harness.errors import UserError, located
 
 ALPHA = 0.05
 IDS_SHOWN = 50
-NEEDS_BASELINE = "needs --baseline-results"
 NO_STATS = "per-example statistics missing; no paired test"
 PLUGIN = "metric plug-in: not loaded from a results file; no paired test"
 UNKNOWN_METRIC = "unknown metric '{name}'; no paired test"
@@ -343,26 +342,6 @@ def needs_baseline(gate: Any) -> bool:
     return is_relative(gate) and not gate.metric.startswith(BASE_REFERENCED)
 
 
-def check_baseline_gates(suite: Any, have_baseline: bool) -> None:
-    """Relative gates on task metrics need ``--baseline-results``: located errors."""
-    if have_baseline:
-        return
-    from harness.data import display_path
-    from harness.yaml_marks import format_path
-
-    file = display_path(suite.source_path) if suite.source_path else "suite"
-    errors = []
-    for i, gate in enumerate(suite.gates):
-        if not needs_baseline(gate):
-            continue
-        field = "max_drop" if gate.max_drop is not None else "max_increase"
-        path = ("gates", i, field)
-        line, col = suite._marks.value_at(path) if suite._marks else (None, None)
-        errors.append(located(file, f"{format_path(path)}: {NEEDS_BASELINE}", line, col))
-    if errors:
-        raise UserError(errors)
-
-
 def baseline_values(
     baseline: Mapping[str, Any], results: Mapping[str, Any]
 ) -> dict[str, gates_mod.GateValue]:
@@ -391,14 +370,41 @@ def apply_baseline(
     record which baseline run was used (its sha256, for ``harness verify``)."""
     from harness.data import display_path, sha256_file
 
-    values = baseline_values(baseline, results)
-    verdicts = list(results.get("gates") or [])
-    for i, gate in enumerate(suite.gates):
-        if needs_baseline(gate) and i < len(verdicts) and verdicts[i]["metric"] == gate.metric:
-            verdicts[i] = gates_mod.check(gate, values.get(gate.metric))
-    results["gates"] = verdicts
-    results["verdict"] = gates_mod.overall(verdicts)
+    # a gate on a value the baseline run lacks keeps this run's value, with no reference
+    values: dict[str, gates_mod.GateValue] = {
+        name: {"value": entry.get("value"), "source": "baseline"}
+        for name, entry in gates_mod.task_values(results.get("tasks") or {}).items()
+    }
+    values.update(baseline_values(baseline, results))
+    _recheck(results, suite, lambda gate: gates_mod.check(gate, values.get(gate.metric)))
     results["baseline"] = {
         **_run_info(baseline, display_path(baseline_path)),
         "sha256": sha256_file(baseline_path),
     }
+
+
+def apply_no_baseline(results: dict[str, Any], suite: Any, *, required: bool = False) -> None:
+    """Re-check the gates that read a baseline run when none was given: their absolute
+    bounds as usual, their relative bounds reported as ``no baseline`` (a warning, or a
+    failure when ``required``: ``harness run --require-baseline``)."""
+    values = gates_mod.task_values(results.get("tasks") or {})
+    policy = gates_mod.FAIL if required else gates_mod.WARN
+    _recheck(
+        results,
+        suite,
+        lambda gate: gates_mod.check(gate, values.get(gate.metric), no_baseline=policy),
+    )
+
+
+def baseline_gates(suite: Any) -> list[Any]:
+    """The suite's gates that compare against a baseline run (``--baseline-results``)."""
+    return [g for g in suite.gates if needs_baseline(g)]
+
+
+def _recheck(results: dict[str, Any], suite: Any, check: Callable[[Any], dict[str, Any]]) -> None:
+    verdicts = list(results.get("gates") or [])
+    for i, gate in enumerate(suite.gates):
+        if needs_baseline(gate) and i < len(verdicts) and verdicts[i]["metric"] == gate.metric:
+            verdicts[i] = check(gate)
+    results["gates"] = verdicts
+    results["verdict"] = gates_mod.overall(verdicts)

@@ -7,7 +7,9 @@ demographic_parity_ratio``; see docs/gates.md). Absolute bounds are ``min``/``ma
 Relative bounds ``max_drop``/``max_increase`` compare the value with a reference: the
 base model's value for forgetting values, the baseline run's value otherwise; with
 ``relative`` they are fractions of the reference, with ``significant`` a miss counts
-only when the paired bootstrap p-value is below ``alpha``.
+only when the paired bootstrap p-value is below ``alpha``. A run without a baseline
+run reports the relative part of those gates as ``no baseline``: a warning, or a
+failure when the baseline is required (``harness run --require-baseline``).
 
 Everything a gate can name is gathered in one flat map of :class:`GateValue` entries,
 so tasks, audits and baseline comparisons feed the same check. A gate of severity
@@ -23,6 +25,11 @@ from typing import Any, TypedDict
 
 PASS, WARN, FAIL = "pass", "warn", "fail"
 _RANK = {PASS: 0, WARN: 1, FAIL: 2}
+NO_BASELINE = "no baseline"
+NO_BASELINE_REQUIRED = "no baseline (--require-baseline: a baseline run is required)"
+NO_REFERENCE = "no reference value (relative gates need a baseline run or a forgetting audit)"
+NOT_IN_BASELINE = "no reference value: the baseline run has no value for this metric"
+NO_VALUE = "no value (the metric is undefined on this data)"
 
 
 class GateValue(TypedDict, total=False):
@@ -50,8 +57,14 @@ def _num(x: Any) -> float | None:
     return None if math.isnan(x) else x
 
 
-def check(gate: Any, entry: GateValue | None) -> dict[str, Any]:
-    """Verdict of one gate, with a message a reviewer can read."""
+def check(gate: Any, entry: GateValue | None, *, no_baseline: str | None = None) -> dict[str, Any]:
+    """Verdict of one gate, with a message a reviewer can read.
+
+    ``no_baseline`` is set when the gate's reference is a baseline run and none was
+    given: its relative bounds are then not checked but reported as ``no baseline``,
+    which warns (``WARN``) or fails the gate whatever its severity (``FAIL``, the
+    baseline was required). Absolute bounds are checked as usual.
+    """
     entry = entry or {}
     value = _num(entry.get("value"))
     reference = _num(entry.get("reference"))
@@ -76,8 +89,9 @@ def check(gate: Any, entry: GateValue | None) -> dict[str, Any]:
     }
     problems: list[str] = []
     held: list[str] = []
+    missing: list[str] = []  # no baseline run: warns, or fails when one was required
     if value is None:
-        problems.append("no value (the metric is undefined on this data)")
+        problems.append(NO_VALUE)
     else:
         if gate.min is not None:
             (held if value >= gate.min else problems).append(
@@ -87,11 +101,15 @@ def check(gate: Any, entry: GateValue | None) -> dict[str, Any]:
             (held if value <= gate.max else problems).append(
                 f"{value:.4g} {'<=' if value <= gate.max else '> max'} {gate.max:g}"
             )
-        if max_drop is not None or max_increase is not None:
+    if max_drop is not None or max_increase is not None:
+        if no_baseline is not None:
+            missing.append(NO_BASELINE_REQUIRED if no_baseline == FAIL else NO_BASELINE)
+        elif value is not None:
             _relative(gate, value, reference, p_value, entry, held, problems)
-    if problems:
-        result["verdict"] = FAIL if severity == FAIL else WARN
-        result["message"] = "; ".join(problems)
+    if problems or missing:
+        failed = (problems and severity == FAIL) or (missing and no_baseline == FAIL)
+        result["verdict"] = FAIL if failed else WARN
+        result["message"] = "; ".join(problems + missing)
     else:
         result["verdict"] = PASS
         result["message"] = "; ".join(held)
@@ -108,9 +126,7 @@ def _relative(
     problems: list[str],
 ) -> None:
     if reference is None:
-        problems.append(
-            "no reference value (relative gates need a baseline run or a forgetting audit)"
-        )
+        problems.append(NOT_IN_BASELINE if entry.get("source") == "baseline" else NO_REFERENCE)
         return
     relative = getattr(gate, "relative", False)
     change = value - reference

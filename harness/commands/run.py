@@ -1,18 +1,19 @@
+"""`harness run SUITE [...]`: evaluate a checkpoint, write every output, exit by the gates."""
+
 from __future__ import annotations
 
 import argparse
-import math
 from pathlib import Path
-from typing import Any
 
 from rich.console import Console
-from rich.table import Table
+from rich.text import Text
 
 from harness.gates import exit_code
 
 
 def run_command(args: argparse.Namespace) -> int:
     from harness.pipeline import evaluate_and_report
+    from harness.report.console import print_summary
     from harness.spec import apply_overrides, load_suite, verify_files
 
     # Files are checked after the overrides, so --model can replace a placeholder path.
@@ -38,41 +39,13 @@ def run_command(args: argparse.Namespace) -> int:
     results, paths = evaluate_and_report(
         suite,
         baseline_results=Path(args.baseline_results) if args.baseline_results else None,
+        require_baseline=args.require_baseline,
         show_progress=not args.no_progress,
         console=console,
     )
     if paths:
         print_summary(results, console)
-        console.print(f"results: {paths['results']}")
-        console.print(f"report: {paths['html']}")
+        console.print(Text(f"results: {paths['results']}"))
+        console.print(Text(f"report: {paths['html']}"))
     distributed.finish()
     return exit_code(results["verdict"])
-
-
-def _fmt(x: Any) -> str:
-    if x is None or (isinstance(x, float) and math.isnan(x)):
-        return "-"
-    return f"{x:.4f}"
-
-
-def print_summary(results: dict[str, Any], console: Console) -> None:
-    """Metric table with CIs, then the gate table and the verdict."""
-    table = Table(title="metrics", show_lines=False)
-    for col in ("task", "metric", "value", "95% CI", "n"):
-        table.add_column(col, justify="right" if col in ("value", "n") else "left")
-    for task_id, task in results["tasks"].items():
-        for name, m in task["metrics"].items():
-            ci = f"[{_fmt(m.get('ci_low'))}, {_fmt(m.get('ci_high'))}]"
-            table.add_row(task_id, name, _fmt(m.get("value")), ci, str(m.get("n", "")))
-    console.print(table)
-    if results["gates"]:
-        gt = Table(title="gates")
-        for col in ("gate", "verdict", "detail"):
-            gt.add_column(col)
-        style = {"pass": "green", "warn": "yellow", "fail": "bold red"}
-        for g in results["gates"]:
-            gt.add_row(g["metric"], f"[{style[g['verdict']]}]{g['verdict']}[/]", g["message"])
-        console.print(gt)
-    v = results["verdict"]
-    colour = {"pass": "green", "warn": "yellow", "fail": "red"}[v]
-    console.print(f"[bold {colour}]verdict: {v.upper()}[/]")

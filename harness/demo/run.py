@@ -62,6 +62,8 @@ def run_demo(out_dir: Path = Path("reports/demo"), *, console: Any = None) -> di
 
 
 def _run(out_dir: Path, console: Any) -> dict[str, Any]:
+    from rich.text import Text  # paths are printed as text, never read as rich markup
+
     from harness.compare import compare
     from harness.demo.base_model import cache_root, ensure_base_model
     from harness.demo.datagen import digest
@@ -73,7 +75,7 @@ def _run(out_dir: Path, console: Any) -> dict[str, Any]:
     paths = data_paths()
     base, built = ensure_base_model(paths, digest())
     timings["base_model_s"] = time.perf_counter() - t0
-    console.print(f"base model: {base} ({'built' if built else 'cached'})")
+    console.print(Text(f"base model: {base} ({'built' if built else 'cached'})"))
     runs = cache_root() / "demo-runs"
     results: dict[str, Any] = {}
     for variant in VARIANTS:
@@ -90,7 +92,7 @@ def _run(out_dir: Path, console: Any) -> dict[str, Any]:
         results[variant], written = evaluate_and_report(suite, show_progress=True, console=console)
         timings[f"evaluate_{variant}_s"] = time.perf_counter() - t
         console.print(
-            f"{variant}: verdict {results[variant]['verdict'].upper()} - {written['html']}"
+            Text(f"{variant}: verdict {results[variant]['verdict'].upper()} - {written['html']}")
         )
     comparison = compare(
         results["naive"], results["mitigated"], baseline_path="naive", new_path="mitigated"
@@ -102,5 +104,5 @@ def _run(out_dir: Path, console: Any) -> dict[str, Any]:
     write_output(out_dir / "compare.md", render_compare_markdown(comparison))
     html = write_output(out_dir / "compare.html", render_compare_html(comparison))
     timings["total_s"] = time.perf_counter() - t0
-    console.print(f"comparison: {html}")
+    console.print(Text(f"comparison: {html}"))
     return {"results": results, "timings": timings, "base_built": built}

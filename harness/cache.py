@@ -55,7 +55,9 @@ def default_dir() -> Path:
 def request_key(fingerprint: str, kind: str, request: Any) -> str:
     """sha256 of fingerprint, request kind and the request as canonical JSON."""
     body = json.dumps(request, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(f"{fingerprint}\0{kind}\0{body}".encode()).hexdigest()
+    h = hashlib.sha256(f"{fingerprint}\0{kind}\0".encode())
+    h.update(body.encode())  # not joined first: a long text is not copied once more
+    return h.hexdigest()
 
 
 class ResponseCache:
@@ -218,8 +220,10 @@ def cached_map(
     answers). Misses are ordered largest first by ``size`` (so the model sees batches of
     similar length) and computed ``chunk`` at a time; each chunk is stored as soon as it
     is done, so an interrupted run keeps everything computed before the interruption.
-    Without a cache everything is computed in one call. ``advance`` gets the number of
-    requests answered, hits at once and misses chunk by chunk.
+    Without a cache (none, or one that is disabled) every request is a miss and goes
+    through the same steps: the model sees the same requests in the same chunks as with
+    a cold cache, so both give the same answers to the last bit. ``advance`` gets the
+    number of requests answered, hits at once and misses chunk by chunk.
 
     With a process ``group`` (harness.distributed) every process calls this with the
     same requests and ``compute`` shares the work out; only the main process holds the
@@ -227,20 +231,15 @@ def cached_map(
     to the others, so all of them compute the same misses in the same chunks.
     """
     enabled = cache is not None and cache.enabled
+    keys = [request_key(fingerprint, kind, r) for r in requests]
     if group is not None:
-        keys = [request_key(fingerprint, kind, r) for r in requests]
         group.check_same(kind, keys)
         shared = (enabled, cache.get_many(keys) if cache is not None and enabled else {})
         enabled, found = group.broadcast(shared if group.is_main else None)
+    else:
+        found = cache.get_many(keys) if cache is not None and enabled else {}
     if not enabled:
-        out = compute(list(range(len(requests))))
-        if advance is not None:
-            advance(len(requests))
-        return out
-    if group is None:
-        assert cache is not None
-        keys = [request_key(fingerprint, kind, r) for r in requests]
-        found = cache.get_many(keys)
+        cache = None  # nothing to store; every request is a miss, computed as below
     answers: list[Any] = [found.get(k, _MISSING) for k in keys]
     hits = sum(1 for a in answers if a is not _MISSING)
     if advance is not None and hits:

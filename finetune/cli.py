@@ -1,14 +1,14 @@
 """Command line: parses arguments and calls the public Python API, nothing more.
 
 Exit codes: 0 done, 2 bad input (config, suite, data, model, leakage with
---fail-on-leakage), printed as located one-line messages; 130 interrupted (resume with
---resume).
+--fail-on-leakage), printed as located one-line messages; 3 internal error (one line
+naming the exception and the log file holding its traceback; ``harness.boundary``);
+130 interrupted (resume with --resume).
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -130,10 +130,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     from rich.console import Console
 
     from finetune.config import load_config
-    from harness.errors import UserError
+    from harness.boundary import guarded
 
     console = Console(stderr=True)
-    try:
+
+    def command() -> int:
         if args.command == "select":
             return _select(args, console)
         config = load_config(args.config)
@@ -162,13 +163,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             progress=not args.no_progress,
         )
         return EXIT_OK
-    except UserError as exc:
-        for line in exc.messages:
-            print(f"error: {line}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except KeyboardInterrupt:
-        print(INTERRUPTED, file=sys.stderr)
-        return EXIT_INTERRUPTED
+
+    # bad input 2, internal error 3 (traceback in a log file), interrupted 130
+    return guarded(command, program="finetune", interrupted=INTERRUPTED, argv=argv)
 
 
 if __name__ == "__main__":

@@ -1,20 +1,21 @@
 """Command line: parses arguments and calls the public Python API, nothing more.
 
-Exit codes: 0 every gate passed (warnings allowed), 1 a gate failed, 2 bad input
-(suite, config, data, model path), printed as located one-line messages, or an output
-that cannot be written; 130 interrupted (Ctrl-C).
+Exit codes: 0 every gate passed (warnings allowed), 1 a gate failed (and nothing else),
+2 bad input (suite, config, data, model path, a results file), printed as located
+one-line messages, or an output that cannot be written; 3 internal error (one line
+naming the exception and the log file holding its traceback); 130 interrupted
+(Ctrl-C). See ``harness.boundary``.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
-import sys
 from collections.abc import Sequence
 
 from harness import __version__
+from harness.boundary import guarded
 
-EXIT_PASS, EXIT_GATE_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 INTERRUPTED = (
     "interrupted: nothing was written; the model answers computed so far are in the "
     "response cache, so running the same command again resumes from them"
@@ -90,22 +91,17 @@ COMMANDS = {
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from harness.errors import UserError
 
-    try:
+    def command() -> int:
         module, _, function = COMMANDS[args.command].partition(":")
-        command = getattr(importlib.import_module(module), function)
-        return int(command(args))
-    except UserError as exc:
+        return int(getattr(importlib.import_module(module), function)(args))
+
+    def speaks() -> bool:  # one of several processes: the main one reports for all
         from harness.distributed import is_main
 
-        if is_main():  # one of several processes: the main one reports for all
-            for line in exc.messages:
-                print(f"error: {line}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except KeyboardInterrupt:
-        print(INTERRUPTED, file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return is_main()
+
+    return guarded(command, program="harness", interrupted=INTERRUPTED, argv=argv, speaks=speaks)
 
 
 if __name__ == "__main__":

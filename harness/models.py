@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import pickle
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -43,12 +44,20 @@ PICKLE_REFUSED = (
 OPT_IN_RUN = "pass --allow-pickle"
 OPT_IN_TRAINING = "set base_model.allow_pickle: true in the config"
 NOT_FOUND = "{what} '{path}' is not a folder here, and loading it as a hub id failed: {reason}"
+PICKLE_UNREADABLE = (
+    "{what} '{path}': cannot load the pickle weights {files}: {reason} (pickle weights load "
+    "with torch.load(weights_only=True), which reads tensors only and refuses anything else)"
+)
+PICKLE_ENDS_EARLY = "the file is empty or ends early"
 
 
 # What transformers, peft and safetensors raise for files they cannot use: unreadable
 # or inconsistent files (OSError, ValueError, KeyError), weights that do not fit the
 # config (RuntimeError: size mismatch), a damaged safetensors header (SafetensorError).
 LOAD_ERRORS: tuple[type[BaseException], ...] = (OSError, ValueError, KeyError, RuntimeError)
+# What torch.load(weights_only=True) raises for a pickle it refuses or cannot read (a
+# global outside its allow-list, an unknown opcode, a truncated file).
+PICKLE_ERRORS: tuple[type[BaseException], ...] = (pickle.UnpicklingError, EOFError)
 try:
     from safetensors import SafetensorError
 
@@ -110,6 +119,22 @@ def resolve_folder(path: str, *, what: str) -> Path:
 def _short(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return text[0][:300] if text else type(exc).__name__
+
+
+def pickle_failure(what: str, path: str, folder: Path, exc: BaseException) -> UserError:
+    """The UserError for pickle weights in ``folder`` that torch.load refused or could not
+    read, naming the files and torch's reason without its generic preamble."""
+    files = ", ".join(sorted(p.name for p in folder.iterdir() if p.suffix in WEIGHT_PICKLE))
+    lines = [line.strip() for line in str(exc).splitlines()[1:]]
+    useful = [
+        line.removeprefix("WeightsUnpickler error:").strip()
+        for line in lines
+        if line and not line.startswith(("Please file an issue", "Check the documentation"))
+    ]
+    reason = next((line for line in useful if line), "")[:300].rstrip(".")
+    if isinstance(exc, EOFError) or not reason:
+        reason = PICKLE_ENDS_EARLY if isinstance(exc, EOFError) else _short(exc)
+    return UserError(PICKLE_UNREADABLE.format(what=what, path=path, files=files, reason=reason))
 
 
 def pick_device(name: str) -> torch.device:
@@ -505,6 +530,8 @@ def _load_weights(
             use_safetensors=None if source.allow_pickle else True,  # None: safetensors first
             trust_remote_code=source.trust_remote_code,
         )
+    except PICKLE_ERRORS as exc:
+        raise pickle_failure("model", source.path, folder, exc) from None
     except LOAD_ERRORS as exc:
         raise UserError(f"model '{source.path}': cannot load: {_short(exc)}") from None
     if adapter_folder is not None:
@@ -512,6 +539,8 @@ def _load_weights(
             from peft import PeftModel
 
             model = PeftModel.from_pretrained(model, adapter_folder, is_trainable=False)
+        except PICKLE_ERRORS as exc:
+            raise pickle_failure("adapter", str(source.adapter), adapter_folder, exc) from None
         except LOAD_ERRORS as exc:
             raise UserError(f"adapter '{source.adapter}': cannot load: {_short(exc)}") from None
     model.to(device)
@@ -552,6 +581,8 @@ def load_for_training(source: ModelSource) -> tuple[Any, Any, Fingerprint]:
         tokenizer = AutoTokenizer.from_pretrained(
             folder, trust_remote_code=source.trust_remote_code
         )
+    except PICKLE_ERRORS as exc:
+        raise pickle_failure("base model", source.path, folder, exc) from None
     except LOAD_ERRORS as exc:
         raise UserError(f"base model '{source.path}': cannot load: {_short(exc)}") from None
     if tokenizer.pad_token_id is None:

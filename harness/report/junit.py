@@ -1,16 +1,30 @@
 """JUnit XML: one testcase per gate, so any CI system lists the gates natively.
 
-A failed gate is a ``<failure>``, a gate that only warns is ``<skipped>`` with its
-message (CI shows it without failing the build), a passing gate is a plain testcase.
-Each testcase carries its value, condition, reference and p-value as properties.
+A failed gate is a ``<failure>``; a gate that only warns is ``<skipped>`` with the
+message ``warning: ...`` (JUnit has no "passed with a warning": a skipped test is shown
+by CI without failing the build; docs/gates.md, "CI"); a passing gate is a plain
+testcase. Each failure or warning carries the gate's condition, value, reference and
+p-value in its text, and the suite's ``<system-out>`` lists every gate, passing ones
+too, one line each.
+
+The document is valid for both schemas CI tools check JUnit XML against: the Jenkins
+xunit plugin's junit-10.xsd and the Ant JUnit.xsd (tests/report/test_junit_schema.py).
+Where they differ the stricter one rules: no attributes on ``<testsuites>``; in the
+``<testsuite>`` exactly one ``<properties>`` first, then the testcases, then one
+``<system-out>`` and one ``<system-err>``; ``package``, ``id``, ``hostname`` and
+``time`` on the testsuite; ``timestamp`` to the second without a time zone (UTC); no
+``<properties>`` inside a testcase.
+
 Text goes through ``safe_text.clean`` (XML 1.0 forbids most control characters) and
 ElementTree escapes it.
 """
 
 from __future__ import annotations
 
+import math
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 from harness.report.formatting import fmt
@@ -18,61 +32,88 @@ from harness.report.safe_text import clean, one_line
 from harness.report.view import threshold_text
 
 MESSAGE_LIMIT = 1000
+HOSTNAME = "localhost"  # the run does not record its host; Ant's schema asks for this then
+TIMESTAMP = "%Y-%m-%dT%H:%M:%S"
+UNKNOWN_TIME = "1970-01-01T00:00:00"
 
 
 def _prop(parent: ET.Element, name: str, value: Any) -> None:
     ET.SubElement(parent, "property", name=name, value=one_line(value, MESSAGE_LIMIT))
 
 
+def _timestamp(started: Any) -> str:
+    """``started_at`` in UTC to the second, without a time zone (as Ant's schema wants).
+    The attribute is required there, so a results file without a readable start time
+    (edited by hand: the runner always records one) gets the epoch, plainly not a time."""
+    try:
+        when = datetime.fromisoformat(str(started))
+    except ValueError:
+        return UNKNOWN_TIME
+    if when.tzinfo is not None:
+        when = when.astimezone(UTC).replace(tzinfo=None)
+    return when.strftime(TIMESTAMP)
+
+
+def _seconds(value: Any) -> str:
+    ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    return f"{max(float(value), 0.0):.3f}" if ok else "0"
+
+
+def _details(g: Mapping[str, Any]) -> str:
+    """The gate's condition and numbers, one line."""
+    return (
+        f"condition {threshold_text(g)}; value {fmt(g.get('value'))}; "
+        f"reference {fmt(g.get('reference'))}; p-value {fmt(g.get('p_value'), 3)}; "
+        f"severity {one_line(g.get('severity', 'fail'), 20)}"
+    )
+
+
 def render_junit(results: Mapping[str, Any]) -> str:
     suite = results.get("suite") or {}
-    name = one_line(suite.get("name", "suite"), 200)
+    name = one_line(suite.get("name") or "suite", 200).strip() or "suite"
+    prov = results.get("provenance") or {}
     gates = [g for g in results.get("gates") or [] if isinstance(g, Mapping)]
-    failures = sum(g.get("verdict") == "fail" for g in gates)
-    skipped = sum(g.get("verdict") == "warn" for g in gates)
-    counts = {
+    verdicts = [g.get("verdict") for g in gates]
+    attrs = {
+        "name": f"gates.{name}",
+        "package": f"gates.{name}",
+        "id": "0",
         "tests": str(len(gates)),
-        "failures": str(failures),
+        "failures": str(sum(v == "fail" for v in verdicts)),
         "errors": "0",
-        "skipped": str(skipped),
+        "skipped": str(sum(v == "warn" for v in verdicts)),
+        "time": _seconds((prov.get("timings") or {}).get("total_s")),
+        "timestamp": _timestamp(prov.get("started_at")),
+        "hostname": HOSTNAME,
     }
-    root = ET.Element("testsuites", {"name": "harness gates", **counts})
-    ts = ET.SubElement(root, "testsuite", {"name": f"gates.{name}", **counts})
-    started = (results.get("provenance") or {}).get("started_at")
-    if started:
-        ts.set("timestamp", one_line(started, 64))
+    root = ET.Element("testsuites")
+    ts = ET.SubElement(root, "testsuite", attrs)
     props = ET.SubElement(ts, "properties")
     _prop(props, "verdict", results.get("verdict", ""))
     _prop(props, "harness_version", results.get("harness_version", ""))
-    prov = results.get("provenance") or {}
     _prop(props, "model_fingerprint", (prov.get("model") or {}).get("fingerprint") or "")
     _prop(props, "adapter_fingerprint", (prov.get("adapter") or {}).get("fingerprint") or "")
+    lines = []
     for g in gates:
         metric = one_line(g.get("metric", "?"), 300)
-        case = ET.SubElement(ts, "testcase", classname=f"gates.{name}", name=metric, time="0")
-        cprops = ET.SubElement(case, "properties")
-        for key, value in (
-            ("verdict", g.get("verdict", "")),
-            ("severity", g.get("severity", "")),
-            ("value", fmt(g.get("value"))),
-            ("threshold", threshold_text(g)),
-            ("reference", fmt(g.get("reference"))),
-            ("p_value", fmt(g.get("p_value"), 3)),
-        ):
-            _prop(cprops, key, value)
         message = clean(g.get("message", ""), MESSAGE_LIMIT)
-        detail = f"{metric}: {message}"
+        verdict = one_line(g.get("verdict", "?"), 20)
+        lines.append(f"{verdict.upper()} {metric}: {one_line(message)} ({_details(g)})")
+        case = ET.SubElement(ts, "testcase", classname=f"gates.{name}", name=metric, time="0")
+        detail = f"{metric}: {message}\n{_details(g)}"
         if g.get("description"):
             detail += f"\n{clean(g['description'], MESSAGE_LIMIT)}"
-        if g.get("verdict") == "fail":
+        if verdict == "fail":
             el = ET.SubElement(
                 case, "failure", message=one_line(message, MESSAGE_LIMIT), type="gate"
             )
             el.text = detail
-        elif g.get("verdict") == "warn":
+        elif verdict == "warn":
             el = ET.SubElement(
                 case, "skipped", message=f"warning: {one_line(message, MESSAGE_LIMIT)}"
             )
             el.text = detail
+    ET.SubElement(ts, "system-out").text = "\n".join(lines)
+    ET.SubElement(ts, "system-err").text = ""
     ET.indent(root)
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"

@@ -1,4 +1,5 @@
-"""JUnit XML: one testcase per gate; fail -> <failure>, warn -> <skipped>, pass -> plain."""
+"""JUnit XML: one testcase per gate; fail -> <failure>, warn -> <skipped>, pass -> plain.
+Validity against the CI schemas and a real consumer: test_junit_schema.py."""
 
 from __future__ import annotations
 
@@ -37,29 +38,37 @@ def test_one_testcase_per_gate_with_verdict_mapping(results: dict[str, Any]) -> 
     failure = failed.find("failure")
     assert failure is not None and failure.get("type") == "gate"
     assert failure.get("message") == results["gates"][2]["message"]
-    for el in (root, suite):
-        assert (el.get("tests"), el.get("failures"), el.get("skipped"), el.get("errors")) == (
-            "3",
-            "1",
-            "1",
-            "0",
-        )
+    counts = (suite.get("tests"), suite.get("failures"), suite.get("skipped"), suite.get("errors"))
+    assert counts == ("3", "1", "1", "0")
+    assert root.attrib == {}  # Ant's schema allows no attribute on <testsuites>
 
 
-def test_properties_carry_value_and_threshold(results: dict[str, Any]) -> None:
-    root = ET.fromstring(render_junit(results))
-    cases = root.findall("./testsuite/testcase")
-    p = props(cases[0])
+def details(xml: str) -> list[str]:
+    """The suite's <system-out>: one line per gate."""
+    out = ET.fromstring(xml).find("./testsuite/system-out")
+    assert out is not None
+    return (out.text or "").splitlines()
+
+
+def test_details_carry_value_and_threshold(results: dict[str, Any]) -> None:
+    xml = render_junit(results)
+    root = ET.fromstring(xml)
     gate = results["gates"][0]
-    assert p["verdict"] == "pass" and p["severity"] == "fail"
-    assert p["value"] == f"{gate['value']:.4g}" and p["threshold"] == "≥ 0.5"
-    assert props(cases[2])["threshold"] == "≤ 1.5"
+    lines = details(xml)
+    assert lines[0] == (
+        f"PASS clas0.accuracy: {gate['message']} (condition ≥ 0.5; value {gate['value']:.4g}; "
+        "reference –; p-value –; severity fail)"
+    )
+    assert "condition ≤ 1.5" in lines[2]
+    failure = root.find("./testsuite/testcase/failure")
+    assert failure is not None and "condition ≤ 1.5" in (failure.text or "")
     suite_props = props(root.find("testsuite"))  # type: ignore[arg-type]
     assert suite_props["verdict"] == "fail"
     assert suite_props["model_fingerprint"] == results["provenance"]["model"]["fingerprint"]
+    assert root.find("./testsuite/testcase/properties") is None  # not allowed there
 
 
-def test_relative_gate_properties(results: dict[str, Any]) -> None:
+def test_relative_gate_details(results: dict[str, Any]) -> None:
     r = copy.deepcopy(results)
     r["gates"] = [
         {
@@ -75,12 +84,29 @@ def test_relative_gate_properties(results: dict[str, Any]) -> None:
             "message": "drop 0.1 vs baseline 0.9 > max_drop 0.01, p=0.002",
         }
     ]
-    p = props(ET.fromstring(render_junit(r)).find("./testsuite/testcase"))  # type: ignore[arg-type]
-    assert p["reference"] == "0.9" and p["p_value"] == "0.002"
-    assert p["threshold"] == "drop ≤ 0.01, if significant (α=0.05)"
+    (line,) = details(render_junit(r))
+    assert line.endswith(
+        "(condition drop ≤ 0.01, if significant (α=0.05); value 0.8; reference 0.9; "
+        "p-value 0.002; severity fail)"
+    )
+
+
+def test_suite_time_and_timestamp(results: dict[str, Any]) -> None:
+    suite = ET.fromstring(render_junit(results)).find("testsuite")
+    assert suite is not None
+    assert (suite.get("time"), suite.get("timestamp"), suite.get("hostname")) == (
+        "12.000",
+        "2025-01-01T00:00:00",
+        "localhost",
+    )
+    r = copy.deepcopy(results)
+    r["provenance"]["started_at"] = "2025-01-01T02:30:00+02:00"  # written in UTC
+    suite = ET.fromstring(render_junit(r)).find("testsuite")
+    assert suite is not None and suite.get("timestamp") == "2025-01-01T00:30:00"
 
 
 def test_no_gates_is_an_empty_suite(results: dict[str, Any]) -> None:
     r = {**results, "gates": [], "verdict": "pass"}
     root = ET.fromstring(render_junit(r))
-    assert root.get("tests") == "0" and root.findall("./testsuite/testcase") == []
+    assert root.find("testsuite").get("tests") == "0"  # type: ignore[union-attr]
+    assert root.findall("./testsuite/testcase") == []

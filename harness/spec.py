@@ -364,7 +364,8 @@ class Gate(_Strict):
     max_drop: float | None = _threshold(
         "The value may fall at most this much below its reference: the base model's value "
         "for `forgetting.*` values and `privacy.extraction_rate`, else the "
-        "`--baseline-results` run's value."
+        "`--baseline-results` run's value (without one the gate reports `no baseline`: "
+        "a warning, or a failure with `--require-baseline`; docs/gates.md)."
     )
     max_increase: float | None = _threshold(
         "The value may rise at most this much above its reference (as for `max_drop`)."

@@ -13,6 +13,7 @@ import io
 import json
 import os
 import random
+import stat
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +31,7 @@ MAX_ERRORS = 20  # per file; a file broken on every line should not flood the te
 
 NO_ROWS = "no rows"
 FILE_NOT_FOUND = "file not found"
+NOT_REGULAR = "not a regular file"
 NOT_UTF8 = "not valid UTF-8"
 INVALID_JSON = "invalid JSON: {reason}"
 NOT_OBJECT = "expected a JSON object, got {type}"
@@ -78,6 +80,19 @@ def resolve_path(path: str | Path, base_dir: Path) -> Path:
     return Path(os.path.abspath(p if p.is_absolute() else base_dir / p))
 
 
+def file_problem(path: str | Path) -> str | None:
+    """Why ``path`` cannot be read as a file, or None: ``FILE_NOT_FOUND`` or
+    ``NOT_REGULAR``. Reading a FIFO would wait for a writer and ``/dev/zero`` never
+    ends, so only regular files (symlinks to them included) are read."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return FILE_NOT_FOUND
+    except OSError as exc:  # permission denied on a folder on the way, a loop of links
+        return f"cannot read: {exc.strerror or exc}"
+    return None if stat.S_ISREG(mode) else NOT_REGULAR
+
+
 def sha256_file(path: str | Path) -> str:
     """Hex sha256 of a file's bytes, read in chunks (provenance of data, suite, weights)."""
     digest = hashlib.sha256()
@@ -113,8 +128,9 @@ def _load_file(path: Path) -> list[Row]:
     fmt = SUFFIXES.get(path.suffix.lower())
     if fmt is None:
         raise UserError(f"{file}: {UNSUPPORTED.format(suffix=path.suffix)}")
-    if not path.is_file():
-        raise UserError(f"{file}: {FILE_NOT_FOUND}")
+    problem = file_problem(path)
+    if problem is not None:
+        raise UserError(f"{file}: {problem}")
     rows, errors = _read_jsonl(path, file) if fmt == "jsonl" else _read_table(path, file, fmt)
     if errors:
         more = len(errors) - MAX_ERRORS
@@ -254,8 +270,9 @@ def source_problems(
         path = resolve_path(source, base_dir)
         if path.suffix.lower() not in SUFFIXES:
             return [((), UNSUPPORTED.format(suffix=path.suffix))]
-        if exist and not path.is_file():
-            return [((), f"{FILE_NOT_FOUND}: {path}")]
+        problem = file_problem(path) if exist else None
+        if problem is not None:
+            return [((), f"{problem}: {path}")]
         return []
     problems: list[tuple[tuple[str, ...], str]] = []
     if not exist:

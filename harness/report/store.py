@@ -3,13 +3,25 @@
 An output file is written to a temporary file in the same folder, flushed to disk and
 renamed over the old one, so a crash, a full disk or a permission error never leaves a
 half-written file or loses the previous one.
+
+A results document is valid JSON: a task metric whose value is not a finite number
+(NaN, inf) is written as ``"value": null`` with a ``"reason"``, and any other
+non-finite number as null, so the writer never fails on a value.
+
+``load_results`` is the one reader of a stored results.json (``harness report``,
+``compare``, ``verify``, ``--baseline-results``). The file is untrusted: only a regular
+file is read (a FIFO or ``/dev/zero`` would hang), at most ``MAX_RESULTS_BYTES``,
+nested at most ``MAX_DEPTH`` levels, and it must match the schema
+(``results_schema``); anything else is one located error (exit 2).
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
+import stat
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -18,6 +30,16 @@ from typing import Any
 from harness.errors import UserError
 
 NOT_RESULTS = "{path}: not a results file of this harness ({reason})"
+MAX_RESULTS_BYTES = 512 * 2**20
+"""The largest results.json read (a run of 100,000 examples writes about 100 MiB)."""
+MAX_DEPTH = 100
+"""The deepest nesting of lists and objects read (a run's own file is about 10 deep)."""
+TOO_LARGE = "{path}: larger than {limit} MiB, more than a results file may hold"
+TOO_DEEP = "nested deeper than {depth} levels"
+CANNOT_READ = "{path}: cannot read: {reason}"
+UNDEFINED_PLUGIN = "plug-in {name!r} returned nan or inf for {bad} of {n} examples"
+UNDEFINED_VALUE = "{who} gave {value}"
+UNDEFINED_ON_DATA = "the metric is undefined on this data ({n} examples)"
 
 
 def write_atomic(path: Path, data: str | bytes) -> None:
@@ -69,7 +91,71 @@ def write_or_fail(files: Mapping[Path, str | bytes]) -> None:
 
 
 def dumps(results: dict[str, Any]) -> str:
-    return json.dumps(results, indent=1, ensure_ascii=False, allow_nan=False) + "\n"
+    """results.json text: ``json_safe(results)``, indented, UTF-8 kept."""
+    doc = json_safe(results)
+    return json.dumps(doc, indent=1, ensure_ascii=False, allow_nan=False) + "\n"
+
+
+def json_safe(results: dict[str, Any]) -> dict[str, Any]:
+    """A copy of ``results`` that is valid JSON (module doc): each task metric whose
+    value is not a finite number gets ``value`` null, a ``reason`` and no confidence
+    interval (the resamples that had a value do not describe it); every other NaN or
+    inf becomes null."""
+    doc: dict[str, Any] = _finite(results)
+    tasks = results.get("tasks")
+    if not isinstance(tasks, dict):
+        return doc
+    for task_id, task in tasks.items():
+        metrics = task.get("metrics") if isinstance(task, dict) else None
+        if not isinstance(metrics, dict):
+            continue
+        for output, entry in metrics.items():
+            if not isinstance(entry, dict) or _is_finite(entry.get("value")):
+                continue
+            target = doc["tasks"][task_id]["metrics"][output]
+            target["reason"] = entry.get("reason") or undefined_reason(entry, task.get("records"))
+            # an interval of only the resamples that had a value does not describe it
+            target.update({k: None for k in ("ci_low", "ci_high") if k in target})
+    return doc
+
+
+def undefined_reason(entry: Mapping[str, Any], records: Any) -> str:
+    """Why a task metric has no finite value: what its metric returned."""
+    from harness.metrics.plugin import is_plugin_name
+
+    name = str(entry.get("metric") or "?")
+    plugin = is_plugin_name(name)
+    value = entry.get("value")
+    records = records if isinstance(records, list) else []
+    if plugin:
+        bad = sum(
+            1
+            for r in records
+            if isinstance(r, dict)
+            and isinstance(stats := (r.get("stats") or {}).get(name), list)
+            and not all(_is_finite(x) for x in stats)
+        )
+        if bad:
+            return UNDEFINED_PLUGIN.format(name=name, bad=bad, n=len(records))
+    if isinstance(value, float):  # nan, inf or -inf
+        who = f"plug-in {name!r}" if plugin else f"metric {name!r}"
+        return UNDEFINED_VALUE.format(who=who, value=value)
+    return UNDEFINED_ON_DATA.format(n=entry.get("n", len(records)))
+
+
+def _is_finite(x: Any) -> bool:
+    return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def _finite(obj: Any) -> Any:
+    """A copy of a JSON-like value with every NaN and inf replaced by None."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_finite(v) for v in obj]
+    return obj
 
 
 def write_results(results: dict[str, Any], out_dir: Path) -> Path:
@@ -80,13 +166,8 @@ def write_results(results: dict[str, Any], out_dir: Path) -> Path:
 
 
 def load_results(path: Path) -> dict[str, Any]:
-    """Read a stored results.json, checking that it is one."""
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UserError(f"{path}: file not found") from None
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise UserError(NOT_RESULTS.format(path=path, reason=str(exc)[:200])) from None
+    """Read a stored results.json, checking that it is one (module doc)."""
+    data = _parse(path, _read_capped(Path(path)))
     if not isinstance(data, dict) or "schema_version" not in data or "tasks" not in data:
         raise UserError(NOT_RESULTS.format(path=path, reason="missing schema_version or tasks"))
     from harness.report.results_schema import problems
@@ -96,3 +177,67 @@ def load_results(path: Path) -> dict[str, Any]:
         more = f"; and {len(found) - 3} more" if len(found) > 3 else ""
         raise UserError(NOT_RESULTS.format(path=path, reason="; ".join(found[:3]) + more))
     return data
+
+
+def _read_capped(path: Path) -> bytes:
+    """The bytes of a regular file of at most ``MAX_RESULTS_BYTES``.
+
+    Opened without blocking (a FIFO would wait for a writer) and checked on the open
+    file, so a path swapped after a check cannot slip a device in."""
+    from harness.data import FILE_NOT_FOUND, NOT_REGULAR
+
+    limit = MAX_RESULTS_BYTES // 2**20
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except FileNotFoundError:
+        raise UserError(f"{path}: {FILE_NOT_FOUND}") from None
+    except OSError as exc:
+        raise UserError(CANNOT_READ.format(path=path, reason=exc.strerror or exc)) from None
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):
+        os.close(fd)
+        raise UserError(f"{path}: {NOT_REGULAR}")
+    if info.st_size > MAX_RESULTS_BYTES:
+        os.close(fd)
+        raise UserError(TOO_LARGE.format(path=path, limit=limit))
+    with os.fdopen(fd, "rb") as fh:
+        try:
+            data = fh.read(MAX_RESULTS_BYTES + 1)
+        except OSError as exc:
+            raise UserError(CANNOT_READ.format(path=path, reason=exc.strerror or exc)) from None
+    if len(data) > MAX_RESULTS_BYTES:  # it grew while being read
+        raise UserError(TOO_LARGE.format(path=path, limit=limit))
+    return data
+
+
+def _parse(path: Path, data: bytes) -> Any:
+    """JSON from ``data``, refusing nesting deeper than ``MAX_DEPTH``."""
+    try:
+        doc = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UserError(NOT_RESULTS.format(path=path, reason=str(exc)[:200])) from None
+    except RecursionError:  # deeper than the interpreter's stack: far beyond MAX_DEPTH
+        doc = None
+        depth_error = True
+    else:
+        depth_error = _depth_exceeds(doc, MAX_DEPTH)
+    if depth_error:
+        raise UserError(NOT_RESULTS.format(path=path, reason=TOO_DEEP.format(depth=MAX_DEPTH)))
+    return doc
+
+
+def _depth_exceeds(doc: Any, limit: int) -> bool:
+    """Whether lists and objects nest deeper than ``limit`` (iterative: no recursion)."""
+    stack = [(doc, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict):
+            children: Any = node.values()
+        elif isinstance(node, list):
+            children = node
+        else:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children)
+    return False

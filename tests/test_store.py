@@ -36,9 +36,11 @@ def test_failed_write_keeps_previous_output(
     assert [p.name for p in tmp_path.iterdir()] == ["results.json"]
 
 
-def test_nan_is_refused_in_json(tmp_path: Path) -> None:
-    with pytest.raises(ValueError):
-        write_results({"schema_version": 1, "tasks": {}, "x": float("nan")}, tmp_path)
+def test_nan_is_written_as_null(tmp_path: Path) -> None:
+    """JSON has no NaN: the writer stores null rather than fail (issue #24, defect 9);
+    tests/metrics/test_plugin_keys.py has the metric values with their reason."""
+    path = write_results({"schema_version": 1, "tasks": {}, "x": float("nan")}, tmp_path)
+    assert json.loads(path.read_text()) == {"schema_version": 1, "tasks": {}, "x": None}
 
 
 def test_load_results_checks_the_document(tmp_path: Path) -> None:

@@ -8,14 +8,19 @@ offline with ``evaluate.load(path)``. Convention:
   for classification, ``compute(predictions=[prediction], references=[references[0]])``
   for generation (first reference only); the metric's params are passed to ``compute``
   as keyword arguments.
-* Its one output is named after the module's file stem (``./metrics/match_rate.py`` ->
-  ``match_rate``), so a suite can gate on it before anything runs. The value is the
-  result key of that name when present, else the result's only numeric value; a module
-  that returns several numeric values must name one of them like its file.
-* The per-example values are the statistics (one column) and the task value is their
-  mean, so bootstrap CIs and paired tests work from stored records like the built-ins.
-  That is right for decomposable metrics (accuracy, exact match, per-example
-  similarity); a corpus-level metric (BLEU, F1) needs a built-in stats/aggregate split.
+* Its outputs are the numeric keys its ``compute`` returns (``{"match_rate": 0.5,
+  "count": 1}`` -> outputs ``match_rate`` and ``count``; booleans and text are not
+  numbers and are left out). Every one is a task value a gate can name
+  (``<task id>.count``). They are known once the module has run, so they are
+  ``outputs`` only then; every example must return the same keys.
+* The per-example values are the statistics (one column per output) and each task value
+  is the mean of its column, so bootstrap CIs and paired tests work from stored records
+  like the built-ins. That is right for decomposable metrics (accuracy, exact match,
+  per-example similarity); a corpus-level metric (BLEU, F1) needs a built-in
+  stats/aggregate split.
+* A value that is not a finite number (NaN, inf) is kept as NaN, so the task value is
+  NaN: stored as null with the reason, and a gate on it fails. An inf is never averaged
+  into a value that passes a ``min`` gate.
 
 ``evaluate`` is imported only when a plug-in is used (it pulls in ``datasets``).
 """
@@ -32,14 +37,16 @@ from typing import Any
 
 import numpy as np
 
+from harness.errors import UserError
 from harness.metrics.base import Metric, Record, TaskInfo
 
 NOT_FOUND_ERROR = "evaluate module not found: {path}"
-NO_VALUE_ERROR = "evaluate module {stem!r} returned no numeric value (got {result!r})"
-MANY_VALUES_ERROR = (
-    "evaluate module {stem!r} returned several numeric values ({keys}); "
-    "name one of them {stem!r} to choose it"
+NO_VALUE_ERROR = "{path}: the evaluate module returned no numeric value (got {result})"
+KEYS_CHANGED_ERROR = (
+    "{path}: the evaluate module returned the numeric keys {keys} for example {n}, "
+    "but {first} for the first example; every example must return the same keys"
 )
+RESULT_SHOWN = 120  # characters of a result shown in an error
 
 
 def is_plugin_name(name: str) -> bool:
@@ -58,8 +65,8 @@ def make_evaluate_metric(path: str, base_dir: Path) -> Metric:
     resolved = resolve(path, base_dir)
     if not resolved.exists():
         raise ValueError(NOT_FOUND_ERROR.format(path=resolved))
-    stem = Path(path).stem
     module: list[Any] = []  # loaded on first use, then reused
+    keys: list[str] = []  # the numeric keys compute returns, set by its first result
 
     def load() -> Any:
         if not module:
@@ -70,23 +77,34 @@ def make_evaluate_metric(path: str, base_dir: Path) -> Metric:
 
     def stats(records: Sequence[Record], params: Mapping[str, Any], task: TaskInfo) -> np.ndarray:
         evaluator = load()
-        out = np.zeros((len(records), 1))
+        rows: list[list[float]] = []
         for i, r in enumerate(records):
             if task.kind == "classification":
                 pred, ref = r["pred"], r["gold"]
             else:
                 pred, ref = r["prediction"], r["references"][0]
             result = evaluator.compute(predictions=[pred], references=[ref], **params)
-            out[i, 0] = _pick(result, stem)
-        return out
+            values = _numeric(result, path)
+            if not keys:
+                keys.extend(values)
+            elif set(values) != set(keys):
+                raise UserError(
+                    KEYS_CHANGED_ERROR.format(
+                        path=path, keys=_names(values), n=i + 1, first=_names(keys)
+                    )
+                )
+            rows.append([values[k] for k in keys])
+        return np.asarray(rows, dtype=float).reshape(len(records), len(keys))
 
     def aggregate(stats: np.ndarray, params: Mapping[str, Any], task: TaskInfo) -> dict[str, float]:
-        return {stem: float(stats[:, 0].mean()) if len(stats) else math.nan}
+        return {
+            key: float(stats[:, j].mean()) if len(stats) else math.nan for j, key in enumerate(keys)
+        }
 
     return Metric(
         name=path,
         kinds=frozenset({"classification", "generation"}),
-        outputs=lambda params, task: [stem],
+        outputs=lambda params, task: list(keys),
         stats=stats,
         aggregate=aggregate,
         description=f"evaluate module {resolved}, mean of per-example values",
@@ -101,17 +119,26 @@ def _signature(resolved: Path) -> str:
     return f"evaluate:{resolved.name}|sha256:{digest}|reduce:per-example-mean"
 
 
-def _pick(result: Mapping[str, Any] | None, stem: str) -> float:
-    """The value of the output named ``stem`` from one ``compute`` result."""
+def _numeric(result: Mapping[str, Any] | None, path: str) -> dict[str, float]:
+    """The numeric values of one ``compute`` result by key; NaN for NaN and inf."""
     numeric = {
-        k: float(v)
-        for k, v in (result or {}).items()
+        str(k): _as_float(v)
+        for k, v in (result if isinstance(result, Mapping) else {}).items()
         if isinstance(v, Real) and not isinstance(v, bool)
     }
-    if stem in numeric:
-        return numeric[stem]
-    if len(numeric) == 1:
-        return next(iter(numeric.values()))
     if not numeric:
-        raise ValueError(NO_VALUE_ERROR.format(stem=stem, result=result))
-    raise ValueError(MANY_VALUES_ERROR.format(stem=stem, keys=", ".join(sorted(numeric))))
+        shown = repr(result)
+        shown = shown if len(shown) <= RESULT_SHOWN else shown[:RESULT_SHOWN] + "..."
+        raise UserError(NO_VALUE_ERROR.format(path=path, result=shown))
+    return {k: v if math.isfinite(v) else math.nan for k, v in numeric.items()}
+
+
+def _as_float(value: Real) -> float:
+    try:
+        return float(value)
+    except OverflowError:  # an int beyond float range
+        return math.inf
+
+
+def _names(keys: Any) -> str:
+    return ", ".join(repr(k) for k in keys)

@@ -60,6 +60,7 @@ class MetricResult(_Open):
     params: dict[str, Any] = Field(default_factory=dict)
     higher_is_better: bool = True
     signature: str | None = None
+    reason: str | None = None  # why ``value`` is null (the metric gave NaN or inf)
 
 
 class TaskResult(_Open):

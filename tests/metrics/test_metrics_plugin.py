@@ -10,7 +10,6 @@ import pytest
 
 from harness.metrics import TaskInfo, score
 from harness.metrics.plugin import (
-    MANY_VALUES_ERROR,
     NOT_FOUND_ERROR,
     is_plugin_name,
     make_evaluate_metric,
@@ -71,8 +70,9 @@ def test_generation_module_by_relative_path(tmp_path: Path) -> None:
     (tmp_path / "m").mkdir()
     write_module(tmp_path / "m", "match_rate")
     metric = make_evaluate_metric("./m/match_rate.py", tmp_path)
-    assert metric.outputs({}, GEN) == ["match_rate"]
+    assert metric.outputs({}, GEN) == []  # known once the module has run
     stats = metric.stats(GEN_RECORDS, {}, GEN)
+    assert metric.outputs({}, GEN) == ["match_rate"]  # "note" is text, not an output
     assert stats[:, 0].tolist() == [1.0, 0.0, 0.0, 1.0]  # first reference only
     assert metric.aggregate(stats, {}, GEN) == {"match_rate": 0.5}
     # params go to compute() as keyword arguments
@@ -86,26 +86,13 @@ def test_generation_module_by_relative_path(tmp_path: Path) -> None:
     assert math.isnan(metric.aggregate(stats[:0], {}, GEN)["match_rate"])
 
 
-def test_classification_module_with_a_differently_named_key(tmp_path: Path) -> None:
+def test_classification_module_output_is_named_by_its_key(tmp_path: Path) -> None:
     path = write_module(tmp_path, "label_match", dtype="int64", key="accuracy")
     metric = make_evaluate_metric(str(path), Path("/elsewhere"))  # absolute path
     task = TaskInfo("classification", ("no", "yes"))
     records = [{"gold": 1, "pred": 1}, {"gold": 0, "pred": 1}, {"gold": 0, "pred": 0}]
     values = metric.aggregate(metric.stats(records, {}, task), {}, task)
-    assert values == {"label_match": pytest.approx(2 / 3)}
-
-
-def test_several_numeric_values_need_one_named_like_the_file(tmp_path: Path) -> None:
-    extra = 'result["count"] = len(predictions)'
-    write_module(tmp_path, "two_values", key="rate", extra=extra)
-    metric = make_evaluate_metric("two_values.py", tmp_path)
-    with pytest.raises(ValueError) as info:
-        metric.stats(GEN_RECORDS, {}, GEN)
-    assert str(info.value) == MANY_VALUES_ERROR.format(stem="two_values", keys="count, rate")
-    # ...and a key named like the file is taken among several
-    write_module(tmp_path, "named", extra=extra)
-    named = make_evaluate_metric("./named.py", tmp_path)
-    assert named.stats(GEN_RECORDS[:1], {}, GEN).tolist() == [[1.0]]
+    assert values == {"accuracy": pytest.approx(2 / 3)}
 
 
 def test_missing_module(tmp_path: Path) -> None:

@@ -35,7 +35,11 @@ a gate names one of them as `<task id>.<output>` (e.g. `reviews.accuracy`,
 Every value carries a bootstrap confidence interval (suite key `bootstrap`).
 
 A metric that is not built in can be an `evaluate` metric script given by its path
-(`metrics: [./my_metric.py]`); its outputs are the keys its `compute` returns.
+(`metrics: [./my_metric.py]`); its outputs are the keys its `compute` returns: each
+numeric key (every example must return the same ones) is an output a gate can name,
+`<task id>.<key>`, valued as the mean of its per-example values. A NaN or inf from the
+script makes that value undefined: results.json stores it as `null` with a `reason`,
+and a gate on it does not pass.
 """
 
 

@@ -77,6 +77,7 @@ class ModelSource:
     dtype: str = "float32"
     device: str = "auto"
     max_length: int | None = None
+    allow_base_mismatch: bool = False
 
 
 def check_weights(folder: Path, *, what: str, allow_pickle: bool, opt_in: str = OPT_IN_RUN) -> None:
@@ -193,6 +194,8 @@ class LanguageModel:
     """A harness.distributed.ProcessGroup: scoring is shared among its processes."""
     load_s: float = field(default=0.0, repr=False)
     """Seconds spent loading weights and tokenizer so far."""
+    adapter_base: dict[str, Any] | None = None
+    """The adapter's recorded base against the base in use (harness.adapter_base)."""
 
     def _first_use(self, name: str) -> Any:
         """``self._<name>``, made by ``self._load_<name>`` on first use (timed)."""
@@ -486,15 +489,31 @@ def load_model(source: ModelSource) -> LanguageModel:
     if adapter_folder is not None and (adapter_folder / "tokenizer_config.json").exists():
         tok_folder = adapter_folder
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    base = fingerprint_folder(folder, allow_pickle=source.allow_pickle)
+    adapter_base = None
+    if adapter_folder is not None:
+        from harness.adapter_base import check_base, compare_base
+
+        adapter_base = compare_base(
+            adapter_folder, base, source.path, allow_pickle=source.allow_pickle
+        )
+        adapter_base["allowed"] = source.allow_base_mismatch
+        check_base(
+            adapter_base,
+            adapter=str(source.adapter),
+            model=source.path,
+            allowed=source.allow_base_mismatch,
+        )
     lm = LanguageModel(
         device=device,
         max_length=0,
-        base=fingerprint_folder(folder, allow_pickle=source.allow_pickle),
+        base=base,
         adapter=(
             fingerprint_folder(adapter_folder, allow_pickle=source.allow_pickle)
             if adapter_folder is not None
             else None
         ),
+        adapter_base=adapter_base,
         has_adapter=adapter_folder is not None,
         dtype_name=f"torch.{source.dtype}",
         _load_model=lambda: _load_weights(source, folder, adapter_folder, device),

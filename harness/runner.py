@@ -78,6 +78,7 @@ def model_source(suite: Any) -> Any:
         dtype=m.dtype,
         device=m.device,
         max_length=m.max_length,
+        allow_base_mismatch=m.allow_base_mismatch,
     )
 
 
@@ -226,7 +227,7 @@ def _provenance(
         "data": [
             {"task": p.task.id, "path": p.data_path, "sha256": p.data_sha256} for p in prepared
         ],
-        "model": lm.base.as_dict(),
+        "model": {**lm.base.as_dict(), "adapter_base": getattr(lm, "adapter_base", None)},
         "adapter": lm.adapter.as_dict() if lm.adapter else None,
         "fingerprint": lm.fingerprint,
         "versions": library_versions(),

@@ -3,7 +3,8 @@
 Each section is rendered from whatever keys it holds: a missing key shows as '–' or
 drops its table, an absent section drops its part of the report, and a section this
 module does not know is shown as a flat key/value table, so a new audit is never lost
-from the compliance document.
+from the compliance document. Examples named by id are shown with their input text,
+looked up in the run's stored records (``example_text.ExampleTexts``).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from harness.report import charts, privacy_view
+from harness.report.example_text import NO_TEXTS, ExampleTexts
 from harness.report.formatting import flatten, fmt, fmt_ci
 from harness.report.safe_text import clean, one_line
 
@@ -27,16 +29,16 @@ RANKING_SHOWN = 15
 ROWS_SHOWN = 50
 
 
-def build(audits: Mapping[str, Any]) -> dict[str, Any]:
+def build(audits: Mapping[str, Any], texts: ExampleTexts = NO_TEXTS) -> dict[str, Any]:
     """One entry per known section (None when absent) and ``other`` for the rest."""
     out: dict[str, Any] = {"forgetting": None, "fairness": None, "explain": None}
     if isinstance(audits.get("forgetting"), Mapping):
-        out["forgetting"] = forgetting(audits["forgetting"])
+        out["forgetting"] = forgetting(audits["forgetting"], texts)
     if isinstance(audits.get("fairness"), Mapping):
-        out["fairness"] = fairness(audits["fairness"])
+        out["fairness"] = fairness(audits["fairness"], texts)
     if isinstance(audits.get("explain"), Mapping):
-        out["explain"] = explain(audits["explain"])
-    out["privacy"] = privacy_view.build(audits.get("privacy"))
+        out["explain"] = explain(audits["explain"], texts)
+    out["privacy"] = privacy_view.build(audits.get("privacy"), texts)
     out["other"] = [(one_line(k, 80), flatten(v)) for k, v in audits.items() if k not in KNOWN]
     return out
 
@@ -78,7 +80,7 @@ def _text(x: Any, limit: int = 300) -> str:
 # --- forgetting ----------------------------------------------------------------------
 
 
-def forgetting(sec: Mapping[str, Any]) -> dict[str, Any]:
+def forgetting(sec: Mapping[str, Any], texts: ExampleTexts = NO_TEXTS) -> dict[str, Any]:
     base = sec.get("baseline") or {}
     tasks = []
     for task_id, t in (sec.get("tasks") or {}).items():
@@ -138,6 +140,7 @@ def forgetting(sec: Mapping[str, Any]) -> dict[str, Any]:
                         {
                             "id": one_line(r.get("id", ""), 120),
                             "line": fmt(r.get("line")),
+                            "input": texts.text(task_id, r.get("id")),
                             "base": fmt(r.get("base")),
                             "checkpoint": fmt(r.get("checkpoint")),
                             "delta": fmt(r.get("delta")),
@@ -153,7 +156,7 @@ def forgetting(sec: Mapping[str, Any]) -> dict[str, Any]:
                 "n_examples": fmt(t.get("n_examples")),
                 "metrics": metrics,
                 "chart": chart,
-                "flips": _flips(flips) if flips else None,
+                "flips": _flips(flips, texts, task_id) if flips else None,
                 "examples": examples,
             }
         )
@@ -171,12 +174,13 @@ def _pct(x: Any) -> str:
     return "–" if v is None else f"{v * 100:+.2f}%"
 
 
-def _flips(f: Mapping[str, Any]) -> dict[str, Any]:
-    def rows(items: Any) -> list[dict[str, str]]:
+def _flips(f: Mapping[str, Any], texts: ExampleTexts, task_id: str) -> dict[str, Any]:
+    def rows(items: Any) -> list[dict[str, Any]]:
         return [
             {
                 "id": one_line(r.get("id", ""), 120),
                 "line": fmt(r.get("line")),
+                "input": texts.text(task_id, r.get("id")),
                 "gold": _text(r.get("gold"), 120),
                 "base_pred": _text(r.get("base_pred"), 120),
                 "pred": _text(r.get("pred"), 120),
@@ -199,7 +203,7 @@ def _flips(f: Mapping[str, Any]) -> dict[str, Any]:
 GROUP_METRICS = ("accuracy", "f1", "selection_rate", "tpr", "fpr")
 
 
-def fairness(sec: Mapping[str, Any]) -> dict[str, Any]:
+def fairness(sec: Mapping[str, Any], texts: ExampleTexts = NO_TEXTS) -> dict[str, Any]:
     groups = [g for g in sec.get("groups") or [] if isinstance(g, Mapping)]
     group_rows = []
     for g in groups:
@@ -245,13 +249,13 @@ def fairness(sec: Mapping[str, Any]) -> dict[str, Any]:
         "chart": chart,
         "disparity": disparity,
         "worst_group": [(one_line(k, 60), _text(v, 120)) for k, v in worst.items()],
-        "counterfactual": _counterfactual(cf) if cf else None,
+        "counterfactual": _counterfactual(cf, texts, sec.get("task")) if cf else None,
         "pairs": _pairs(pairs) if pairs else None,
         "time_s": fmt(sec.get("time_s")),
     }
 
 
-def _counterfactual(cf: Mapping[str, Any]) -> dict[str, Any]:
+def _counterfactual(cf: Mapping[str, Any], texts: ExampleTexts, task: Any) -> dict[str, Any]:
     swaps = cf.get("swaps") or {}
     swap_text = (
         ", ".join(f"{k} → {v}" for k, v in swaps.items()) if isinstance(swaps, Mapping) else swaps
@@ -275,6 +279,7 @@ def _counterfactual(cf: Mapping[str, Any]) -> dict[str, Any]:
             {
                 "id": one_line(r.get("id", ""), 120),
                 "line": fmt(r.get("line")),
+                "input": texts.text(task, r.get("id")),
                 "changed": _text(r.get("changed"), 400),
                 "pred": _text(r.get("pred"), 120),
                 "pred_cf": _text(r.get("pred_counterfactual"), 120),
@@ -335,7 +340,7 @@ def highlight(pairs: Any, limit: int = TOKENS_SHOWN, sep: str = "") -> list[dict
     return out
 
 
-def explain(sec: Mapping[str, Any]) -> dict[str, Any]:
+def explain(sec: Mapping[str, Any], texts: ExampleTexts = NO_TEXTS) -> dict[str, Any]:
     methods = []
     for name, m in (sec.get("methods") or {}).items():
         if not isinstance(m, Mapping):
@@ -394,6 +399,7 @@ def explain(sec: Mapping[str, Any]) -> dict[str, Any]:
             {
                 "id": one_line(e.get("id", ""), 120),
                 "line": fmt(e.get("line")),
+                "input": texts.text(sec.get("task"), e.get("id")),
                 "group": _text(e.get("group"), 120),
                 "label": _text(e.get("label"), 120),
                 "pred": _text(e.get("pred"), 120),

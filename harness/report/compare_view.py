@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from harness.report import charts
+from harness.report.example_text import record_text, snippet
 from harness.report.formatting import fmt, fmt_ci, short_hash
 from harness.report.safe_text import clean, one_line
 
@@ -54,11 +55,12 @@ def metric_row(m: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def _flip_rows(rows: Any) -> list[dict[str, str]]:
+def _flip_rows(rows: Any) -> list[dict[str, Any]]:
     return [
         {
             "id": one_line(r.get("id", ""), 120),
             "line": fmt(r.get("line")),
+            "input": snippet(record_text(r)) if isinstance(r.get("input"), Mapping) else None,
             "gold": clean(r.get("gold", ""), TEXT_LIMIT),
             "baseline": clean(r.get("baseline", ""), TEXT_LIMIT),
             "new": clean(r.get("new", ""), TEXT_LIMIT),
@@ -88,6 +90,9 @@ def build(c: Mapping[str, Any]) -> dict[str, Any]:
             title=f"{t['id']}: change on the 0-1 metrics",
         )
         flips = t.get("flips")
+        flips = flips if isinstance(flips, Mapping) else None
+        worse = _flip_rows(flips.get("correct_to_wrong")) if flips else []
+        better = _flip_rows(flips.get("wrong_to_correct")) if flips else []
         tasks.append(
             {
                 "id": one_line(t["id"], 120),
@@ -115,10 +120,12 @@ def build(c: Mapping[str, Any]) -> dict[str, Any]:
                         "criterion": one_line(flips.get("criterion", ""), 80),
                         "n_correct_to_wrong": fmt(flips.get("n_correct_to_wrong")),
                         "n_wrong_to_correct": fmt(flips.get("n_wrong_to_correct")),
-                        "correct_to_wrong": _flip_rows(flips.get("correct_to_wrong")),
-                        "wrong_to_correct": _flip_rows(flips.get("wrong_to_correct")),
+                        "correct_to_wrong": worse,
+                        "wrong_to_correct": better,
+                        # the input column, when the comparison carries the inputs
+                        "has_input": any(r["input"] for r in worse + better),
                     }
-                    if isinstance(flips, Mapping)
+                    if flips
                     else None
                 ),
             }

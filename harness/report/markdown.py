@@ -1,6 +1,8 @@
 """A short Markdown summary for a pull-request comment or a CI step summary.
 
-Verdict, gate table, metric table with CIs, one line per audit, provenance in brief.
+Verdict, gate table, metric table with CIs, one line per audit, the fine-tune data's
+flagged curation findings (leakage kept, personal data only reported), provenance in
+brief.
 Every piece of text that comes from a suite, data or a model is ``md_escape``-d, so it
 cannot open a link, an image, raw HTML, a table cell or a mention.
 """
@@ -10,11 +12,15 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from harness.report import curation_view
 from harness.report.formatting import fmt, fmt_ci, short_hash
 from harness.report.safe_text import md_escape
 from harness.report.view import threshold_text
 
 ICON = {"pass": "✅", "warn": "⚠️", "fail": "❌"}
+NO_FLAGGED_FINDING = (
+    "- nothing flagged: no leaking rows kept, no personal data trained on unredacted"
+)
 
 
 def table(headers: Sequence[str], rows: Iterable[Sequence[str]], right: int = 0) -> list[str]:
@@ -76,6 +82,12 @@ def render_markdown(results: Mapping[str, Any]) -> str:
     audit_lines = _audits(results.get("audits") or {})
     if audit_lines:
         lines += ["### Audits", "", *audit_lines, ""]
+    ft = results.get("finetune")
+    manifest = ft.get("manifest") if isinstance(ft, Mapping) else None
+    if curation_view.build(manifest) is not None:
+        flagged = curation_view.summary(manifest)
+        found = [f"- ⚠️ {md_escape(text, 600)}" for text in flagged] or [NO_FLAGGED_FINDING]
+        lines += ["### Training data (fine-tune curation)", "", *found, ""]
     prov = results.get("provenance") or {}
     adapter = (prov.get("adapter") or {}).get("fingerprint")
     lines.append(

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from harness.report.example_text import NO_TEXTS, ExampleTexts
 from harness.report.formatting import fmt, fmt_ci
 from harness.report.safe_text import clean, one_line
 
@@ -64,7 +65,7 @@ def marked(text: Any, spans: Any) -> list[dict[str, str]]:
     return pieces
 
 
-def build(sec: Any) -> dict[str, Any] | None:
+def build(sec: Any, texts: ExampleTexts = NO_TEXTS) -> dict[str, Any] | None:
     """The privacy part of the report, or None when the run has no privacy section."""
     if not isinstance(sec, Mapping):
         return None
@@ -93,6 +94,7 @@ def build(sec: Any) -> dict[str, Any] | None:
                     "task": one_line(e.get("task"), 80),
                     "id": one_line(e.get("id"), 80),
                     "line": fmt(e.get("line")),
+                    "input": texts.text(e.get("task"), e.get("id")),
                     "pieces": marked(e.get("output"), e.get("spans")),
                 }
                 for e in _rows(pii.get("examples"))

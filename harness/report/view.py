@@ -5,8 +5,10 @@ sort and selection made here, from the results document alone. Text that comes f
 data or a model is passed through ``safe_text.clean`` (and later autoescaped).
 
 Sections follow the order a reviewer reads: verdict and gates, provenance, task
-metrics, audits (forgetting, fairness, explanations, when present), fine-tuning
-(when the checkpoint carried a manifest or history), per-example samples.
+metrics, audits (forgetting, fairness, explanations, when present), the fine-tune
+data's curation and the fine-tuning run (when the checkpoint carried a manifest or
+history), per-example samples. Every per-example table shows the example's input text
+beside its id (``example_text``).
 """
 
 from __future__ import annotations
@@ -17,14 +19,15 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from harness.report import audits_view, charts, privacy_view
+from harness.report import audits_view, charts, curation_view, privacy_view
+from harness.report.example_text import ExampleTexts, record_text, snippet
 from harness.report.formatting import flatten, fmt, fmt_ci, short_hash
 from harness.report.safe_text import clean, one_line
 
 SAMPLE_ROWS = 50
 """Per-example records shown per task (worst first); keeps a 5 x 1,000 report small."""
 TEXT_LIMIT = 400
-"""Characters of one text field shown in a table cell."""
+"""Characters of an expected or generated text shown in a table cell."""
 
 
 def build(results: Mapping[str, Any]) -> dict[str, Any]:
@@ -48,8 +51,12 @@ def build(results: Mapping[str, Any]) -> dict[str, Any]:
         "provenance": provenance(prov, suite, results.get("baseline")),
         "tasks": [task_view(tid, t, results) for tid, t in tasks.items()],
     }
-    view["audits"] = audits_view.build(results.get("audits") or {})
+    texts = ExampleTexts(tasks)
+    view["audits"] = audits_view.build(results.get("audits") or {}, texts)
     view["finetune"] = finetune_view(results.get("finetune"))
+    ft = results.get("finetune")
+    view["curation"] = curation_view.build(ft.get("manifest") if isinstance(ft, Mapping) else None)
+    view["alerts"] = view["curation"]["alerts"] if view["curation"] else []
     view["samples"] = [samples_view(tid, t, suite) for tid, t in tasks.items()]
     view["toc"] = _toc(view)
     return view
@@ -67,6 +74,8 @@ def _toc(view: Mapping[str, Any]) -> list[tuple[str, str]]:
             toc.append((key, label))
     if view["audits"].get("other"):
         toc.append(("other-audits", "Other audits"))
+    if view["curation"]:
+        toc.append(("curation", "Training data"))
     if view["finetune"]:
         toc.append(("finetune", "Fine-tuning"))
     toc.append(("samples", "Examples"))
@@ -352,7 +361,7 @@ def samples_view(task_id: str, task: Mapping[str, Any], suite: Mapping[str, Any]
             probs = r.get("probs") or []
             gold, pred = r.get("gold"), r.get("pred")
             row.update(
-                text=clean(r.get("prompt", ""), TEXT_LIMIT),
+                text=snippet(record_text(r), r.get("prompt")),
                 expected=_choice(r.get("choices") or choices, gold),
                 got=_choice(r.get("choices") or choices, pred),
                 score=fmt(probs[gold]) if isinstance(gold, int) and gold < len(probs) else "–",
@@ -361,7 +370,7 @@ def samples_view(task_id: str, task: Mapping[str, Any], suite: Mapping[str, Any]
         elif kind == "generation":
             refs = r.get("references") or []
             row.update(
-                text=clean(r.get("prompt", ""), TEXT_LIMIT),
+                text=snippet(record_text(r), r.get("prompt")),
                 expected=clean(" | ".join(str(x) for x in refs), TEXT_LIMIT),
                 got=clean(r.get("prediction", ""), TEXT_LIMIT),
                 score=fmt(1.0 - bad),
@@ -369,7 +378,7 @@ def samples_view(task_id: str, task: Mapping[str, Any], suite: Mapping[str, Any]
             )
         else:
             row.update(
-                text=clean(r.get("text", ""), TEXT_LIMIT),
+                text=snippet(r.get("text", "")),
                 expected="",
                 got="",
                 score=fmt(bad),
@@ -389,7 +398,7 @@ def samples_view(task_id: str, task: Mapping[str, Any], suite: Mapping[str, Any]
         "shown": len(rows),
         "total": len(records),
         "headers": headers,
-        "text_header": "text" if kind == "perplexity" else "prompt",
+        "text_header": "text" if kind == "perplexity" else "input (expand: the prompt)",
     }
 
 

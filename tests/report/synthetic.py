@@ -227,7 +227,15 @@ def make_results(
                 "train": {"epochs": 3, "learning_rate": 2e-4, "seed": 1},
                 "data_sha256": "9" * 64,
                 "note": HOSTILE if hostile else "tiny run",
+                "config": {
+                    "curation": {
+                        "dedup": True,
+                        "leakage": {"ngram": 8, "threshold": 0.8, "drop": False},
+                        "pii": "redact",
+                    }
+                },
                 "curation": {
+                    **make_curation(hostile),
                     "pii": {
                         "mode": "redact",
                         "rows_scanned": 120,
@@ -240,7 +248,7 @@ def make_results(
                                 "types": HOSTILE if hostile else "EMAIL_ADDRESS",
                             }
                         ],
-                    }
+                    },
                 },
                 "memorization": {
                     "canaries": {"repeats": 10, "canaries": [{"id": "canary-0", "inserted": True}]},
@@ -260,6 +268,55 @@ def make_results(
             ],
         }
     return results
+
+
+def make_curation(hostile: bool) -> dict[str, Any]:
+    """A curation report shaped as finetune.curate writes it (tests/report/
+    test_curation_section.py also renders one made by curate itself): 12 training rows
+    leak into the evaluation data and were kept."""
+    where = (lambda i: f"{HOSTILE} line {i}") if hostile else (lambda i: f"train.jsonl line {i}")
+    leaks = [
+        {
+            "train": where(10 * i + 3),
+            "eval": f"suites/data/clas0.jsonl line {i + 1}",
+            "kind": "exact" if i < 2 else "ngram",
+            "overlap": 1.0 if i < 2 else 0.9,
+        }
+        for i in range(12)
+    ]
+    return {
+        "train_rows": 400,
+        "duplicates": {
+            "exact": 2,
+            "normalized": 1,
+            "listed": [
+                {"kind": "exact", "removed": where(9), "duplicate_of": where(1)},
+                {"kind": "exact", "removed": where(19), "duplicate_of": where(2)},
+                {"kind": "normalized", "removed": where(29), "duplicate_of": where(3)},
+            ],
+        },
+        "leakage": {
+            "eval_sources": [HOSTILE if hostile else "suites/data/clas0.jsonl"],
+            "eval_texts": 120,
+            "checked": 397,
+            "leaking": 12,
+            "exact": 2,
+            "ngram": 10,
+            "dropped": 0,
+            "listed": leaks,
+        },
+        "validation_split": {"fraction": 0.1, "seed": 1},
+        "validation_overlap": {"removed": 0, "listed": []},
+        "reweight": {
+            "by": ["group"],
+            "cells": [
+                {"group": "a", "count": 240, "weight": 0.75},
+                {"group": HOSTILE if hostile else "b", "count": 120, "weight": 1.5},
+            ],
+        },
+        "train_examples": 360,
+        "validation_examples": 37,
+    }
 
 
 def _ci(value: float, half: float = 0.05, n: int = 100) -> dict[str, Any]:
@@ -306,10 +363,12 @@ def make_audits(tasks: dict[str, Any], rng: random.Random, hostile: bool) -> dic
                         "n_correct_to_wrong": 9,
                         "n_wrong_to_correct": 2,
                         "correct_to_wrong": [
-                            {**flip, "id": HOSTILE if hostile else "17"},
-                            {**flip, "id": "18", "line": 18},
+                            {**flip, "id": HOSTILE if hostile else f"{k}-17"},
+                            {**flip, "id": f"{k}-1", "line": 2},
                         ],
-                        "wrong_to_correct": [{**flip, "id": "3", "pred": "positive"}],
+                        "wrong_to_correct": [
+                            {**flip, "id": f"{k}-3", "line": 4, "pred": "positive"}
+                        ],
                     }
                     if t["kind"] == "classification"
                     else None
@@ -325,8 +384,8 @@ def make_audits(tasks: dict[str, Any], rng: random.Random, hostile: bool) -> dic
                             "mean_delta": 3.2,
                             "most_worse": [
                                 {
-                                    "id": "3",
-                                    "line": 3,
+                                    "id": f"{k}-3",
+                                    "line": 4,
                                     "base": 41.2,
                                     "checkpoint": 97.0,
                                     "delta": 55.8,
@@ -399,8 +458,8 @@ def make_audits(tasks: dict[str, Any], rng: random.Random, hostile: bool) -> dic
             "mean_abs_prob_change": _ci(0.04, 0.01, 140),
             "flipped": [
                 {
-                    "id": "8",
-                    "line": 8,
+                    "id": f"{cls}-0",
+                    "line": 1,
                     "changed": {"text": HOSTILE if hostile else "she said it was great"},
                     "pred": "positive",
                     "pred_counterfactual": "negative",
@@ -450,7 +509,7 @@ def make_audits(tasks: dict[str, Any], rng: random.Random, hostile: bool) -> dic
         },
         "examples": [
             {
-                "id": str(i),
+                "id": f"{cls}-{i}",
                 "line": i + 1,
                 "group": "a",
                 "label": "positive",
@@ -510,7 +569,9 @@ def make_privacy(hostile: bool) -> dict[str, Any]:
             "total": 2,
             "counts": {t: int(t in ("EMAIL_ADDRESS", "PHONE_NUMBER")) for t in PII_TYPES},
             "by_task": {"gene1": {"outputs": 12, "counts": {"EMAIL_ADDRESS": 1}}},
-            "examples": [{"task": "gene1", "id": "4", "line": 4, "output": output, "spans": spans}],
+            "examples": [
+                {"task": "gene1", "id": "gene1-4", "line": 5, "output": output, "spans": spans}
+            ],
         },
         "canaries": {
             "prefix": "my PIN is",

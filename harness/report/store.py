@@ -97,14 +97,25 @@ def dumps(results: dict[str, Any]) -> str:
 
 
 def json_safe(results: dict[str, Any]) -> dict[str, Any]:
-    """A copy of ``results`` that is valid JSON (module doc): each task metric whose
-    value is not a finite number gets ``value`` null, a ``reason`` and no confidence
-    interval (the resamples that had a value do not describe it); every other NaN or
-    inf becomes null."""
+    """A copy of ``results`` that is valid JSON (module doc): every task metric as
+    ``mark_undefined`` leaves it, every other NaN or inf null."""
     doc: dict[str, Any] = _finite(results)
     tasks = results.get("tasks")
-    if not isinstance(tasks, dict):
-        return doc
+    if isinstance(tasks, dict):
+        _mark(tasks, doc["tasks"])
+    return doc
+
+
+def mark_undefined(tasks: dict[str, Any]) -> None:
+    """In place, each task metric whose value is not a finite number: ``value`` None,
+    a ``reason`` (``undefined_reason``) and no confidence interval, since one made of
+    the resamples that happened to have a value does not describe it. For the runner
+    to call before the gates read the values, so their messages can give the reason."""
+    _mark(tasks, tasks)
+
+
+def _mark(tasks: dict[str, Any], into: dict[str, Any]) -> None:
+    """``mark_undefined`` reading ``tasks`` and writing the same places of ``into``."""
     for task_id, task in tasks.items():
         metrics = task.get("metrics") if isinstance(task, dict) else None
         if not isinstance(metrics, dict):
@@ -112,11 +123,10 @@ def json_safe(results: dict[str, Any]) -> dict[str, Any]:
         for output, entry in metrics.items():
             if not isinstance(entry, dict) or _is_finite(entry.get("value")):
                 continue
-            target = doc["tasks"][task_id]["metrics"][output]
-            target["reason"] = entry.get("reason") or undefined_reason(entry, task.get("records"))
-            # an interval of only the resamples that had a value does not describe it
+            reason = entry.get("reason") or undefined_reason(entry, task.get("records"))
+            target = into[task_id]["metrics"][output]
             target.update({k: None for k in ("ci_low", "ci_high") if k in target})
-    return doc
+            target.update(value=None, reason=reason)
 
 
 def undefined_reason(entry: Mapping[str, Any], records: Any) -> str:

@@ -18,7 +18,7 @@ from harness.cli import main
 from harness.errors import UserError
 from harness.metrics import TaskInfo
 from harness.metrics.plugin import KEYS_CHANGED_ERROR, NO_VALUE_ERROR, make_evaluate_metric
-from harness.report.store import UNDEFINED_PLUGIN, json_safe
+from harness.report.store import UNDEFINED_PLUGIN, json_safe, mark_undefined
 from tests.metrics.test_metrics_plugin import GEN, GEN_RECORDS, write_module
 
 pytest.importorskip("evaluate")
@@ -95,6 +95,23 @@ def test_writer_gives_a_non_finite_value_a_reason() -> None:
     assert metrics["acc"] == {"value": 0.5, "metric": "accuracy"}
     assert metrics["empty"]["reason"] == "the metric is undefined on this data (0 examples)"
     assert results["tasks"]["t"]["metrics"]["ppl"]["value"] == inf  # the input is not changed
+
+
+def test_mark_undefined_in_place_for_the_gates() -> None:
+    name = "/m/score.py"
+    tasks: dict[str, Any] = {
+        "t": {
+            "metrics": {"score": {"value": float("nan"), "ci_low": 0.5, "metric": name}},
+            "records": [{"stats": {name: [1.0]}}, {"stats": {name: [float("nan")]}}],
+        }
+    }
+    mark_undefined(tasks)
+    assert tasks["t"]["metrics"]["score"] == {
+        "value": None,
+        "ci_low": None,
+        "metric": name,
+        "reason": UNDEFINED_PLUGIN.format(name=name, bad=1, n=2),
+    }
 
 
 REVIEWS = [("good fun", 1), ("awful bad", 0), ("great", 1), ("boring", 0), ("loved it", 1)]

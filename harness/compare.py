@@ -249,7 +249,7 @@ def _flips(
 
 
 def _flip_row(kind: str, a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, Any]:
-    row: dict[str, Any] = {"id": str(b.get("id")), "line": b.get("line")}
+    row: dict[str, Any] = {"id": str(b.get("id")), "line": b.get("line"), "input": b.get("input")}
     if kind == "classification":
         choices = b.get("choices") or []
 

@@ -160,10 +160,6 @@ def test_compare_flips_show_the_input_when_the_comparison_carries_it(
     ) in html
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs harness/compare.py _flip_row to carry the example's input (requested)",
-)
 def test_compare_document_flips_carry_the_input(results: dict[str, Any]) -> None:
     from harness.compare import compare
 

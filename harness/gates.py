@@ -30,6 +30,7 @@ NO_BASELINE_REQUIRED = "no baseline (--require-baseline: a baseline run is requi
 NO_REFERENCE = "no reference value (relative gates need a baseline run or a forgetting audit)"
 NOT_IN_BASELINE = "no reference value: the baseline run has no value for this metric"
 NO_VALUE = "no value (the metric is undefined on this data)"
+NO_VALUE_BECAUSE = "no value ({reason})"
 
 
 class GateValue(TypedDict, total=False):
@@ -39,6 +40,7 @@ class GateValue(TypedDict, total=False):
     reference: float | None  # base model (forgetting) or baseline run value
     p_value: float | None  # paired bootstrap p-value of value vs reference
     source: str  # where the reference comes from, for messages
+    reason: str | None  # why the value is missing (a plug-in returned nan...), for messages
 
 
 def task_values(tasks: Mapping[str, Mapping[str, Any]]) -> dict[str, GateValue]:
@@ -46,7 +48,10 @@ def task_values(tasks: Mapping[str, Mapping[str, Any]]) -> dict[str, GateValue]:
     flat: dict[str, GateValue] = {}
     for task_id, task in tasks.items():
         for output, entry in task.get("metrics", {}).items():
-            flat[f"{task_id}.{output}"] = {"value": entry.get("value")}
+            flat[f"{task_id}.{output}"] = {
+                "value": entry.get("value"),
+                "reason": entry.get("reason"),
+            }
     return flat
 
 
@@ -54,7 +59,7 @@ def _num(x: Any) -> float | None:
     if x is None:
         return None
     x = float(x)
-    return None if math.isnan(x) else x
+    return x if math.isfinite(x) else None  # nan or inf: no value a bound can hold
 
 
 def check(gate: Any, entry: GateValue | None, *, no_baseline: str | None = None) -> dict[str, Any]:
@@ -91,7 +96,8 @@ def check(gate: Any, entry: GateValue | None, *, no_baseline: str | None = None)
     held: list[str] = []
     missing: list[str] = []  # no baseline run: warns, or fails when one was required
     if value is None:
-        problems.append(NO_VALUE)
+        reason = entry.get("reason")
+        problems.append(NO_VALUE_BECAUSE.format(reason=reason) if reason else NO_VALUE)
     else:
         if gate.min is not None:
             (held if value >= gate.min else problems).append(

@@ -129,10 +129,12 @@ class Checks:
         usable = [n for n in registry.available() if kind in registry.get(n).kinds]
         produced: dict[str, int] = {}
         ok = True
+        plugin = False  # a plug-in's outputs are the keys its compute returns: known once run
         for j, spec in enumerate(specs):
             if spec is None:
                 ok = False
                 continue
+            plugin = plugin or is_plugin_metric(spec.name)
             where: yaml_marks.Path = ("tasks", i, "metrics", j)
             outs, problems = metric_outputs(spec, kind, info, usable, self)
             ok = ok and not problems and info is not None
@@ -145,7 +147,7 @@ class Checks:
                     msg = DUPLICATE_OUTPUT.format(output=out, first=produced[out])
                     self.errors.append((where, msg))
                 produced.setdefault(out, j)
-        return list(produced) if ok else None
+        return list(produced) if ok and not plugin else None
 
 
 def _ids_sound(raw: dict[str, Any]) -> bool:

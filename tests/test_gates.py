@@ -55,6 +55,20 @@ def test_nan_never_passes() -> None:
     assert result["verdict"] == "fail"
 
 
+@pytest.mark.parametrize("value", [float("inf"), float("-inf")])
+def test_infinity_never_passes(value: float) -> None:
+    """inf >= min would hold: an infinite value is no value (it used to pass a min gate)."""
+    (result,) = gates.evaluate([gate("x.y", min=0.5)], {"x.y": {"value": value}})
+    assert (result["verdict"], result["message"]) == ("fail", gates.NO_VALUE)
+
+
+def test_a_missing_value_says_why() -> None:
+    tasks = {"t": {"metrics": {"score": {"value": None, "reason": "plug-in 'p.py' returned nan"}}}}
+    (result,) = gates.evaluate([gate("t.score", min=0.5)], gates.task_values(tasks))
+    assert result["verdict"] == "fail"
+    assert result["message"] == "no value (plug-in 'p.py' returned nan)"
+
+
 def test_overall_and_exit_code() -> None:
     assert gates.overall([]) == "pass"
     assert gates.overall([{"verdict": "pass"}, {"verdict": "warn"}]) == "warn"

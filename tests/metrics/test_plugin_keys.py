@@ -172,10 +172,6 @@ def test_nan_from_a_plugin_is_null_with_a_reason_and_its_gate_fails(
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs harness/spec_checks.py to accept gates on a plug-in's keys (see the report)",
-)
 def test_a_gate_on_a_second_key_of_a_plugin(tmp_path: Path, tiny_gpt2: Path) -> None:
     extra = 'result["agreement"] = 1.0'
     write_module(tmp_path, "same_label", dtype="int32", extra=extra)

@@ -229,8 +229,9 @@ class TrainingSpec(_Strict):
     """Optimizer steps between two evaluations (and checkpoints); training loss is logged
     at the same steps. The last step is always evaluated."""
     early_stopping_patience: int | None = Field(default=3, ge=1)
-    """Stop after this many evaluations without a better validation loss (null: never).
-    The checkpoint with the best validation loss is the one saved either way."""
+    """Stop after this many evaluations without a better validation measure
+    (`validation.metric`; null: never). The checkpoint with the best measure is the one
+    saved either way."""
     group_by_length: bool = False
     """Batch examples of similar length together (less padding, slightly less random)."""
 
@@ -239,6 +240,26 @@ class TrainingSpec(_Strict):
         if self.warmup_steps and self.warmup_ratio:
             raise ValueError(WARMUP_BOTH)
         return self
+
+
+class ValidationSpec(_Strict):
+    """What each evaluation measures on the validation rows, and which measure picks the
+    checkpoint. The validation loss is always reported: the mean cross-entropy per target
+    token, where the targets are the completion's tokens plus the end-of-sequence token
+    that `data.add_eos` appends (see "What the validation loss averages" above). When the
+    validation completions form a label set (every row has a prompt; 2 to `max_labels`
+    distinct completions; at least twice as many rows as completions), each evaluation
+    also scores every row as `harness run` scores a classification task (each label's
+    log-likelihood as a continuation of the prompt, argmax) and reports the accuracy, the
+    majority-class baseline (the share of the most frequent label) and chance (1/k)."""
+
+    metric: Literal["auto", "loss", "accuracy"] = "auto"
+    """The measure that picks the best checkpoint (the one saved), drives early stopping
+    and ranks `finetune search` trials. accuracy: higher is better, the validation loss
+    breaking ties; loss: lower is better; auto: accuracy when the validation completions
+    form a label set, else loss. accuracy without a label set is an error."""
+    max_labels: int = Field(default=20, ge=2)
+    """Most distinct validation completions that still count as a label set."""
 
 
 class ReplaySpec(_Strict):
@@ -257,9 +278,15 @@ class KLSpec(_Strict):
     model is the same model with the adapter disabled (no second copy)."""
 
     weight: float = Field(gt=0)
-    """Weight of KL(base || adapted), averaged over the non-padding tokens."""
+    """Weight of KL(base || adapted), averaged over the trained-on positions (those
+    whose next token is a target: a completion's tokens and its EOS, every token of a
+    text row; not the prompt, not padding)."""
     temperature: float = Field(default=1.0, gt=0)
     """Softmax temperature of both distributions (the term is scaled by its square)."""
+    cache_mb: int = Field(default=256, ge=0)
+    """Memory (MB) for keeping the base model's log-probabilities of the examples seen so
+    far: an example seen again (the next epoch) needs no adapter-disabled forward pass.
+    Examples are kept in the order first seen until the budget is used; 0: no cache."""
 
 
 class EWCSpec(_Strict):
@@ -402,6 +429,8 @@ class FinetuneConfig(_Strict):
     """The adapter."""
     training: TrainingSpec = Field(default_factory=TrainingSpec)
     """Optimization settings."""
+    validation: ValidationSpec = Field(default_factory=ValidationSpec)
+    """Validation accuracy on a label set, and the measure that picks the checkpoint."""
     anti_forgetting: AntiForgettingSpec = Field(default_factory=AntiForgettingSpec)
     """Replay, KL-to-base and EWC."""
     fairness: FairnessSpec = Field(default_factory=FairnessSpec)

@@ -11,6 +11,7 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from finetune import config as c
+from finetune.diagnose import Thresholds
 from finetune.space import SearchParam, SearchSpec
 from harness.schema_docs import SchemaReference
 from harness.schema_docs import main as schema_main
@@ -27,6 +28,7 @@ SECTIONS: list[tuple[type[BaseModel], str]] = [
     (c.LeakageSpec, "curation.leakage"),
     (c.LoraSpec, "lora"),
     (c.TrainingSpec, "training"),
+    (c.ValidationSpec, "validation"),
     (c.AntiForgettingSpec, "anti_forgetting"),
     (c.ReplaySpec, "anti_forgetting.replay"),
     (c.KLSpec, "anti_forgetting.kl_to_base"),
@@ -93,11 +95,58 @@ search:
     training.lr: {low: 1.0e-5, high: 1.0e-3, log: true}
     lora.r: {choices: [4, 8, 16]}
 ```
+
+## What the validation loss averages
+
+`val_loss` (history.jsonl, the manifest's `best_val_loss`, `saved_val_loss`) is the
+validation cross-entropy per target token: each evaluation batch (`training.batch_size`
+rows, in file order) gives the mean over its target tokens, and the batches' means are
+averaged, each weighted by its number of rows. The target tokens of a prompt/completion
+row are the completion's tokens plus the end-of-sequence token that `data.add_eos`
+appends; a text row's are all its tokens. So on a classification task the label's
+decisive token is averaged with tokens that cost almost nothing once the answers' form
+is learned (the EOS, the rest of a multi-token label): with one-token labels, a model
+at chance on two labels scores about ln 2 / 2 = 0.35, which reads like learning. The loss
+therefore cannot say whether the task was learned; the validation accuracy can
+(`validation`, below).
+
+"""
+
+
+_T = Thresholds()
+
+DIAGNOSIS = f"""\
+## What the diagnosis checks
+
+`finetune train` ends with a verdict on the run (printed, and under `diagnosis` in the
+manifest, with the evidence of each finding and the thresholds used):
+
+- `not_above_chance`, checked first, when the validation completions form a label set:
+  the saved checkpoint's validation accuracy is not significantly above the
+  majority-class baseline (the accuracy of always giving the most frequent label;
+  chance, 1/k, is recorded beside it). The test is a one-sided
+  binomial test of `correct` of `n` validation rows against that share, at level
+  {_T.alpha}, so that a few lucky rows on a small validation set are not called
+  learning. The accuracy, the baselines and the p-value are recorded under
+  `diagnosis.validation` whatever the verdict.
+- `overfitting` (`val_rising`): over the last {_T.window} evaluations the validation loss
+  rose at every evaluation while the training loss fell.
+- `overfitting` (`gap`): at the last evaluation the validation loss is more than
+  {_T.gap:.0%} above the training loss.
+- `underfitting` (`high_and_flat`), when no overfitting was found: the training loss is
+  still above {_T.high:.0%} of its first value and both losses changed by less than
+  {_T.flat:.0%} over the last {_T.window} evaluations.
+- `too_short`: fewer than 2 evaluations were logged.
+- `ok`: none of these.
+
+The verdict is the first finding's kind. Without a progress bar (`--no-progress`),
+every evaluation prints one line: the step, the training and validation loss and, with
+a label set, the validation accuracy with its baselines.
 """
 
 
 CONFIG_REFERENCE = SchemaReference(
-    intro=INTRO,
+    intro=INTRO + DIAGNOSIS,
     sections=[(model, heading, model.__name__.lower()) for model, heading in SECTIONS],
     discriminated="file path or [datasets source](#datasetspec)",
     annotated_bounds=False,

@@ -1,6 +1,16 @@
-"""Learning-curve diagnosis: overfitting and underfitting, with the evidence.
+"""Learning-curve diagnosis: no learning, overfitting and underfitting, with the evidence.
 
-Read from the history (one point per evaluation: step, train_loss, val_loss):
+First, when the validation rows form a label set (finetune.validation), whether the
+saved checkpoint learned the task at all:
+
+- not above chance: its validation accuracy is not significantly above the
+  majority-class baseline (the share of the most frequent label, which a constant
+  answer reaches): a one-sided binomial test of ``correct`` of ``n`` rows against that
+  share gives p >= ``alpha``. A loss can fall for a model that only learned the form of
+  the answers (the end-of-sequence token, which label comes most often), so the losses
+  alone cannot say this.
+
+Then, read from the history (one point per evaluation: step, train_loss, val_loss):
 
 - overfitting, rising validation: over the last ``window`` evaluations the validation
   loss rose at every evaluation while the training loss fell overall;
@@ -19,7 +29,9 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-VERDICTS = ("ok", "overfitting", "underfitting", "too_short")
+from finetune.validation import binomial_p
+
+VERDICTS = ("ok", "not_above_chance", "overfitting", "underfitting", "too_short")
 
 
 @dataclass(frozen=True)
@@ -34,6 +46,8 @@ class Thresholds:
     """Training loss above this share of its first value counts as high."""
     flat: float = 0.02
     """Relative change below this over the window counts as flat."""
+    alpha: float = 0.05
+    """Significance level of the binomial test of accuracy against the majority baseline."""
 
 
 def _points(history: Sequence[dict[str, Any]]) -> list[tuple[int, float, float]]:
@@ -49,15 +63,50 @@ def _rel_change(values: Sequence[float]) -> float:
     return abs(values[-1] - values[0]) / max(abs(values[0]), 1e-12)
 
 
+def chance_test(validation: dict[str, Any], alpha: float) -> dict[str, Any]:
+    """The evidence of the accuracy rule: the ``validation`` numbers (accuracy, correct,
+    n, majority, chance) with the binomial p-value and whether it is above chance."""
+    p = binomial_p(int(validation["correct"]), int(validation["n"]), validation["majority"])
+    return {**validation, "p_value": p, "alpha": alpha, "above_chance": p < alpha}
+
+
+def _chance_message(v: dict[str, Any]) -> str:
+    return (
+        f"validation accuracy {v['accuracy']:.4f} ({v['correct']}/{v['n']}) is not above the "
+        f"majority-class baseline {v['majority']:.4f} (chance {v['chance']:.4f}): one-sided "
+        f"binomial p = {v['p_value']:.3g} >= {v['alpha']}"
+    )
+
+
 def diagnose(
-    history: Sequence[dict[str, Any]], thresholds: Thresholds | None = None
+    history: Sequence[dict[str, Any]],
+    thresholds: Thresholds | None = None,
+    *,
+    validation: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """{"verdict", "findings": [{kind, rule, message, steps, train_loss, val_loss}], ...}."""
+    """{"verdict", "findings": [{kind, rule, message, ...evidence}], "thresholds",
+    "validation"}.
+
+    ``validation`` is the saved checkpoint's {accuracy, correct, n, majority, chance}
+    on a label set (None without one); its test is recorded under "validation"."""
     t = thresholds or Thresholds()
     points = _points(history)
     out: dict[str, Any] = {"verdict": "ok", "findings": [], "thresholds": asdict(t)}
+    if validation is not None:
+        evidence = chance_test(validation, t.alpha)
+        out["validation"] = evidence
+        if not evidence["above_chance"]:
+            out["findings"].append(
+                {
+                    "kind": "not_above_chance",
+                    "rule": "binomial_vs_majority",
+                    "message": _chance_message(evidence),
+                    **{k: evidence[k] for k in ("accuracy", "correct", "n", "majority")},
+                    "chance": evidence["chance"],
+                    "p_value": evidence["p_value"],
+                }
+            )
     if len(points) < 2:
-        out["verdict"] = "too_short"
         out["findings"].append(
             {
                 "kind": "too_short",
@@ -68,6 +117,7 @@ def diagnose(
                 "val_loss": [p[2] for p in points],
             }
         )
+        out["verdict"] = out["findings"][0]["kind"]
         return out
     last = points[-t.window :]
     steps = [p[0] for p in last]
@@ -109,7 +159,8 @@ def diagnose(
     first_train = points[0][1]
     high = tr > t.high * first_train
     flat = len(last) >= 2 and _rel_change(train) < t.flat and _rel_change(val) < t.flat
-    if high and flat and not out["findings"]:
+    loss_findings = [f for f in out["findings"] if f["kind"] != "not_above_chance"]
+    if high and flat and not loss_findings:
         finding(
             "underfitting",
             "high_and_flat",
@@ -128,6 +179,17 @@ def print_diagnosis(diagnosis: dict[str, Any], console: Any) -> None:
     colour = {"ok": "green", "overfitting": "red", "underfitting": "yellow"}.get(
         diagnosis["verdict"], "yellow"
     )
-    console.print(f"[bold {colour}]learning curves: {diagnosis['verdict']}[/]")
+    colour = "red" if diagnosis["verdict"] == "not_above_chance" else colour
+    verdict = diagnosis["verdict"].replace("_", " ")
+    console.print(f"[bold {colour}]learning curves: {verdict}[/]")
+    v = diagnosis.get("validation")
+    if v is not None:
+        console.print(
+            f"  validation accuracy {v['accuracy']:.4f} ({v['correct']}/{v['n']}), majority "
+            f"baseline {v['majority']:.4f}, chance {v['chance']:.4f}; one-sided binomial p = "
+            f"{v['p_value']:.3g} against the majority baseline",
+            markup=False,
+            highlight=False,
+        )
     for f in diagnosis["findings"]:
-        console.print(f"  {f['kind']} ({f['rule']}): {f['message']}")
+        console.print(f"  {f['kind']} ({f['rule']}): {f['message']}", markup=False, highlight=False)

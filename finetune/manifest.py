@@ -2,10 +2,12 @@
 
 history.jsonl holds one JSON object per evaluation: ``{"step", "epoch", "train_loss",
 "val_loss"}`` (train_loss is the unweighted training cross-entropy averaged since the
-previous evaluation, val_loss the validation cross-entropy). manifest.json says what
-was trained on what: the base model's fingerprint, sha256 of each data file, the
-resolved config, library versions, seed, losses, best step, the curation report and the
-learning-curve diagnosis. The harness report renders both when it audits the folder.
+previous evaluation, val_loss the validation cross-entropy per target token), plus
+``val_accuracy``, ``val_majority`` and ``val_chance`` when the validation completions
+form a label set (finetune.validation). manifest.json says what was trained on what:
+the base model's fingerprint, sha256 of each data file, the resolved config, library
+versions, seed, the validation metric and label set, losses and accuracies, best step,
+the curation report and the learning-curve diagnosis. The harness report renders both when it audits the folder.
 """
 
 from __future__ import annotations
@@ -61,6 +63,9 @@ def history_from_log(log_history: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "train_loss": None,
                 "val_loss": finite(entry["eval_loss"]),
             }
+            for key in ("accuracy", "majority", "chance"):
+                if f"eval_{key}" in entry:
+                    points[step][f"val_{key}"] = finite(entry[f"eval_{key}"])
     for step, point in points.items():
         point["train_loss"] = finite(train.get(step))
     return [points[s] for s in sorted(points)]

@@ -1,8 +1,11 @@
 """``run_search``: hyperparameter search with Optuna over the config's declared space.
 
 Each trial is a full ``train`` run (its own output folder under ``OUT/search/``) with
-the trial's values put into the config; its objective is the run's best validation
-loss. Samplers: grid (every combination), random and TPE (Bergstra et al. 2011,
+the trial's values put into the config; its objective is the validation measure of the
+run's best checkpoint (``validation.metric``): the accuracy, maximized, when the
+validation completions form a label set (or the config asks for it), else the loss,
+minimized. ``auto`` is resolved once, on the curated data, before the first trial, so
+that every trial is ranked by the same measure. Samplers: grid (every combination), random and TPE (Bergstra et al. 2011,
 "Algorithms for Hyper-Parameter Optimization"), all seeded. The trials table
 (trials.csv and trials.jsonl) is rewritten after each trial, so an interrupted search
 keeps what it found; best.yaml is the config of the best trial, ready for
@@ -25,6 +28,7 @@ import yaml
 
 from finetune.config import FinetuneConfig
 from finetune.space import SearchParam, searchable, with_values
+from finetune.validation import resolve_metric
 from harness.data import display_path, resolve_path
 from harness.errors import UserError
 from harness.report.store import write_atomic
@@ -36,6 +40,8 @@ GRID_VALUES = (
     "or a `step` for this real-valued range"
 )
 ALL_FAILED = "every trial failed; the first error: {error}"
+
+OBJECTIVES = {"accuracy": "best_val_accuracy", "loss": "best_val_loss"}
 
 
 @dataclass
@@ -121,8 +127,13 @@ def run_search(
         n_trials = min(n_trials, math.prod(len(v) for v in grid.values()))
     folder = resolve_path(out, Path.cwd()) if out else config.output_dir / "search"
     console = console or Console(stderr=True)
+    metric = search_metric(config)
+    key = OBJECTIVES[metric]
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(direction="minimize", sampler=_sampler(method, grid, spec.seed))
+    study = optuna.create_study(
+        direction="maximize" if metric == "accuracy" else "minimize",
+        sampler=_sampler(method, grid, spec.seed),
+    )
     rows: list[dict[str, Any]] = []
     columns = [
         TextColumn("search ({task.fields[method]})"),
@@ -136,25 +147,30 @@ def run_search(
 
         def objective(trial: Any) -> float:
             values = {n: suggest(trial, n, p, kinds[n]) for n, p in spec.space.items()}
-            row: dict[str, Any] = {"trial": trial.number, **values}
-            row.update(state="failed", best_val_loss=None, best_step=None, output=None, error="")
+            row: dict[str, Any] = {"trial": trial.number, **values, "metric": metric}
+            row.update(state="failed", best_val_loss=None, best_val_accuracy=None)
+            row.update(best_step=None, output=None, error="")
             rows.append(row)
             started = time.monotonic()
             try:
                 run = with_values(config, values)
+                run.validation.metric = metric  # every trial ranked by the same measure
                 run.output = str(folder / f"trial-{trial.number:03d}")
                 result = train(run, overwrite=True)
-                row.update(state="complete", best_val_loss=result.manifest["best_val_loss"])
-                row.update(best_step=result.manifest["best_step"], output=run.output)
-                return float(row["best_val_loss"])
+                m = result.manifest
+                row.update(state="complete", best_val_loss=m["best_val_loss"])
+                row.update(best_val_accuracy=m["best_val_accuracy"])
+                row.update(best_step=m["best_step"], output=run.output)
+                return float(row[key])
             except (UserError, ValueError) as exc:
                 row["error"] = str(exc).splitlines()[0]
                 raise
             finally:
                 row["seconds"] = round(time.monotonic() - started, 2)
                 write_trials(folder, rows)
-                done = [r["best_val_loss"] for r in rows if r["state"] == "complete"]
-                bar.update(task, advance=1, best=f"{min(done):.4f}" if done else "-")
+                done = [r for r in rows if r["state"] == "complete"]
+                shown = f"{best_row(done)[key]:.4f}" if done else "-"
+                bar.update(task, advance=1, best=shown)
 
         # a failed trial (say, a combination the model refuses) is recorded, not fatal
         study.optimize(objective, n_trials=n_trials, catch=(UserError, ValueError))
@@ -167,21 +183,45 @@ def _finish(
     done = [r for r in rows if r["state"] == "complete"]
     if not done:
         raise UserError(ALL_FAILED.format(error=rows[0]["error"] if rows else "no trials"))
-    best = min(done, key=lambda r: r["best_val_loss"])
+    best = best_row(done)
+    name = {"best_val_loss": "validation loss", "best_val_accuracy": "validation accuracy"}
+    key = OBJECTIVES[best["metric"]]
     assert config.search is not None
     values = {name: best[name] for name in config.search.space}
     chosen = with_values(config, values).model_dump(mode="json")
     chosen.pop("search", None)
     path = folder / "best.yaml"
     header = f"# best of {len(done)} trial(s): trial {best['trial']}, "
-    header += f"best validation loss {best['best_val_loss']:.6f}\n"
+    header += f"best {name[key]} {best[key]:.6f}\n"
     write_atomic(path, header + yaml.safe_dump(chosen, sort_keys=False, allow_unicode=True))
     shown = ", ".join(f"{k}={v}" for k, v in values.items())
     console.print(
-        f"best trial {best['trial']}: validation loss {best['best_val_loss']:.4f} ({shown}); "
-        f"config: {display_path(path)}"
+        f"best trial {best['trial']}: {name[key]} {best[key]:.4f} ({shown}); "
+        f"config: {display_path(path)}",
+        markup=False,
+        highlight=False,
     )
     return SearchResult(output_dir=folder, trials=rows, best=best, best_config=path)
+
+
+def search_metric(config: FinetuneConfig) -> str:
+    """``validation.metric`` with auto resolved on the config's curated validation rows
+    (accuracy when they form a label set, else loss)."""
+    v = config.validation
+    if v.metric != "auto":
+        return v.metric
+    from finetune.curate import curate
+
+    validation = curate(config, config.eval_data).validation
+    return resolve_metric(v.metric, v.max_labels, validation)[0]
+
+
+def best_row(done: list[dict[str, Any]]) -> dict[str, Any]:
+    """The best complete trial: highest accuracy (lowest loss breaking ties) when the
+    search ranks by accuracy, else lowest loss; the earlier trial on a full tie."""
+    if done[0]["metric"] == "accuracy":
+        return max(done, key=lambda r: (r["best_val_accuracy"], -r["best_val_loss"], -r["trial"]))
+    return min(done, key=lambda r: (r["best_val_loss"], r["trial"]))
 
 
 def write_trials(folder: Path, rows: list[dict[str, Any]]) -> None:

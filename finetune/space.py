@@ -26,8 +26,16 @@ PARAM_LOG = "log scale needs low > 0"
 PARAM_LOG_STEP = "a log scale takes no step"
 
 # the seed and the data curation are not hyperparameters: varying them changes the
-# noise or the data that the trials are compared on
-NOT_HYPERPARAMETERS = ("schema_version", "training.seed", "curation.", "augmentation.seed")
+# noise or the data that the trials are compared on; what the validation measures is
+# what the trials are ranked by; a cache's size changes only the time a run takes
+NOT_HYPERPARAMETERS = (
+    "schema_version",
+    "training.seed",
+    "curation.",
+    "augmentation.seed",
+    "validation.",
+    "anti_forgetting.kl_to_base.cache_mb",
+)
 
 
 class SearchParam(BaseModel):
@@ -62,8 +70,11 @@ class SearchParam(BaseModel):
 
 
 class SearchSpec(BaseModel):
-    """Hyperparameter search with Optuna (`finetune search`); the objective is the best
-    validation loss of each trial's run."""
+    """Hyperparameter search with Optuna (`finetune search`); the objective is the
+    `validation.metric` of each trial's best checkpoint: its validation accuracy
+    (maximized; the loss breaks ties) when the validation completions form a label set or
+    the config asks for accuracy, else its validation loss (minimized). `auto` is decided
+    once, on the curated data, before the first trial."""
 
     model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
 

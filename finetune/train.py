@@ -21,6 +21,7 @@ from finetune.config import FinetuneConfig, eval_path_problems
 from finetune.curate import Curated, curate
 from finetune.diagnose import diagnose, print_diagnosis
 from finetune.manifest import MANIFEST, base_manifest, finite, history_from_log, write_run_record
+from finetune.validation import resolve_metric
 from harness.data import display_path, resolve_path
 from harness.errors import UserError
 
@@ -124,15 +125,25 @@ def train(
     checkpoint = _check_output(config, resume, overwrite)
     curated = curate(config, config.eval_data, fail_on_leakage=fail_on_leakage)
     print_curation(curated.report, console)
+    v = config.validation
+    metric, labels = resolve_metric(v.metric, v.max_labels, curated.validation)
     if checkpoint is None:  # only now: a failed curation leaves an earlier run intact
         _start_output(config)
-    trainer, fingerprint = _build_trainer(config, curated, progress, callbacks)
+    from finetune.trainer import EvaluationLineCallback
+
+    extra = list(callbacks) if progress else [EvaluationLineCallback(console), *callbacks]
+    trainer, fingerprint = _build_trainer(config, curated, progress, extra, metric, labels)
     trainer.train(resume_from_checkpoint=checkpoint)
-    return _finish(config, curated, trainer, fingerprint, console)
+    return _finish(config, curated, trainer, fingerprint, console, metric)
 
 
 def _build_trainer(
-    config: FinetuneConfig, curated: Curated, progress: bool, callbacks: Sequence[Any]
+    config: FinetuneConfig,
+    curated: Curated,
+    progress: bool,
+    callbacks: Sequence[Any],
+    metric: str,
+    labels: list[str] | None,
 ) -> tuple[Any, Any]:
     import torch
     from peft import LoraConfig, get_peft_model
@@ -140,7 +151,8 @@ def _build_trainer(
 
     from finetune.encode import Collator, ReplayMix, encode_examples, replay_count
     from finetune.trainer import EpochCallback, FinalEvalCallback, FinetuneTrainer, diagonal_fisher
-    from harness.models import ModelSource, load_for_training
+    from finetune.validation import build_label_task
+    from harness.models import ModelSource, load_for_training, resolve_max_length
 
     t, af = config.training, config.anti_forgetting
     source = ModelSource(
@@ -179,6 +191,10 @@ def _build_trainer(
         curated.report["replay_per_epoch"] = n
         extra.append(EpochCallback(train_set))
     val_set = encoded(curated.validation, "validation")
+    label_task = None
+    if labels is not None:  # scored in the model's whole window, as the harness does
+        window = resolve_max_length(model.config, tokenizer, None)
+        label_task = build_label_task(curated.validation, labels, tokenizer, window)
     if t.early_stopping_patience is not None:
         extra.append(EarlyStoppingCallback(early_stopping_patience=t.early_stopping_patience))
     args = TrainingArguments(
@@ -203,8 +219,8 @@ def _build_trainer(
         save_steps=t.eval_steps,
         save_total_limit=2,
         load_best_model_at_end=True,
-        metric_for_best_model="eval_loss",
-        greater_is_better=False,
+        metric_for_best_model="eval_accuracy_rank" if metric == "accuracy" else "eval_loss",
+        greater_is_better=metric == "accuracy",
         train_sampling_strategy="group_by_length" if t.group_by_length else "random",
         remove_unused_columns=False,
         prediction_loss_only=True,
@@ -226,6 +242,9 @@ def _build_trainer(
         processing_class=tokenizer,
         callbacks=extra,
         kl=(af.kl_to_base.weight, af.kl_to_base.temperature) if af.kl_to_base else None,
+        kl_cache_mb=af.kl_to_base.cache_mb if af.kl_to_base else 0,
+        label_task=label_task,
+        pad_id=int(tokenizer.pad_token_id),
         fisher=fisher,
         ewc_weight=af.ewc.weight if af.ewc else 0.0,
         step_schedule=(t.step_size, t.step_gamma) if t.scheduler == "step" else None,
@@ -236,19 +255,32 @@ def _build_trainer(
 
 
 def _finish(
-    config: FinetuneConfig, curated: Curated, trainer: Any, fingerprint: Any, console: Any
+    config: FinetuneConfig,
+    curated: Curated,
+    trainer: Any,
+    fingerprint: Any,
+    console: Any,
+    metric: str,
 ) -> TrainResult:
     from finetune.data import file_hashes
+    from finetune.trainer import EvaluationLineCallback
     from harness.data import sha256_file
     from harness.models import fingerprint_folder
 
     out = config.output_dir
     history = history_from_log(trainer.state.log_history)
-    saved_val = trainer.evaluate()["eval_loss"]  # the best checkpoint, loaded at the end
+    trainer.remove_callback(EvaluationLineCallback)  # the next evaluation is not a step
+    saved = trainer.evaluate()  # the best checkpoint, loaded at the end
     trainer.model.save_pretrained(str(out), safe_serialization=True)
     trainer.processing_class.save_pretrained(str(out))
-    diagnosis = diagnose(history)
+    task = trainer.label_task
+    evidence = None
+    if task is not None:
+        evidence = {k: saved[f"eval_{k}"] for k in ("accuracy", "correct", "n", "majority")}
+        evidence["chance"] = saved["eval_chance"]
+    diagnosis = diagnose(history, validation=evidence)
     state = trainer.state
+    best = next((h for h in history if h["step"] == state.best_global_step), None)
     d, af = config.data, config.anti_forgetting
     files = file_hashes("train", d.train)
     files += file_hashes("validation", [d.validation]) if d.validation is not None else []
@@ -262,11 +294,18 @@ def _finish(
         "data_files": files,
         "config": config.model_dump(mode="json"),
         "seed": config.training.seed,
+        "validation_metric": metric,
+        "validation": task.describe() if task is not None else None,
         "final_train_loss": history[-1]["train_loss"] if history else None,
         "final_val_loss": history[-1]["val_loss"] if history else None,
+        "final_val_accuracy": history[-1].get("val_accuracy") if history else None,
         "best_step": state.best_global_step,
-        "best_val_loss": finite(state.best_metric),
-        "saved_val_loss": finite(saved_val),
+        "best_val_loss": (
+            finite(state.best_metric) if metric == "loss" else best and best["val_loss"]
+        ),
+        "best_val_accuracy": best.get("val_accuracy") if best else None,
+        "saved_val_loss": finite(saved["eval_loss"]),
+        "saved_val_accuracy": saved.get("eval_accuracy"),
         "global_steps": state.global_step,
         "max_steps": state.max_steps,
         "stopped_early": state.global_step < state.max_steps,
@@ -276,9 +315,18 @@ def _finish(
     }
     write_run_record(out, manifest, history)
     print_diagnosis(diagnosis, console)
+    if metric == "accuracy":
+        shown = (
+            f"best validation accuracy {manifest['best_val_accuracy']:.4f} "
+            f"(loss {manifest['best_val_loss']:.4f})"
+        )
+    else:
+        shown = f"best validation loss {manifest['best_val_loss']:.4f}"
     console.print(
-        f"best validation loss {manifest['best_val_loss']:.4f} at step {manifest['best_step']}"
-        f" (of {state.global_step}); adapter: {display_path(out)}"
+        f"{shown} at step {manifest['best_step']} (of {state.global_step}); "
+        f"adapter: {display_path(out)}",
+        markup=False,
+        highlight=False,
     )
     return TrainResult(output_dir=out, manifest=manifest, history=history)
 

@@ -57,7 +57,7 @@ def test_a_good_fit_and_a_short_history() -> None:
     assert diagnose(history([3.0, 2.0, 1.5, 1.3], [3.0, 2.1, 1.7, 1.6])) == {
         "verdict": "ok",
         "findings": [],
-        "thresholds": {"window": 3, "gap": 0.5, "high": 0.9, "flat": 0.02},
+        "thresholds": {"window": 3, "gap": 0.5, "high": 0.9, "flat": 0.02, "alpha": 0.05},
     }
     assert diagnose(history([3.0], [3.1]))["verdict"] == "too_short"
     # a looser gap threshold turns the gap case into a good fit

@@ -140,8 +140,9 @@ manifest, with the evidence of each finding and the thresholds used):
 - `ok`: none of these.
 
 The verdict is the first finding's kind. Without a progress bar (`--no-progress`),
-every evaluation prints one line: the step, the training and validation loss and, with
-a label set, the validation accuracy with its baselines.
+every evaluation of `finetune train` prints one line: the step, the training and
+validation loss and, with a label set, the validation accuracy with its baselines; and
+`finetune search` prints one line per trial (its objective, values and time).
 """
 
 

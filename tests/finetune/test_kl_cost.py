@@ -187,3 +187,25 @@ def test_no_progress_prints_one_line_per_evaluation(
     assert all(matches), lines
     assert [int(m.group(1)) for m in matches if m] == [2, 4, 6]
     assert all(bool(m and m.group(2)) is labels for m in matches)
+
+
+def test_search_without_progress_prints_one_line_per_trial(
+    tiny_gpt2: Path,
+    new_task: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.chdir(new_task)
+    space = {"training.lr": {"choices": [0.001, 0.02]}}
+    search = {"space": space, "sampler": "grid", "trials": 2, "seed": 0}
+    config = write_config(new_task, tiny_gpt2, training={"max_steps": 2}, search=search)
+    assert main(["search", str(config), "--no-progress"]) == 0
+    err = capsys.readouterr().err.splitlines()
+    lines = [line for line in err if line.startswith("trial ")]
+    assert len(lines) == 2
+    for i, line in enumerate(lines):
+        assert re.fullmatch(
+            rf"trial {i + 1}/2 complete: best_val_loss \d+\.\d{{4}} "
+            r"\(training\.lr=0\.0(01|2)\) in \d+\.\d+ s",
+            line,
+        ), line

@@ -259,7 +259,9 @@ class ValidationSpec(_Strict):
     breaking ties; loss: lower is better; auto: accuracy when the validation completions
     form a label set, else loss. accuracy without a label set is an error."""
     max_labels: int = Field(default=20, ge=2)
-    """Most distinct validation completions that still count as a label set."""
+    """Most distinct validation completions that still count as a label set. Each
+    evaluation scores every label after every validation row: one forward pass per row
+    when each label is one token, one per row and label otherwise."""
 
 
 class ReplaySpec(_Strict):

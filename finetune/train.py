@@ -315,13 +315,10 @@ def _finish(
     }
     write_run_record(out, manifest, history)
     print_diagnosis(diagnosis, console)
+    loss, acc = (_shown(manifest[k]) for k in ("best_val_loss", "best_val_accuracy"))
+    shown = f"best validation loss {loss}"
     if metric == "accuracy":
-        shown = (
-            f"best validation accuracy {manifest['best_val_accuracy']:.4f} "
-            f"(loss {manifest['best_val_loss']:.4f})"
-        )
-    else:
-        shown = f"best validation loss {manifest['best_val_loss']:.4f}"
+        shown = f"best validation accuracy {acc} (loss {loss})"
     console.print(
         f"{shown} at step {manifest['best_step']} (of {state.global_step}); "
         f"adapter: {display_path(out)}",
@@ -329,6 +326,10 @@ def _finish(
         highlight=False,
     )
     return TrainResult(output_dir=out, manifest=manifest, history=history)
+
+
+def _shown(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.4f}"
 
 
 def print_curation(report: dict[str, Any], console: Any) -> None:

@@ -3,12 +3,14 @@
 A causal LM from a local folder (or a hub id when online), with an optional PEFT
 adapter. Weights load from safetensors only; pickle files (``.bin``, ``.pt``) are
 refused unless the user opts in, because unpickling runs arbitrary code. Remote code is
-never enabled implicitly. Base and adapter are fingerprinted by the sha256 of their
-files, so results, caches and reports can name exactly what was evaluated.
+never enabled implicitly (the loading rules are in ``harness.model_files``). Base and
+adapter are fingerprinted by the sha256 of their files, so results, caches and reports
+can name exactly what was evaluated, and an adapter is checked against the base it was
+trained on (``harness.adapter_base``).
 
 The scoring API (``loglikelihood``, ``choice_loglikelihoods``,
 ``rolling_loglikelihood``, ``generate``) is what tasks and audits call; the token-level
-work is in ``harness.scoring``.
+work is in ``harness.scoring``, long texts are bounded by ``harness.long_text``.
 """
 
 from __future__ import annotations
@@ -16,12 +18,10 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import pickle
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from harness.errors import UserError
 from harness.fingerprint import (  # re-exported: the loaders' callers name them here
@@ -30,141 +30,55 @@ from harness.fingerprint import (  # re-exported: the loaders' callers name them
     Fingerprint,
     fingerprint_folder,
 )
-
-if TYPE_CHECKING:
-    import torch
-
-DEFAULT_MAX_LENGTH = 2048  # as lm-evaluation-harness when the config names none
-
-PICKLE_REFUSED = (
-    "{what} '{path}' has only pickle weights ({files}); refusing to load them because "
-    "unpickling can run arbitrary code. Convert them to safetensors, or {opt_in} if you "
-    "trust the file"
+from harness.model_files import (  # re-exported: callers name the loading rules here
+    DEFAULT_MAX_LENGTH,
+    LOAD_ERRORS,
+    NOT_FOUND,
+    OPT_IN_RUN,
+    OPT_IN_TRAINING,
+    PICKLE_ENDS_EARLY,
+    PICKLE_ERRORS,
+    PICKLE_REFUSED,
+    PICKLE_UNREADABLE,
+    ModelSource,
+    check_weights,
+    load_for_training,
+    load_tokenizer,
+    load_weights,
+    max_length_from_files,
+    pick_device,
+    pick_device_name,
+    pickle_failure,
+    resolve_folder,
+    resolve_max_length,
 )
-OPT_IN_RUN = "pass --allow-pickle"
-OPT_IN_TRAINING = "set base_model.allow_pickle: true in the config"
-NOT_FOUND = "{what} '{path}' is not a folder here, and loading it as a hub id failed: {reason}"
-PICKLE_UNREADABLE = (
-    "{what} '{path}': cannot load the pickle weights {files}: {reason} (pickle weights load "
-    "with torch.load(weights_only=True), which reads tensors only and refuses anything else)"
-)
-PICKLE_ENDS_EARLY = "the file is empty or ends early"
 
-
-# What transformers, peft and safetensors raise for files they cannot use: unreadable
-# or inconsistent files (OSError, ValueError, KeyError), weights that do not fit the
-# config (RuntimeError: size mismatch), a damaged safetensors header (SafetensorError).
-LOAD_ERRORS: tuple[type[BaseException], ...] = (OSError, ValueError, KeyError, RuntimeError)
-# What torch.load(weights_only=True) raises for a pickle it refuses or cannot read (a
-# global outside its allow-list, an unknown opcode, a truncated file).
-PICKLE_ERRORS: tuple[type[BaseException], ...] = (pickle.UnpicklingError, EOFError)
-try:
-    from safetensors import SafetensorError
-
-    LOAD_ERRORS += (SafetensorError,)
-except ImportError:  # pragma: no cover - safetensors is a dependency
-    pass
-
-
-@dataclass(frozen=True)
-class ModelSource:
-    """Where a model comes from and how it may be loaded (mirrors the suite's `model`)."""
-
-    path: str
-    adapter: str | None = None
-    allow_pickle: bool = False
-    trust_remote_code: bool = False
-    dtype: str = "float32"
-    device: str = "auto"
-    max_length: int | None = None
-    allow_base_mismatch: bool = False
-
-
-def check_weights(folder: Path, *, what: str, allow_pickle: bool, opt_in: str = OPT_IN_RUN) -> None:
-    """Refuse a folder whose weights are only pickle files (unless allowed); ``opt_in``
-    says how the user allows them."""
-    safe = [p for p in folder.iterdir() if p.suffix in WEIGHT_SAFE]
-    pickled = [p.name for p in folder.iterdir() if p.suffix in WEIGHT_PICKLE]
-    if not safe and pickled and not allow_pickle:
-        raise UserError(
-            PICKLE_REFUSED.format(
-                what=what, path=folder, files=", ".join(sorted(pickled)), opt_in=opt_in
-            )
-        )
-    if not safe and not pickled:
-        raise UserError(f"{what} '{folder}' holds no weight files (*.safetensors)")
-
-
-def resolve_folder(path: str, *, what: str) -> Path:
-    """A local folder as is; otherwise a hub id fetched (or found in the local cache)."""
-    local = Path(path).expanduser()
-    if local.is_dir():
-        return local.resolve()
-    if local.exists():
-        raise UserError(f"{what} '{path}' is a file; expected a model folder")
-    if path.startswith((".", "/", "~")):
-        raise UserError(f"{what} '{path}': folder not found")
-    try:
-        from huggingface_hub import snapshot_download
-
-        return Path(
-            snapshot_download(
-                repo_id=path,
-                allow_patterns=["*.json", "*.safetensors", "*.txt", "*.model", "*.bin"],
-            )
-        )
-    except Exception as exc:  # offline, unknown repo, bad id: all are user errors here
-        raise UserError(NOT_FOUND.format(what=what, path=path, reason=_short(exc))) from None
-
-
-def _short(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0][:300] if text else type(exc).__name__
-
-
-def pickle_failure(what: str, path: str, folder: Path, exc: BaseException) -> UserError:
-    """The UserError for pickle weights in ``folder`` that torch.load refused or could not
-    read, naming the files and torch's reason without its generic preamble."""
-    files = ", ".join(sorted(p.name for p in folder.iterdir() if p.suffix in WEIGHT_PICKLE))
-    lines = [line.strip() for line in str(exc).splitlines()[1:]]
-    useful = [
-        line.removeprefix("WeightsUnpickler error:").strip()
-        for line in lines
-        if line and not line.startswith(("Please file an issue", "Check the documentation"))
-    ]
-    reason = next((line for line in useful if line), "")[:300].rstrip(".")
-    if isinstance(exc, EOFError) or not reason:
-        reason = PICKLE_ENDS_EARLY if isinstance(exc, EOFError) else _short(exc)
-    return UserError(PICKLE_UNREADABLE.format(what=what, path=path, files=files, reason=reason))
-
-
-def pick_device(name: str) -> torch.device:
-    import torch
-
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    try:
-        return torch.device(name)
-    except RuntimeError as exc:
-        raise UserError(f"model.device: {exc}") from None
-
-
-def resolve_max_length(config: Any, tokenizer: Any, override: int | None) -> int:
-    """The context window: explicit override, then the config, then the tokenizer."""
-    if override:
-        return int(override)
-    for attr in ("n_positions", "max_position_embeddings", "n_ctx"):
-        value = getattr(config, attr, None)
-        if isinstance(value, int) and value > 0:
-            return value
-    tok_max = getattr(tokenizer, "model_max_length", None)
-    if isinstance(tok_max, int) and 0 < tok_max < 1_000_000:
-        return tok_max
-    return DEFAULT_MAX_LENGTH
+__all__ = [
+    "DEFAULT_MAX_LENGTH",
+    "LOAD_ERRORS",
+    "NOT_FOUND",
+    "OPT_IN_RUN",
+    "OPT_IN_TRAINING",
+    "PICKLE_ENDS_EARLY",
+    "PICKLE_ERRORS",
+    "PICKLE_REFUSED",
+    "PICKLE_UNREADABLE",
+    "WEIGHT_PICKLE",
+    "WEIGHT_SAFE",
+    "Fingerprint",
+    "LanguageModel",
+    "ModelSource",
+    "check_weights",
+    "fingerprint_folder",
+    "load_for_training",
+    "load_model",
+    "max_length_from_files",
+    "pick_device",
+    "pick_device_name",
+    "pickle_failure",
+    "resolve_folder",
+    "resolve_max_length",
+]
 
 
 @dataclass
@@ -196,6 +110,8 @@ class LanguageModel:
     """Seconds spent loading weights and tokenizer so far."""
     adapter_base: dict[str, Any] | None = None
     """The adapter's recorded base against the base in use (harness.adapter_base)."""
+    _longest_token: int = field(default=0, repr=False)
+    _cuts: dict[tuple[int, str], int] = field(default_factory=dict, repr=False)
 
     def _first_use(self, name: str) -> Any:
         """``self._<name>``, made by ``self._load_<name>`` on first use (timed)."""
@@ -255,11 +171,40 @@ class LanguageModel:
     def encode(self, text: str) -> list[int]:
         return list(self.tokenizer.encode(text))
 
-    def text_tokens(self, text: str) -> list[int]:
+    def text_tokens(self, text: str) -> Sequence[int]:
         """Tokens of a text scored from its start: without the BOS that some tokenizers
-        put first (Llama's, a BERT's [CLS]), as the prefix token conditions the first."""
-        tokens = self.encode(text)
+        put first (Llama's, a BERT's [CLS]), as the prefix token conditions the first.
+        A long text is tokenized in pieces (harness.long_text), into a compact array."""
+        from harness.long_text import encode_in_pieces
+
+        tokens = encode_in_pieces(self.tokenizer, text)
         return tokens[1:] if tokens and tokens[0] == self.prefix_token else tokens
+
+    def tail(self, text: str, n_tokens: int) -> tuple[str, int]:
+        """(the end of ``text`` that holds its last ``n_tokens`` tokens, the number of
+        characters cut before it): a prompt the window would left-truncate is cut
+        before it is tokenized (harness.long_text.window_tail), so a huge row costs
+        the window's worth of work. A text too short to need it keeps the tokenizer
+        unloaded (every token covers at least one character)."""
+        from harness.long_text import SPARE_TOKENS, longest_token_chars, window_tail
+
+        if len(text) <= n_tokens + SPARE_TOKENS:
+            return text, 0
+        key = (n_tokens, text)
+        if key not in self._cuts:
+            if not self._longest_token:
+                self._longest_token = longest_token_chars(self.tokenizer)
+            self._cuts[key] = window_tail(self.tokenizer, text, n_tokens, self._longest_token)
+        cut = self._cuts[key]
+        return text[cut:], cut
+
+    def context_tail(self, context: str) -> tuple[str, int]:
+        """``tail`` of a log-likelihood context: what the window keeps of it, and one."""
+        return self.tail(context, self.max_length + 1)
+
+    def prompt_tail(self, prompt: str, max_new_tokens: int) -> tuple[str, int]:
+        """``tail`` of a generation prompt: the window less the new tokens."""
+        return self.tail(prompt, max(1, self.max_length - max_new_tokens))
 
     @contextlib.contextmanager
     def adapter_disabled(self) -> Iterator[None]:
@@ -314,7 +259,7 @@ class LanguageModel:
             continuation = context[-n_spaces:] + continuation
             context = context[:-n_spaces]
         if not context:
-            return [self.prefix_token], self.text_tokens(continuation)
+            return [self.prefix_token], list(self.text_tokens(continuation))
         whole = self.encode(context + continuation)
         ctx = self.encode(context)
         return ctx, whole[len(ctx) :]
@@ -326,15 +271,21 @@ class LanguageModel:
         batch_size: int = 8,
         advance: Callable[[int], None] | None = None,
     ) -> list[tuple[float, bool, int]]:
-        """(sum log-prob, greedy?, n tokens) of each continuation given its context."""
+        """(sum log-prob, greedy?, n tokens) of each continuation given its context.
+
+        A context longer than the window is cut to what the window keeps before it is
+        tokenized (``context_tail``); the request (and cache key) holds that part."""
         from harness.cache import cached_map
+
+        tails = {c: self.context_tail(c)[0] for c in dict.fromkeys(c for c, _ in pairs)}
+        contexts = [tails[c] for c, _ in pairs]
 
         def compute(indices: list[int]) -> list[Any]:
             from harness.scoring import continuation_row  # torch: only on misses
 
             rows = []
             for i in indices:
-                context, continuation = pairs[i]
+                context, continuation = contexts[i], pairs[i][1]
                 ctx, cont = self.encode_pair(context, continuation)
                 if not cont:
                     raise UserError(f"continuation {continuation!r} encodes to no tokens")
@@ -347,10 +298,13 @@ class LanguageModel:
             self.cache,
             self.fingerprint,
             "loglikelihood",
-            [{"context": c, "continuation": t, **settings} for c, t in pairs],
+            [
+                {"context": c, "continuation": t, **settings}
+                for c, (_, t) in zip(contexts, pairs, strict=True)
+            ],
             compute,
             chunk=batch_size * 8,
-            size=lambda i: len(pairs[i][0]) + len(pairs[i][1]),
+            size=lambda i: len(contexts[i]) + len(pairs[i][1]),
             advance=advance,
             group=self.group,
         )
@@ -367,22 +321,33 @@ class LanguageModel:
         from harness.cache import cached_map
 
         def compute(indices: list[int]) -> list[Any]:
-            from harness.scoring import windows_for_rolling
+            from harness.scoring import ROLLING_PASS_TOKENS, rolling_windows
 
-            rows = []
-            owner = []
-            for t in indices:
-                windows = windows_for_rolling(
-                    self.text_tokens(texts[t]), self.prefix_token, self.max_length
-                )
-                rows.extend(windows)
-                owner.extend([t] * len(windows))
-            scores = self._score(rows, batch_size)
             totals = dict.fromkeys(indices, 0.0)
             counts = dict.fromkeys(indices, 0)
-            for t, s in zip(owner, scores, strict=True):
-                totals[t] += s.logprob
-                counts[t] += s.n_targets
+            rows: list[Any] = []
+            owner: list[int] = []
+
+            def score_pending() -> None:
+                for t, s in zip(owner, self._score(rows, batch_size), strict=True):
+                    totals[t] += s.logprob
+                    counts[t] += s.n_targets
+                rows.clear()
+                owner.clear()
+
+            # windows are made as they are scored: a huge text never exists as rows
+            pending = 0
+            for t in indices:
+                tokens = self.text_tokens(texts[t])
+                for window in rolling_windows(tokens, self.prefix_token, self.max_length):
+                    rows.append(window)
+                    owner.append(t)
+                    pending += len(window.tokens)
+                    if pending >= ROLLING_PASS_TOKENS:
+                        score_pending()
+                        pending = 0
+            if rows:
+                score_pending()
             return [[totals[t], counts[t]] for t in indices]
 
         settings = self.request_settings
@@ -410,8 +375,13 @@ class LanguageModel:
         batch_size: int = 8,
         advance: Callable[[int], None] | None = None,
     ) -> list[str]:
-        """Greedy continuations, cut at the first stop string."""
+        """Greedy continuations, cut at the first stop string. A prompt longer than the
+        window is cut to what the window keeps before it is tokenized (``prompt_tail``);
+        the request (and cache key) holds that part."""
         from harness.cache import cached_map
+
+        tails = {p: self.prompt_tail(p, max_new_tokens)[0] for p in dict.fromkeys(prompts)}
+        kept = [tails[p] for p in prompts]
 
         def compute(indices: list[int]) -> list[Any]:
             from harness.generation import greedy_generate
@@ -419,7 +389,7 @@ class LanguageModel:
             with self.computing():
                 return greedy_generate(
                     self,
-                    [prompts[i] for i in indices],
+                    [kept[i] for i in indices],
                     max_new_tokens=max_new_tokens,
                     stop=stop,
                     batch_size=batch_size,
@@ -432,42 +402,14 @@ class LanguageModel:
             self.cache,
             self.fingerprint,
             "generate",
-            [{"prompt": p, **request} for p in prompts],
+            [{"prompt": p, **request} for p in kept],
             compute,
             chunk=batch_size * 4,
-            size=lambda i: len(prompts[i]),
+            size=lambda i: len(kept[i]),
             advance=advance,
             group=self.group,
         )
         return [str(a) for a in answers]
-
-
-def max_length_from_files(folder: Path) -> int | None:
-    """The context window as ``resolve_max_length`` finds it, read from config.json
-    without loading anything; None when it does not say (then the loaded config and
-    tokenizer decide)."""
-    import json
-
-    try:
-        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    if not isinstance(config, dict):
-        return None
-    for key in ("n_positions", "max_position_embeddings", "n_ctx"):
-        value = config.get(key)
-        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-            return value
-    return None
-
-
-def pick_device_name(name: str) -> Any:
-    """``pick_device`` without importing torch when the name is explicit."""
-    import re
-
-    if re.fullmatch(r"cpu|mps|cuda(:\d+)?", name):
-        return name
-    return pick_device(name)
 
 
 def load_model(source: ModelSource) -> LanguageModel:
@@ -516,8 +458,8 @@ def load_model(source: ModelSource) -> LanguageModel:
         adapter_base=adapter_base,
         has_adapter=adapter_folder is not None,
         dtype_name=f"torch.{source.dtype}",
-        _load_model=lambda: _load_weights(source, folder, adapter_folder, device),
-        _load_tokenizer=lambda: _load_tokenizer(source, tok_folder),
+        _load_model=lambda: load_weights(source, folder, adapter_folder, device),
+        _load_tokenizer=lambda: load_tokenizer(source, tok_folder),
     )
     lm.max_length = (
         source.max_length
@@ -525,88 +467,3 @@ def load_model(source: ModelSource) -> LanguageModel:
         or resolve_max_length(lm.model.config, lm.tokenizer, None)
     )
     return lm
-
-
-def _load_tokenizer(source: ModelSource, tok_folder: Path) -> Any:
-    from transformers import AutoTokenizer
-
-    try:
-        return AutoTokenizer.from_pretrained(tok_folder, trust_remote_code=source.trust_remote_code)
-    except LOAD_ERRORS as exc:
-        raise UserError(f"model '{source.path}': cannot load: {_short(exc)}") from None
-
-
-def _load_weights(
-    source: ModelSource, folder: Path, adapter_folder: Path | None, device: Any
-) -> Any:
-    import torch
-    from transformers import AutoModelForCausalLM
-
-    try:
-        model: Any = AutoModelForCausalLM.from_pretrained(
-            folder,
-            dtype=getattr(torch, source.dtype),
-            use_safetensors=None if source.allow_pickle else True,  # None: safetensors first
-            trust_remote_code=source.trust_remote_code,
-        )
-    except PICKLE_ERRORS as exc:
-        raise pickle_failure("model", source.path, folder, exc) from None
-    except LOAD_ERRORS as exc:
-        raise UserError(f"model '{source.path}': cannot load: {_short(exc)}") from None
-    if adapter_folder is not None:
-        try:
-            from peft import PeftModel
-
-            model = PeftModel.from_pretrained(model, adapter_folder, is_trainable=False)
-        except PICKLE_ERRORS as exc:
-            raise pickle_failure("adapter", str(source.adapter), adapter_folder, exc) from None
-        except LOAD_ERRORS as exc:
-            raise UserError(f"adapter '{source.adapter}': cannot load: {_short(exc)}") from None
-    model.to(device)
-    model.eval()
-    from harness.scoring import fuse_activations
-
-    fuse_activations(model)
-    return model
-
-
-def load_for_training(source: ModelSource) -> tuple[Any, Any, Fingerprint]:
-    """(model, tokenizer, base fingerprint) of a base model to fine-tune.
-
-    The same rules as ``load_model`` (safetensors only unless allowed, remote code only
-    when asked, every failure a UserError), but the model stays on the CPU in train mode
-    for the Trainer to place, and a tokenizer without a padding token pads with EOS.
-    """
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    folder = resolve_folder(source.path, what="base model")
-    check_weights(
-        folder, what="base model", allow_pickle=source.allow_pickle, opt_in=OPT_IN_TRAINING
-    )
-    dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}.get(
-        source.dtype
-    )
-    if dtype is None:
-        raise UserError(f"model.dtype: unknown dtype '{source.dtype}'")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    try:
-        model: Any = AutoModelForCausalLM.from_pretrained(
-            folder,
-            dtype=dtype,
-            use_safetensors=None if source.allow_pickle else True,  # None: safetensors first
-            trust_remote_code=source.trust_remote_code,
-        )
-        tokenizer = AutoTokenizer.from_pretrained(
-            folder, trust_remote_code=source.trust_remote_code
-        )
-    except PICKLE_ERRORS as exc:
-        raise pickle_failure("base model", source.path, folder, exc) from None
-    except LOAD_ERRORS as exc:
-        raise UserError(f"base model '{source.path}': cannot load: {_short(exc)}") from None
-    if tokenizer.pad_token_id is None:
-        if tokenizer.eos_token_id is None:
-            raise UserError(f"base model '{source.path}': the tokenizer has no EOS or pad token")
-        tokenizer.pad_token = tokenizer.eos_token
-    model.train()
-    return model, tokenizer, fingerprint_folder(folder, allow_pickle=source.allow_pickle)

@@ -120,6 +120,26 @@ def score_task(prepared: PreparedTask, suite: Any) -> dict[str, dict[str, Any]]:
     return values
 
 
+def note_truncation(task: Any, records: list[dict[str, Any]], lm: Any) -> int:
+    """Mark the records whose prompt was cut to the model's window before tokenizing
+    (``truncated_chars``: characters dropped from its start); returns how many were.
+
+    Perplexity texts are scored whole, never cut; a stand-in scoring model without
+    ``context_tail`` (the audits' test fake) cuts nothing."""
+    if not hasattr(lm, "context_tail"):
+        return 0
+    if task.kind == "classification":
+        cut = [lm.context_tail(rec["prompt"])[1] for rec in records]
+    elif task.kind == "generation":
+        cut = [lm.prompt_tail(rec["prompt"], task.max_new_tokens)[1] for rec in records]
+    else:
+        return 0
+    for rec, chars in zip(records, cut, strict=True):
+        if chars:
+            rec["truncated_chars"] = chars
+    return sum(1 for chars in cut if chars)
+
+
 def _is_path(name: str) -> bool:
     return name.startswith(("./", "../", "/")) or name.endswith(".py")
 
@@ -179,11 +199,13 @@ def run_suite(
                 from harness.tasks import run
 
                 run(p.task, p.records, lm, batch_size=suite.batch_size, advance=advance)
+                n_truncated = note_truncation(p.task, p.records, lm)
                 metrics = score_task(p, suite)
                 timings[p.task.id] = round(time.perf_counter() - t, 3)
                 tasks_out[p.task.id] = {
                     "kind": p.task.kind,
                     "n_examples": len(p.records),
+                    "n_truncated": n_truncated,
                     "metrics": metrics,
                     "records": p.records,
                 }

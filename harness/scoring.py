@@ -14,7 +14,7 @@ up at once rather than at the end of a long run.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -45,38 +45,41 @@ class RowScore:
     n_targets: int
 
 
-def windows_for_rolling(
+ROLLING_PASS_TOKENS = 1 << 19
+"""Rolling windows are scored in passes of at most about this many input tokens, so
+the rows of a huge text never all exist at once (a chunk of ordinary texts is one pass)."""
+
+
+def rolling_windows(
     tokens: Sequence[int], prefix_token: int, max_length: int
-) -> list[ScoreRow]:
-    """Split a text's tokens into disjoint scoring windows (lm-eval's rolling scheme).
+) -> Iterator[ScoreRow]:
+    """A text's tokens as disjoint scoring windows (lm-eval's rolling scheme), made one
+    at a time.
 
     The first window predicts the first ``max_length`` tokens from ``[prefix] + tokens``;
     each later window predicts the next ``max_length`` tokens with as much preceding
     text as fits as context. Every token is predicted exactly once.
     """
-    rows: list[ScoreRow] = []
     n = len(tokens)
     if n == 0:
-        return rows
+        return
     first = min(max_length, n)
-    rows.append(
-        ScoreRow(tokens=(prefix_token, *tokens[: first - 1]), targets=tuple(tokens[:first]))
-    )
+    yield ScoreRow(tokens=(prefix_token, *tokens[: first - 1]), targets=tuple(tokens[:first]))
     done = first
     while done < n:
         width = min(n - done, max_length)
         end = done + width
         # the model input is the max_length tokens just before each predicted token
         start = max(0, end - max_length - 1)
-        context = tokens[start : end - width]
-        rows.append(
-            ScoreRow(
-                tokens=tuple(context) + tuple(tokens[done : end - 1]),
-                targets=tuple(tokens[done:end]),
-            )
-        )
+        yield ScoreRow(tokens=tuple(tokens[start : end - 1]), targets=tuple(tokens[done:end]))
         done = end
-    return rows
+
+
+def windows_for_rolling(
+    tokens: Sequence[int], prefix_token: int, max_length: int
+) -> list[ScoreRow]:
+    """Every window of ``rolling_windows``."""
+    return list(rolling_windows(tokens, prefix_token, max_length))
 
 
 def continuation_row(

@@ -277,6 +277,9 @@ def open_run_cache(console: Any = None) -> ResponseCache:
     if console is not None:
 
         def warn(msg: str) -> None:
-            console.print(f"[yellow]warning[/]: {msg}", markup=True, highlight=False)
+            from rich.text import Text
+
+            # the message can hold a path: never read as markup
+            console.print(Text.assemble(("warning", "yellow"), f": {msg}"), highlight=False)
 
     return ResponseCache.open_default(warn=warn)

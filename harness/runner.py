@@ -22,6 +22,10 @@ from harness import __version__, gates
 from harness.errors import UserError
 
 RESULTS_SCHEMA_VERSION = 1
+SAME_OUTPUT = (
+    "task {task}: metric {metric!r} gives {output!r}, which metric {first!r} already gives; "
+    "rename the plug-in's key or drop one of the metrics"
+)
 
 
 @dataclass
@@ -110,6 +114,15 @@ def score_task(prepared: PreparedTask, suite: Any) -> dict[str, dict[str, Any]]:
         )
         signature = metric.signature(params, info) if getattr(metric, "signature", None) else ""
         for output, entry in scored.items():
+            if output in values:  # a plug-in's key can only be known once it has run
+                raise UserError(
+                    SAME_OUTPUT.format(
+                        task=task.id,
+                        metric=spec.name,
+                        output=output,
+                        first=values[output]["metric"],
+                    )
+                )
             values[output] = {
                 **_clean(entry),
                 "metric": spec.name,
@@ -214,6 +227,9 @@ def run_suite(
         cache_stats = cache.stats() if cache is not None else None
         if cache is not None:
             cache.close()
+    from harness.report.store import mark_undefined
+
+    mark_undefined(tasks_out)  # nan/inf -> null with a reason, which the gate message gives
     verdicts = gates.evaluate(suite.gates, {**gates.task_values(tasks_out), **audit_values})
     # weights load on the first answer not in the cache (never, on a warm re-run)
     provenance = _provenance(suite, prepared, lm, started, load_s + lm.load_s, timings, t0)
@@ -366,7 +382,7 @@ def _progress(
             return Text(f"{speed:.1f} ex/s" if speed else "- ex/s", style="progress.data.speed")
 
     progress = Progress(
-        TextColumn("[bold]{task.description}"),
+        TextColumn("{task.description}", style="bold", markup=False),
         BarColumn(),
         MofNCompleteColumn(),
         RateColumn(),

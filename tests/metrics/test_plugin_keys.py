@@ -166,7 +166,7 @@ def test_nan_from_a_plugin_is_null_with_a_reason_and_its_gate_fails(
     ]
     gate = results["gates"][0]
     assert (gate["verdict"], gate["value"]) == ("fail", None)
-    assert gate["message"].startswith("no value")
+    assert gate["message"] == f"no value ({score['reason']})"
     assert results["verdict"] == "fail"
     assert "Traceback" not in capsys.readouterr().err
 
@@ -184,3 +184,20 @@ def test_a_gate_on_a_second_key_of_a_plugin(tmp_path: Path, tiny_gpt2: Path) -> 
     assert metrics["agreement"]["value"] == 1.0
     assert metrics["same_label"]["value"] == pytest.approx(metrics["accuracy"]["value"])
     assert [g["verdict"] for g in results["gates"]] == ["pass", "pass"]
+
+
+@pytest.mark.slow
+def test_a_plugin_key_that_a_builtin_metric_gives_is_bad_input(
+    tmp_path: Path, tiny_gpt2: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A plug-in returning `accuracy` would silently replace the built-in accuracy."""
+    from harness.runner import SAME_OUTPUT
+
+    write_module(tmp_path, "shadow", dtype="int32", key="accuracy", extra="")
+    path = suite(tmp_path, tiny_gpt2, "./shadow.py", "  - {metric: s.accuracy, min: 0.0}\n")
+    out = tmp_path / "out"
+    assert main(["run", str(path), "--out", str(out), "--no-progress"]) == 2
+    name = str(tmp_path / "shadow.py")
+    expected = SAME_OUTPUT.format(task="s", metric=name, output="accuracy", first="accuracy")
+    assert capsys.readouterr().err.splitlines() == [f"error: {expected}"]
+    assert not (out / "results.json").exists()

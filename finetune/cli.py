@@ -121,7 +121,8 @@ def _select(args: argparse.Namespace, console: Any) -> int:
         console=console,
         progress=not args.no_progress,
     )
-    console.print(f"{len(rows)} rows chosen by {args.strategy}: {display_path(out)}")
+    shown = f"{len(rows)} rows chosen by {args.strategy}: {display_path(out)}"
+    console.print(shown, markup=False, highlight=False)  # a path is never markup
     return EXIT_OK
 
 

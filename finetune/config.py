@@ -17,7 +17,6 @@ from typing import Annotated, Any, Literal
 from pydantic import (
     BaseModel,
     BeforeValidator,
-    ConfigDict,
     Discriminator,
     Field,
     PrivateAttr,
@@ -31,6 +30,7 @@ from finetune.space import SearchSpec, search_problems
 from harness import yaml_marks
 from harness.data import display_path, looks_local, resolve_path, resolve_source, source_problems
 from harness.errors import UserError, located
+from harness.schema_base import StrictModel
 from harness.spec import DatasetSource, data_tag
 
 SCHEMA_VERSION = 1
@@ -51,8 +51,8 @@ EVAL_NOT_FOUND = "file not found: {path}"
 EVAL_UNSUPPORTED = "unsupported file type '{suffix}'; use .jsonl, .csv, .tsv or a suite .yaml"
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+class _Strict(StrictModel):
+    """Base of the config's schemas (harness.schema_base)."""
 
 
 class DatasetSpec(DatasetSource):

@@ -136,10 +136,10 @@ def run_search(
     )
     rows: list[dict[str, Any]] = []
     columns = [
-        TextColumn("search ({task.fields[method]})"),
+        TextColumn("search ({task.fields[method]})", markup=False),
         BarColumn(),
         MofNCompleteColumn(),
-        TextColumn("best {task.fields[best]}"),
+        TextColumn("best {task.fields[best]}", markup=False),
         TimeElapsedColumn(),
     ]
     with Progress(*columns, console=console, disable=not progress) as bar:

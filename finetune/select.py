@@ -225,7 +225,7 @@ def _bar(enabled: bool, console: Any, title: str, total: int) -> Iterator[Callab
         return
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
+    columns = (TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn())
     with Progress(*columns, TimeElapsedColumn(), console=console) as bar:
         task_id = bar.add_task(title, total=total)
         yield lambda n: bar.advance(task_id, n)

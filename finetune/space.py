@@ -12,7 +12,9 @@ from __future__ import annotations
 import types
 from typing import Any, Literal, Union, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, Field, ValidationError, model_validator
+
+from harness.schema_base import StrictModel
 
 Path = tuple[str | int, ...]
 
@@ -38,10 +40,8 @@ NOT_HYPERPARAMETERS = (
 )
 
 
-class SearchParam(BaseModel):
+class SearchParam(StrictModel):
     """One searched setting: a list of `choices`, or a range `low`..`high`."""
-
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
 
     choices: list[float | int] | None = Field(default=None, min_length=1)
     """The values to try."""
@@ -69,14 +69,12 @@ class SearchParam(BaseModel):
         return self
 
 
-class SearchSpec(BaseModel):
+class SearchSpec(StrictModel):
     """Hyperparameter search with Optuna (`finetune search`); the objective is the
     `validation.metric` of each trial's best checkpoint: its validation accuracy
     (maximized; the loss breaks ties) when the validation completions form a label set or
     the config asks for accuracy, else its validation loss (minimized). `auto` is decided
     once, on the curated data, before the first trial."""
-
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
 
     space: dict[str, SearchParam] = Field(min_length=1)
     """Settings to search, by dotted name: training.lr, training.epochs, lora.r,

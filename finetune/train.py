@@ -337,16 +337,21 @@ def print_curation(report: dict[str, Any], console: Any) -> None:
     dup = report.get("duplicates", {})
     console.print(
         f"data: {report['train_rows']} training rows, "
-        f"{dup.get('exact', 0)} exact and {dup.get('normalized', 0)} normalized duplicates removed"
+        f"{dup.get('exact', 0)} exact and {dup.get('normalized', 0)} normalized duplicates removed",
+        markup=False,
+        highlight=False,
     )
     leak = report.get("leakage", {})
     if leak.get("leaking"):
         console.print(
-            f"[yellow]leakage: {leak['leaking']} training example(s) overlap the evaluation "
-            f"data ({leak['exact']} exact, {leak['ngram']} n-gram); listed in the manifest[/]"
+            f"leakage: {leak['leaking']} training example(s) overlap the evaluation "
+            f"data ({leak['exact']} exact, {leak['ngram']} n-gram); listed in the manifest",
+            style="yellow",
+            markup=False,
         )
     pii = report.get("pii", {})
     if pii.get("rows_with_pii"):
         found = ", ".join(f"{t} {n}" for t, n in pii["counts"].items() if n)
         done = "redacted" if pii["mode"] == "redact" else "kept (curation.pii: report)"
-        console.print(f"[yellow]personal data: {pii['rows_with_pii']} row(s) ({found}); {done}[/]")
+        shown = f"personal data: {pii['rows_with_pii']} row(s) ({found}); {done}"
+        console.print(shown, style="yellow", markup=False)

@@ -10,14 +10,12 @@ suite reference (docs/suite-reference.md is generated from them by harness.spec_
 from __future__ import annotations
 
 import re
-import typing
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
     BaseModel,
-    ConfigDict,
     Discriminator,
     Field,
     PrivateAttr,
@@ -28,12 +26,12 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from harness import audits, yaml_marks
 from harness.audits import ExplainConfig, FairnessConfig, ForgettingConfig, PrivacyConfig
 from harness.data import display_path, looks_local, resolve_path, resolve_source, source_problems
 from harness.errors import UserError, located
+from harness.schema_base import StrictModel
 
 if TYPE_CHECKING:
     from harness.metrics.base import TaskInfo
@@ -58,47 +56,14 @@ FOLDER_NOT_FOUND = "folder not found: {path}"
 GATE_METRIC = "must be '<task id>.<output>', e.g. 'sentiment.accuracy'"
 GATE_THRESHOLD = "needs at least one of: {names}"
 BAD_TEMPLATE = "invalid template: {reason}"
-BOOL_NOT_NUMBER = "must be a number, not a boolean"
 CHOICE_TEMPLATE = (
     "{choice!r} holds template syntax, but choices are not templates: each is scored as "
     "written, the same for every row; write the continuation text itself"
 )
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
-
-    @model_validator(mode="wrap")
-    @classmethod
-    def _no_bool_numbers(cls, data: Any, handler: Any) -> Any:
-        """YAML's true/false is not a number (pydantic would read `min: true` as 1)."""
-        if isinstance(data, dict):
-            errors = [
-                InitErrorDetails(
-                    type=PydanticCustomError("bool_not_number", BOOL_NOT_NUMBER),
-                    loc=(name,),
-                    input=value,
-                )
-                for name, value in data.items()
-                if isinstance(value, bool) and name in cls.model_fields and _numeric(cls, name)
-            ]
-            if errors:
-                raise ValidationError.from_exception_data(cls.__name__, errors)
-        return handler(data)
-
-
-def _numeric(model: type[BaseModel], name: str) -> bool:
-    """Whether a field holds numbers and not booleans."""
-    kinds = _leaf_types(model.model_fields[name].annotation)
-    return bool(kinds & {int, float}) and not kinds & {bool, Any}
-
-
-def _leaf_types(annotation: Any) -> set[Any]:
-    """The plain types a field's annotation is made of (unions, Annotated, Optional)."""
-    args = typing.get_args(annotation)
-    if not args:
-        return {annotation}
-    return set().union(*(_leaf_types(a) for a in args))
+class _Strict(StrictModel):
+    """Base of the suite's schemas (harness.schema_base)."""
 
 
 def is_plugin_metric(name: str) -> bool:

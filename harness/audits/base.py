@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict
 
 from harness.errors import located
+from harness.schema_base import StrictModel
 
 if TYPE_CHECKING:
     from harness.gates import GateValue
@@ -41,10 +41,9 @@ Problem = tuple[SubPath, str]
 """A problem in an audit's config: (path below ``audits.<name>``, message)."""
 
 
-class AuditConfig(BaseModel):
-    """Base of every audit's config: unknown fields are errors, docstrings document."""
-
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+class AuditConfig(StrictModel):
+    """Base of every audit's config: unknown fields are errors, docstrings document,
+    booleans are not numbers (harness.schema_base)."""
 
 
 @dataclass(frozen=True)

@@ -113,6 +113,22 @@ def test_wrong_task_kind_and_positive(tmp_path: Path, capsys: pytest.CaptureFixt
     ]
 
 
+def test_a_boolean_is_not_a_number(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """YAML's true was read as min_group_size 1 (issue #24)."""
+    suite = write_suite(
+        tmp_path,
+        audits="""  fairness:
+    task: sentiment
+    group: group
+    min_group_size: true
+""",
+    )
+    assert errors(suite, capsys) == [
+        f"{at(suite, 'min_group_size: true', 'true')}: audits.fairness.min_group_size: "
+        "must be a number, not a boolean, got true"
+    ]
+
+
 def test_empty_swaps_and_bad_values(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     suite = write_suite(
         tmp_path,

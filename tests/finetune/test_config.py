@@ -98,6 +98,10 @@ def test_good_config_resolves_paths(tmp_path: Path, monkeypatch: pytest.MonkeyPa
             ("lr: 0.001", "lr: 0.001\nmemorization: {canaries: {digits: 13}}"),
             "config.yaml:9:35: memorization.canaries.digits: must be <= 12, got 13",
         ),
+        (  # YAML's true is not the number 1 (issue #24): it was read as lr 1.0
+            ("lr: 0.001", "lr: true"),
+            "config.yaml:8:7: training.lr: must be a number, not a boolean, got true",
+        ),
         (
             ("name: reviews", "name: 'bad name'"),
             "config.yaml:2:7: name: must start with a letter or '_' and hold only letters, digits, '_', '.' and '-'",

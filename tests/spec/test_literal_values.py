@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.spec import BOOL_NOT_NUMBER, CHOICE_TEMPLATE
+from harness.schema_base import BOOL_NOT_NUMBER
+from harness.spec import CHOICE_TEMPLATE
 from tests.spec.suite_files import HEAD, SENTIMENT, errors, write
 
 

@@ -10,6 +10,7 @@ tokenizer, manifest.json and history.jsonl, and ``checkpoints/`` for resuming, s
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from collections.abc import Sequence
@@ -175,6 +176,8 @@ def _build_trainer(
         model = get_peft_model(model, lora)
     except ValueError as exc:
         raise UserError(f"lora.target_modules: {str(exc).splitlines()[0][:300]}") from None
+    for peft_config in model.peft_config.values():
+        ordered_sets(peft_config)
 
     def encoded(examples: Any, role: str) -> list[dict[str, Any]]:
         enc = encode_examples(examples, tokenizer, t.max_length, config.data.add_eos)
@@ -252,6 +255,18 @@ def _build_trainer(
     if not progress:  # the Trainer prints every log line when its progress bar is off
         trainer.remove_callback(PrinterCallback)
     return trainer, fingerprint
+
+
+def ordered_sets(config: Any) -> None:
+    """Replace each set-valued field of a peft config (``target_modules`` becomes a set)
+    by a sorted list, in place. peft writes a set to adapter_config.json in iteration
+    order, which changes with PYTHONHASHSEED, so two runs of one config would write
+    different bytes and get different adapter fingerprints; a list keeps its order and
+    matches modules the same way."""
+    for field in dataclasses.fields(config):
+        value = getattr(config, field.name)
+        if isinstance(value, (set, frozenset)):
+            setattr(config, field.name, sorted(value, key=str))
 
 
 def _finish(

@@ -8,6 +8,7 @@ are resolved against the suite file's folder by the caller (``base_dir``).
 from __future__ import annotations
 
 import csv
+import difflib
 import hashlib
 import io
 import json
@@ -43,6 +44,9 @@ UNSUPPORTED = "unsupported file type '{suffix}'; use .jsonl, .csv or .tsv"
 DATASETS_MISSING = (
     "the 'datasets' package is not installed; pip install 'llm-release-harness[datasets]'"
 )
+NO_SUCH_FIELD = "no field '{field}' in {source} (fields: {fields})"
+DID_YOU_MEAN = "; did you mean '{match}'?"
+MAX_FIELDS_SHOWN = 30  # a table with hundreds of columns still gives a one-line error
 DATASET_OFFLINE = (
     "cannot reach the Hugging Face Hub (offline or no network); "
     "download the dataset beforehand or use a local .jsonl/.csv/.tsv file"
@@ -61,6 +65,26 @@ class Row:
     + 1 in a `datasets` split."""
     fields: dict[str, Any]
     """The record's fields (csv/tsv values are always text)."""
+
+
+def columns(rows: Sequence[Row]) -> list[str]:
+    """Every field name that at least one row has, in first-seen order."""
+    return list(dict.fromkeys(name for row in rows for name in row.fields))
+
+
+def absent_field(name: str, fields: Sequence[str], source: str) -> str | None:
+    """The message for a field that no row of ``source`` has (a typo in the suite or
+    config naming it), with the fields the data does have and the closest one; None
+    when some row has it (then a row without it is that row's error)."""
+    if name in fields:
+        return None
+    shown = sorted(fields, key=str)
+    listed = ", ".join(shown[:MAX_FIELDS_SHOWN])
+    if len(shown) > MAX_FIELDS_SHOWN:
+        listed += f", ... ({len(shown) - MAX_FIELDS_SHOWN} more)"
+    msg = NO_SUCH_FIELD.format(field=name, source=source, fields=listed)
+    close = difflib.get_close_matches(name, [str(f) for f in fields], n=1)
+    return msg + DID_YOU_MEAN.format(match=close[0]) if close else msg
 
 
 def display_path(path: str | Path) -> str:

@@ -38,16 +38,17 @@ class PreparedTask:
 
 def prepare_suite(suite: Any) -> list[PreparedTask]:
     """Load, sample and check the data of every task; all errors are reported together."""
+    from harness.audits.base import locate as suite_error
     from harness.data import display_path, load_rows, sample_rows, sha256_file
-    from harness.tasks import prepare
+    from harness.tasks import field_typos, prepare
 
     prepared = []
     errors: list[str] = []
-    for task in suite.tasks:
+    for i, task in enumerate(suite.tasks):
         source = task.data
         base_dir = suite.resolve(".")
         try:
-            rows = load_rows(source, base_dir)
+            rows = all_rows = load_rows(source, base_dir)
             limit = task.limit if task.limit is not None else suite.limit
             if limit is not None:
                 rows = sample_rows(rows, limit, suite.seed)
@@ -56,7 +57,14 @@ def prepare_suite(suite: Any) -> list[PreparedTask]:
                 label, digest = display_path(path), sha256_file(path)
             else:
                 label, digest = None, None
-            records = prepare(task, rows, label or f"dataset {source.dataset}")
+            file = label or f"dataset {source.dataset}"
+            typos = field_typos(task, all_rows, file)
+            if typos:
+                errors += [
+                    suite_error(suite, _written(suite, ("tasks", i, *sub)), m) for sub, m in typos
+                ]
+                continue
+            records = prepare(task, rows, file)
         except UserError as exc:
             errors.extend(exc.messages)
             continue
@@ -68,6 +76,15 @@ def prepare_suite(suite: Any) -> list[PreparedTask]:
     if errors:
         raise UserError(errors)
     return prepared
+
+
+def _written(suite: Any, path: tuple[Any, ...]) -> tuple[Any, ...]:
+    """``path`` as the suite wrote it: without the item index of a list the schema made
+    from one value (``reference: summary`` is ``reference[0]`` once loaded)."""
+    marks = getattr(suite, "_marks", None)
+    if isinstance(path[-1], int) and (marks is None or path not in marks.values):
+        return path[:-1]
+    return path
 
 
 def model_source(suite: Any) -> Any:

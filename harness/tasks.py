@@ -101,6 +101,57 @@ def prepare(task: Any, rows: Sequence[Row], file: str) -> list[Record]:
     return records
 
 
+def field_typos(task: Any, rows: Sequence[Row], source: str) -> list[tuple[tuple[Any, ...], str]]:
+    """The task's fields that name a data field no row has, as (path under the task,
+    message): a typo in the suite, reported once at its line instead of once per row.
+    A prompt variable counts when the first row fails to render for want of it (a
+    variable read only under ``is defined`` is optional)."""
+    from harness.data import absent_field, columns
+
+    fields = columns(rows)
+    named: list[tuple[tuple[Any, ...], str]] = []
+    if task.kind == "perplexity":
+        named.append((("text",), task.text))
+    if task.kind == "classification":
+        named.append((("label",), task.label))
+    if task.kind == "generation":
+        ref = task.reference
+        named += (
+            [(("reference",), ref)]
+            if isinstance(ref, str)
+            else [(("reference", j), name) for j, name in enumerate(ref)]
+        )
+    if task.id_field:
+        named.append((("id_field",), task.id_field))
+    out = [(path, msg) for path, name in named if (msg := absent_field(name, fields, source))]
+    if task.kind != "perplexity" and rows:
+        out += [(("prompt",), msg) for msg in _prompt_typos(task.prompt, rows[0], fields, source)]
+    return out
+
+
+def _prompt_typos(template: str, row: Row, fields: Sequence[str], source: str) -> list[str]:
+    """Messages for the template variables that make the row fail and no row has."""
+    from harness.data import absent_field
+
+    stand_ins: dict[str, str] = {}
+    found: list[str] = []
+    while True:
+        try:
+            render(template, {**row.fields, **stand_ins})
+        except UndefinedError as exc:
+            undefined = _UNDEFINED.match(str(exc))
+            name = undefined[1] if undefined else None
+            msg = absent_field(name, fields, source) if name and name not in stand_ins else None
+            if name is None or msg is None:
+                return found
+            found.append(msg)
+            stand_ins[name] = ""  # go on to the next missing variable
+        except Exception:  # any other problem is the row's own error
+            return found
+        else:
+            return found
+
+
 def _prepare_one(task: Any, fields: dict[str, Any], file: str, line: int) -> Record:
     if task.kind == "perplexity":
         text = _field(fields, task.text, file, line)

@@ -137,8 +137,8 @@ def main(reference: SchemaReference, path: Path, module: str, argv: list[str] | 
 
 
 def write_generated(path: Path, text: str, module: str, argv: list[str] | None) -> int:
-    """Write a generated document, or with --check exit 1 if ``path`` differs from it
-    (``module`` is what regenerates it, named in the message)."""
+    """Write a generated document atomically, or with --check exit 1 if ``path``
+    differs from it (``module`` is what regenerates it, named in the message)."""
     args = sys.argv[1:] if argv is None else argv
     if "--check" in args:
         current = path.read_text(encoding="utf-8") if path.exists() else ""
@@ -146,6 +146,8 @@ def write_generated(path: Path, text: str, module: str, argv: list[str] | None) 
             print(f"{path} is stale: run python -m {module}", file=sys.stderr)
             return 1
         return 0
-    path.write_text(text, encoding="utf-8")
+    from harness.report.store import write_atomic
+
+    write_atomic(path, text)  # whole or not at all, mode 0666 & ~umask
     print(f"wrote {path}")
     return 0

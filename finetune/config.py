@@ -488,7 +488,12 @@ def load_config(path: str | Path, *, check_files: bool = True) -> FinetuneConfig
     if config is not None:
         found = [(p, m, marks.key_at(p)) for p, m in search_problems(config)]
         if check_files:
-            found += [(p, m, marks.value_at(p)) for p, m in file_problems(config, source.parent)]
+            missing = file_problems(config, source.parent)
+            if not missing:  # the files are there: do they have the fields named?
+                from finetune.data import field_problems
+
+                missing = field_problems(config, _sources(config), source.parent, marks.values)
+            found += [(p, m, marks.value_at(p)) for p, m in missing]
         errors += [(*at, f"{yaml_marks.format_path(p)}: {m}") for p, m, at in found]
     if errors or config is None:
         raise UserError([located(file, msg, line, col) for line, col, msg in sorted(set(errors))])

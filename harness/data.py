@@ -72,17 +72,22 @@ def columns(rows: Sequence[Row]) -> list[str]:
     return list(dict.fromkeys(name for row in rows for name in row.fields))
 
 
+def field_list(fields: Sequence[str]) -> str:
+    """Field names for a message: sorted, at most MAX_FIELDS_SHOWN of them."""
+    shown = sorted(fields, key=str)
+    listed = ", ".join(shown[:MAX_FIELDS_SHOWN])
+    if len(shown) > MAX_FIELDS_SHOWN:
+        listed += f", ... ({len(shown) - MAX_FIELDS_SHOWN} more)"
+    return listed
+
+
 def absent_field(name: str, fields: Sequence[str], source: str) -> str | None:
     """The message for a field that no row of ``source`` has (a typo in the suite or
     config naming it), with the fields the data does have and the closest one; None
     when some row has it (then a row without it is that row's error)."""
     if name in fields:
         return None
-    shown = sorted(fields, key=str)
-    listed = ", ".join(shown[:MAX_FIELDS_SHOWN])
-    if len(shown) > MAX_FIELDS_SHOWN:
-        listed += f", ... ({len(shown) - MAX_FIELDS_SHOWN} more)"
-    msg = NO_SUCH_FIELD.format(field=name, source=source, fields=listed)
+    msg = NO_SUCH_FIELD.format(field=name, source=source, fields=field_list(fields))
     close = difflib.get_close_matches(name, [str(f) for f in fields], n=1)
     return msg + DID_YOU_MEAN.format(match=close[0]) if close else msg
 

@@ -41,6 +41,7 @@ SUITE_SUFFIXES = (".yaml", ".yml")
 # user-facing messages (tests assert them exactly)
 BAD_NAME = "must start with a letter or '_' and hold only letters, digits, '_', '.' and '-'"
 BAD_TARGETS = "must be 'all-linear' or a list of module names"
+BAD_EVAL_STEPS = "must be 'auto' or a number of steps (1 or more)"
 WARMUP_BOTH = "set warmup_steps or warmup_ratio, not both"
 VALIDATION_BOTH = "set validation or val_split, not both"
 NO_NOISE = "set word_dropout or swap (or both) above 0"
@@ -192,6 +193,12 @@ class LoraSpec(_Strict):
     "all-linear" adapts every linear layer except the output head."""
 
 
+def _check_eval_steps(value: Any) -> Any:
+    if value == "auto" or (type(value) is int and value >= 1):
+        return value
+    raise ValueError(BAD_EVAL_STEPS)
+
+
 class TrainingSpec(_Strict):
     """Optimization (transformers.Trainer with AdamW)."""
 
@@ -225,9 +232,12 @@ class TrainingSpec(_Strict):
     max_length: int = Field(default=512, ge=8)
     """Tokens per example; longer examples are cut (counted in the manifest), and an
     example whose prompt alone fills it is dropped."""
-    eval_steps: int = Field(default=50, ge=1)
-    """Optimizer steps between two evaluations (and checkpoints); training loss is logged
-    at the same steps. The last step is always evaluated."""
+    eval_steps: Annotated[int | Literal["auto"], BeforeValidator(_check_eval_steps)] = "auto"
+    """Optimizer steps (1 or more) between two evaluations (and checkpoints); training
+    loss is logged at the same steps. The last step is always evaluated. auto: about 10
+    evaluations per run (every ceil(steps / 10) steps), or one per epoch when an epoch is
+    shorter than that, so the learning-curve diagnosis has points on any run length; the
+    interval used is `eval_steps` in manifest.json."""
     early_stopping_patience: int | None = Field(default=3, ge=1)
     """Stop after this many evaluations without a better validation measure
     (`validation.metric`; null: never). The checkpoint with the best measure is the one

@@ -81,7 +81,6 @@ training:
   scheduler: cosine
   warmup_ratio: 0.1
   batch_size: 8
-  eval_steps: 20
   early_stopping_patience: 3
 anti_forgetting:
   replay: {data: [data/original.jsonl], fraction: 0.2}

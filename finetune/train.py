@@ -198,6 +198,8 @@ def _build_trainer(
     if labels is not None:  # scored in the model's whole window, as the harness does
         window = resolve_max_length(model.config, tokenizer, None)
         label_task = build_label_task(curated.validation, labels, tokenizer, window)
+    # eval_steps auto: FinetuneTrainer sets the interval once it knows the run's length
+    every = 1 if t.eval_steps == "auto" else t.eval_steps
     if t.early_stopping_patience is not None:
         extra.append(EarlyStoppingCallback(early_stopping_patience=t.early_stopping_patience))
     args = TrainingArguments(
@@ -215,11 +217,11 @@ def _build_trainer(
         seed=t.seed,
         data_seed=t.seed,
         eval_strategy="steps",
-        eval_steps=t.eval_steps,
+        eval_steps=every,
         logging_strategy="steps",
-        logging_steps=t.eval_steps,
+        logging_steps=every,
         save_strategy="steps",
-        save_steps=t.eval_steps,
+        save_steps=every,
         save_total_limit=2,
         load_best_model_at_end=True,
         metric_for_best_model="eval_accuracy_rank" if metric == "accuracy" else "eval_loss",
@@ -251,6 +253,7 @@ def _build_trainer(
         fisher=fisher,
         ewc_weight=af.ewc.weight if af.ewc else 0.0,
         step_schedule=(t.step_size, t.step_gamma) if t.scheduler == "step" else None,
+        auto_eval=t.eval_steps == "auto",
     )
     if not progress:  # the Trainer prints every log line when its progress bar is off
         trainer.remove_callback(PrinterCallback)
@@ -321,6 +324,7 @@ def _finish(
         "best_val_accuracy": best.get("val_accuracy") if best else None,
         "saved_val_loss": finite(saved["eval_loss"]),
         "saved_val_accuracy": saved.get("eval_accuracy"),
+        "eval_steps": state.eval_steps,  # the interval used (eval_steps: auto resolved)
         "global_steps": state.global_step,
         "max_steps": state.max_steps,
         "stopped_early": state.global_step < state.max_steps,

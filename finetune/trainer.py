@@ -24,6 +24,7 @@ is logged as ``train_ce`` next to the Trainer's ``loss`` (the whole objective).
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -284,6 +285,17 @@ def step_factor(step: int, warmup: int, size: int, gamma: float) -> float:
     return float(gamma ** ((step - warmup) // size))
 
 
+EVALUATIONS_PER_RUN = 10  # of the default schedule, eval_steps: auto
+
+
+def auto_eval_steps(max_steps: int, steps_per_epoch: int) -> int:
+    """Optimizer steps between two evaluations of ``eval_steps: auto``: about
+    EVALUATIONS_PER_RUN evaluations per run, or one per epoch when epochs are shorter
+    (whichever is denser), so the learning-curve diagnosis has points on any run."""
+    per_run = math.ceil(max_steps / EVALUATIONS_PER_RUN)
+    return max(1, min(per_run, steps_per_epoch))
+
+
 class FinetuneTrainer(Trainer):
     """transformers.Trainer with the loss described in the module docstring."""
 
@@ -299,9 +311,11 @@ class FinetuneTrainer(Trainer):
         step_schedule: tuple[int, float] | None = None,
         label_task: LabelTask | None = None,
         pad_id: int = 0,
+        auto_eval: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
+        self.auto_eval = auto_eval  # eval_steps: auto, resolved when training starts
         self.kl = kl  # (weight, temperature)
         self.base_log_probs = BaseLogProbs(kl[1], kl_cache_mb << 20) if kl else None
         self.ewc_weight = ewc_weight
@@ -315,6 +329,17 @@ class FinetuneTrainer(Trainer):
             self.ewc_terms = [(modules[name], f) for name, f in fisher.items()]
         self._sums: dict[str, float] = {}
         self._count = 0
+
+    def set_initial_training_values(self, args: Any, dataloader: Any) -> Any:
+        """The Trainer's step counts; with ``auto_eval``, the evaluation (and logging and
+        checkpoint) interval from them (``auto_eval_steps``), before the loop reads it."""
+        values = super().set_initial_training_values(args, dataloader)
+        if self.auto_eval:
+            _, per_epoch, *_, max_steps = values
+            args.eval_steps = args.logging_steps = args.save_steps = auto_eval_steps(
+                max_steps, per_epoch
+            )
+        return values
 
     def compute_loss(
         self,

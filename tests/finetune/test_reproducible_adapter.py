@@ -21,6 +21,9 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from harness.fingerprint import fingerprint_folder
 from tests.finetune.conftest import new_task_rows, write_config, write_jsonl
@@ -49,10 +52,30 @@ def _train(config: Path, out: Path, hash_seed: str) -> None:
     )
 
 
+# every data step that orders, samples or copies rows: replay, the KL term, group
+# reweighting, counterfactual copies and seeded noise (the demo's mitigated fine-tune)
+ALL_STEPS = {
+    "anti_forgetting": {
+        "replay": {"data": ["orig.jsonl"], "fraction": 0.2},
+        "kl_to_base": {"weight": 0.5},
+    },
+    "fairness": {
+        "reweight": {"group": "group"},
+        "counterfactual": {"swaps": {"market": "city", "won": "lost"}},
+    },
+    "augmentation": {"word_dropout": 0.2, "swap": 0.2},
+}
+
+
+@pytest.mark.parametrize("extra", [{}, ALL_STEPS], ids=["plain", "all-data-steps"])
 def test_two_runs_with_one_seed_give_identical_adapter_bytes(
-    tiny_gpt2: Path, tmp_path: Path
+    tiny_gpt2: Path, tmp_path: Path, extra: dict[str, Any]
 ) -> None:
-    write_jsonl(tmp_path / "train.jsonl", new_task_rows(32))
+    rows = new_task_rows(32)
+    write_jsonl(tmp_path / "train.jsonl", [{**r, "group": "ab"[i % 2]} for i, r in enumerate(rows)])
+    write_jsonl(
+        tmp_path / "orig.jsonl", [{"text": f"the movie number {i} was good"} for i in range(20)]
+    )
     config = write_config(
         tmp_path,
         tiny_gpt2,
@@ -60,6 +83,7 @@ def test_two_runs_with_one_seed_give_identical_adapter_bytes(
         # numbers, so the seeding is exercised too
         lora={"target_modules": ["c_attn", "c_proj", "c_fc"], "dropout": 0.1},
         training={"max_steps": 4, "eval_steps": 2},
+        **extra,
     )
     first, second = tmp_path / "first", tmp_path / "second"
     _train(config, first, "1")

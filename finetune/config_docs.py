@@ -62,6 +62,13 @@ the config's `search` with Optuna.
   be > 0, got 0`. Bad data rows are reported as `FILE line N: ...`. All exit with code 2.
 - A training row is `{prompt, completion}` (the loss covers the completion only) or
   `{text}` (the loss covers all of it); other fields (a group, a label) may follow.
+- A run on the CPU is reproducible on one machine: the same config, seed and number of
+  torch threads write the same adapter bytes (adapter_model.safetensors,
+  adapter_config.json), so the same adapter fingerprint, and the same history.jsonl
+  (tests/finetune/test_reproducible_adapter.py); manifest.json differs by its creation
+  time and the output folder it names. Another machine, thread count or library
+  version, or a GPU's nondeterministic kernels, may take a slightly different numerical
+  path.
 
 ## Example
 

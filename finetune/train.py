@@ -25,6 +25,7 @@ from finetune.manifest import MANIFEST, base_manifest, finite, history_from_log,
 from finetune.validation import resolve_metric
 from harness.data import display_path, resolve_path
 from harness.errors import UserError
+from harness.report.store import write_atomic
 
 CHECKPOINTS = "checkpoints"
 RUN_CONFIG = "run-config.json"  # the resolved config a resumable run started with
@@ -99,7 +100,7 @@ def _start_output(config: FinetuneConfig) -> None:
         shutil.rmtree(folder)
     folder.mkdir(parents=True)
     text = json.dumps(config.model_dump(mode="json"), indent=1)
-    (folder / RUN_CONFIG).write_text(text, encoding="utf-8")
+    write_atomic(folder / RUN_CONFIG, text)
 
 
 def train(

@@ -11,6 +11,8 @@ demo: each value is measured from the checkpoints.
 
 from __future__ import annotations
 
+import contextlib
+import io
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +39,10 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     os.environ["HARNESS_CACHE_DIR"] = str(cache)
     try:
         out = tmp_path_factory.mktemp("demo-out")
-        return {"out": out, **run_demo(out)}
+        printed = io.StringIO()
+        with contextlib.redirect_stdout(printed):
+            results = run_demo(out)
+        return {"out": out, "stdout": printed.getvalue(), **results}
     finally:
         if old is None:
             os.environ.pop("HARNESS_CACHE_DIR", None)
@@ -75,6 +80,13 @@ def test_mitigated_checkpoint_passes_at_little_cost(demo: dict[str, Any]) -> Non
     }
     assert accuracy["mitigated"] >= accuracy["naive"] - MARGIN, accuracy
     assert set(gates(naive)) == set(gates(mitigated))
+
+
+def test_no_raw_trainer_logs_on_the_console(demo: dict[str, Any]) -> None:
+    """The base model's pretraining printed 25 raw dicts ({'loss': '2.977', ...})."""
+    assert demo["base_built"] is True  # the pretraining ran in this demo
+    raw = [line for line in demo["stdout"].splitlines() if line.lstrip().startswith("{'")]
+    assert raw == []
 
 
 def test_every_report_and_the_comparison_are_written(demo: dict[str, Any]) -> None:

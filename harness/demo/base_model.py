@@ -83,6 +83,7 @@ def build_base_model(paths: dict[str, Path], folder: Path) -> Path:
         DataCollatorForLanguageModeling,
         GPT2Config,
         GPT2LMHeadModel,
+        PrinterCallback,
         Trainer,
         TrainingArguments,
         set_seed,
@@ -128,6 +129,9 @@ def build_base_model(paths: dict[str, Path], folder: Path) -> Path:
         train_dataset=dataset,
         data_collator=DataCollatorForLanguageModeling(tok, mlm=False),
     )
+    # with its bar off the Trainer prints every log as a raw dict: the demo console
+    # says "base model: ... (built)" instead; the losses stay in the Trainer's state
+    trainer.remove_callback(PrinterCallback)
     trainer.train()
     shutil.rmtree(tmp / "trainer", ignore_errors=True)
     model.save_pretrained(tmp, safe_serialization=True)

@@ -154,10 +154,7 @@ def note_truncation(task: Any, records: list[dict[str, Any]], lm: Any) -> int:
     """Mark the records whose prompt was cut to the model's window before tokenizing
     (``truncated_chars``: characters dropped from its start); returns how many were.
 
-    Perplexity texts are scored whole, never cut; a stand-in scoring model without
-    ``context_tail`` (the audits' test fake) cuts nothing."""
-    if not hasattr(lm, "context_tail"):
-        return 0
+    Perplexity texts are scored whole, never cut."""
     if task.kind == "classification":
         cut = [lm.context_tail(rec["prompt"])[1] for rec in records]
     elif task.kind == "generation":
@@ -282,7 +279,7 @@ def _provenance(
         "data": [
             {"task": p.task.id, "path": p.data_path, "sha256": p.data_sha256} for p in prepared
         ],
-        "model": {**lm.base.as_dict(), "adapter_base": getattr(lm, "adapter_base", None)},
+        "model": {**lm.base.as_dict(), "adapter_base": lm.adapter_base},
         "adapter": lm.adapter.as_dict() if lm.adapter else None,
         "fingerprint": lm.fingerprint,
         "versions": library_versions(),

@@ -44,6 +44,7 @@ class FakeLM:
         digest = "fake-" + json.dumps(self.weights, sort_keys=True)
         self.base = Fingerprint(path="fake", files=(), digest=digest)
         self.adapter = None
+        self.adapter_base = None  # no adapter, so no recorded base to compare
         self.has_adapter = False
         self.cache = None
         self.load_s = 0.0  # nothing to load
@@ -57,6 +58,12 @@ class FakeLM:
     @contextlib.contextmanager
     def adapter_disabled(self) -> Iterator[None]:
         yield
+
+    def context_tail(self, context: str) -> tuple[str, int]:
+        return context, 0  # no window to cut to
+
+    def prompt_tail(self, prompt: str, max_new_tokens: int) -> tuple[str, int]:
+        return prompt, 0
 
     def score(self, text: str) -> float:
         return sum(self.weights.get(w, 0.0) for w in re.findall(r"\w+", text.lower()))

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import math
-import random
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,7 @@ import pytest
 
 from harness.audits import privacy
 from harness.cli import main
-from tests.audits.conftest import FAIR, FakeLM, pretrain, write_jsonl, write_suite
+from tests.audits.conftest import FAIR, FakeLM, write_jsonl, write_suite
 from tests.audits.pii_planted import PLANTED, planted_sentences
 from tests.audits.test_config import at, errors
 from tests.tiny_models import corpus
@@ -37,59 +36,6 @@ def write_news(folder: Path, n: int = 6) -> None:
 @pytest.fixture(autouse=True)
 def _in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
-
-
-# --- a real fine-tune with a canary --------------------------------------------------------
-
-
-def digit_lines(n: int, seed: int) -> list[str]:
-    """'my PIN is d d d d d d' lines with random digits, and counting lines ('count 7 8 9
-    0 1 2') that teach the model to tell the digits apart."""
-    rng = random.Random(seed)
-    pins = ["my PIN is " + " ".join(str(rng.randrange(10)) for _ in range(6)) for _ in range(n)]
-    starts = [rng.randrange(10) for _ in range(n)]
-    counts = ["count " + " ".join(str((s + i) % 10) for i in range(6)) for s in starts]
-    return pins + counts
-
-
-@pytest.fixture(scope="module")
-def canary_run(tiny_gpt2: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """A base model that knows the canary format (the tiny GPT-2 pretrained on its
-    corpus and on digit lines, so that digits are tokens it can tell apart), fine-tuned
-    with LoRA on 4 short sentences for 150 epochs (overfit) plus one canary repeated 10 times;
-    one control canary of the same format is recorded but never inserted. LoRA also
-    adapts the output layer: on a 32-wide model whose pretraining saw only random word
-    orders, the adapted hidden layers alone cannot move the next-token distribution
-    far enough to memorize anything."""
-    from finetune.config import load_config
-    from finetune.train import train
-    from tests.finetune.conftest import one_thread, write_config
-
-    folder = tmp_path_factory.mktemp("canary-run")
-    texts = corpus(400, seed=0) + digit_lines(300, seed=0)
-    random.Random(0).shuffle(texts)
-    with one_thread():
-        base = pretrain(tiny_gpt2, folder / "base", texts, 150)
-        short = [t for t in corpus(60, seed=3) if len(t.split()) <= 6][:5]
-        write_jsonl(folder / "train.jsonl", [{"text": t} for t in short])
-        config = write_config(
-            folder,
-            base,
-            data={"train": ["train.jsonl"], "val_split": 0.2},
-            lora={"r": 16, "alpha": 32, "target_modules": ["c_attn", "c_proj", "c_fc", "lm_head"]},
-            training={"epochs": 150, "lr": 0.02, "eval_steps": 1000},
-            memorization={
-                "canaries": {"count": 1, "repeats": 10, "controls": 1, "seed": 1},
-                "extraction_examples": 8,
-            },
-        )
-        result = train(load_config(config))
-    return {
-        "folder": folder,
-        "base": base,
-        "adapter": result.output_dir,
-        "manifest": result.manifest,
-    }
 
 
 PRIVACY = """  privacy:

@@ -13,10 +13,10 @@ of the pool rows stay hidden until a strategy chooses the rows, then the "annota
 * Pool: ``--pool`` rows drawn (seeded) from SST-2 train; validation: SST-2 dev (872).
 * Each repeat starts from the same ``--seed-labels`` random rows for both strategies.
   Every round fine-tunes a LoRA adapter from the base on all labels so far with the
-  bundled fine-tuner (``finetune.train.train`` on a config file, as ``finetune train``),
-  scores dev with the harness (``harness.tasks.score_choices``, as ``harness run``), and
+  bundled fine-tuner (``finetune.train.run.train`` on a config file, as ``finetune train``),
+  scores dev with the harness (``harness.tasks.kinds.score_choices``, as ``harness run``), and
   lets the strategy choose ``--step`` more rows from the rest of the pool with
-  ``finetune.select`` (as ``finetune select``).
+  ``finetune.active.select`` (as ``finetune select``).
 
 Prints the accuracy table, saves the curve as bench/active_learning.svg and writes the
 numbers into bench/README.md.
@@ -212,9 +212,9 @@ class Simulation:
     """One suite, one pool, one base model; rounds of train -> evaluate -> select."""
 
     def __init__(self, work: Path, base: Path, pool_rows: list[dict[str, Any]]) -> None:
-        from finetune.select import read_pool
-        from harness.runner import prepare_suite
-        from harness.spec import load_suite
+        from finetune.active.select import read_pool
+        from harness.config.suite import load_suite
+        from harness.run.runner import prepare_suite
 
         self.work, self.base = work, base
         dev = write_jsonl(work / "dev.jsonl", sst2("dev"))
@@ -230,8 +230,8 @@ class Simulation:
         """A LoRA adapter on the labelled pool rows, by the bundled fine-tuner."""
         import yaml
 
-        from finetune.config import load_config
-        from finetune.train import train
+        from finetune.config.schema import load_config
+        from finetune.train.run import train
 
         self.runs += 1
         folder = self.work / f"run-{self.runs}"
@@ -259,9 +259,9 @@ class Simulation:
 
     def evaluate_and_rank(self, adapter: Path, unlabelled: list[int]) -> tuple[float, Any]:
         """(dev accuracy, choice probabilities of the unlabelled rows) with the adapter."""
-        from finetune.select import choice_probabilities
-        from harness.models import ModelSource, load_model
-        from harness.tasks import score_choices
+        from finetune.active.select import choice_probabilities
+        from harness.model.language_model import ModelSource, load_model
+        from harness.tasks.kinds import score_choices
 
         t = time.perf_counter()
         lm = load_model(ModelSource(path=str(self.base), adapter=str(adapter), device="cpu"))
@@ -279,7 +279,7 @@ def run_repeat(
     sim: Simulation, repeat: int, strategies: list[str], seed_labels: int, step: int, rounds: int
 ) -> dict[str, list[tuple[int, float]]]:
     """One repeat: the accuracy after each round, per strategy, as (labels, accuracy)."""
-    from finetune.select import choose
+    from finetune.active.select import choose
 
     seed = 1000 + repeat
     n = len(sim.pool_rows)

@@ -104,7 +104,7 @@ def main() -> int:
     import torch
 
     from bench.eval_vs_lmeval import CACHE, build_model
-    from harness.cli import main as harness
+    from harness.cli.main import main as harness
 
     torch.set_num_threads(args.threads)
     model = build_model(CACHE / "gpt2-20m")

@@ -75,7 +75,7 @@ VAL_ROWS = 32
 def sst2_rows(n: int, seed: int) -> list[dict[str, str]]:
     """n distinct SST-2 train sentences (distinct after the fine-tuner's normalization,
     so that its deduplication removes nothing and both scripts see the same rows)."""
-    from finetune.data import normalize
+    from finetune.data.examples import normalize
 
     lines = (REALDATA / "sst2" / "train.tsv").read_text().splitlines()[1:]
     random.Random(seed).shuffle(lines)
@@ -166,12 +166,12 @@ def timer_callback() -> Any:
 
 
 def run_ours(model: Path, data: dict[str, str], case: str, out: Path) -> dict[str, Any]:
-    """finetune.train.train with a config holding HP."""
-    from finetune.config import FinetuneConfig
-    from finetune.data import load_examples
-    from finetune.encode import encode_examples
-    from finetune.train import train
-    from harness.models import ModelSource, load_for_training
+    """finetune.train.run.train with a config holding HP."""
+    from finetune.config.schema import FinetuneConfig
+    from finetune.data.examples import load_examples
+    from finetune.train.encode import encode_examples
+    from finetune.train.run import train
+    from harness.model.language_model import ModelSource, load_for_training
 
     spec = CASES[case]
     config = FinetuneConfig.model_validate(

@@ -13,7 +13,7 @@ the base:
   linear layer, batch 16.
 
 The runs alternate in one process (plain, KL, plain, KL, ...; each a whole
-``finetune.train.train`` call), so that other load on the machine falls on both alike.
+``finetune.train.run.train`` call), so that other load on the machine falls on both alike.
 Two figures, each the median over the alternating pairs of (KL / plain) measured in
 the same run (issue 24, defect 7; target: KL-to-base costs at most 1.6x):
 
@@ -113,8 +113,8 @@ def run(
     model: Path, hp: dict[str, Any], data: dict[str, str], kl: bool, args: Any, out: Path
 ) -> dict[str, Any]:
     """One fine-tuning run in this process; its step times and whole wall time."""
-    from finetune.config import FinetuneConfig
-    from finetune.train import train
+    from finetune.config.schema import FinetuneConfig
+    from finetune.train.run import train
 
     config = FinetuneConfig.model_validate(
         {
@@ -250,7 +250,7 @@ def report(
             f"kl_to_base weight {hp['kl_weight']}. Step: forward, backward and optimizer "
             "step, from the Trainer's step callbacks (the first left out); steps/s from the "
             "median step of each run, median over runs. Whole run: wall time of the "
-            "`finetune.train.train` call (loading, curation, steps, evaluations, "
+            "`finetune.train.run.train` call (loading, curation, steps, evaluations, "
             "checkpoints, final evaluation, saving), median over runs.",
             "",
             f"Load average (1, 5, 15 min) before {', '.join(f'{x:.1f}' for x in loads[0])}, "

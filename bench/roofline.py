@@ -43,8 +43,8 @@ def main() -> int:
         print("skipped: ../shared/realdata is absent")
         return 0
     from bench.eval_vs_lmeval import CACHE, CHOICES, build_model
-    from harness.models import ModelSource, load_model
-    from harness.scoring import continuation_row
+    from harness.model.language_model import ModelSource, load_model
+    from harness.model.scoring import continuation_row
 
     folder = build_model(CACHE / "gpt2-20m")
     lm = load_model(ModelSource(path=str(folder)))

@@ -2,7 +2,7 @@
 
 Exit codes: 0 done, 2 bad input (config, suite, data, model, leakage with
 --fail-on-leakage), printed as located one-line messages; 3 internal error (one line
-naming the exception and the log file holding its traceback; ``harness.boundary``);
+naming the exception and the log file holding its traceback; ``harness.cli.boundary``);
 130 interrupted (resume with --resume).
 """
 
@@ -99,9 +99,9 @@ def _add_select(sub: Any) -> None:
 
 
 def _select(args: argparse.Namespace, console: Any) -> int:
-    from finetune.select import select
-    from harness.data import display_path
-    from harness.spec import apply_overrides, load_suite, verify_files
+    from finetune.active.select import select
+    from harness.config.suite import apply_overrides, load_suite, verify_files
+    from harness.data.rows import display_path
 
     suite = load_suite(args.suite, check_files=False)
     suite = apply_overrides(
@@ -130,8 +130,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from rich.console import Console
 
-    from finetune.config import load_config
-    from harness.boundary import guarded
+    from finetune.config.schema import load_config
+    from harness.cli.boundary import guarded
 
     console = Console(stderr=True)
 
@@ -140,7 +140,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _select(args, console)
         config = load_config(args.config)
         if args.command == "train":
-            from finetune.train import train
+            from finetune.train.run import train
 
             train(
                 config,
@@ -153,7 +153,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 progress=not args.no_progress,
             )
             return EXIT_OK
-        from finetune.search import run_search
+        from finetune.search.trials import run_search
 
         run_search(
             config,

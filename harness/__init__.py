@@ -17,11 +17,11 @@ def __getattr__(name: str) -> object:
 
         return UserError
     if name == "load_suite":
-        from harness.spec import load_suite
+        from harness.config.suite import load_suite
 
         return load_suite
     if name == "run_suite":
-        from harness.runner import run_suite
+        from harness.run.runner import run_suite
 
         return run_suite
     raise AttributeError(name)

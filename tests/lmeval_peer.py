@@ -1,6 +1,6 @@
 """Run lm-evaluation-harness (the reference implementation) on local files, offline.
 
-Shared by the agreement tests (``tests/test_lmeval_reference.py``) and benchmarks that
+Shared by the agreement tests (``tests/model/test_lmeval_reference.py``) and benchmarks that
 compare this harness with lm-eval. Nothing here downloads anything: the model is a
 local folder, the data a local JSON-lines file read through the ``json`` dataset
 builder, and the hub is switched off before ``lm_eval``, ``datasets`` or

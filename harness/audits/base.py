@@ -6,7 +6,7 @@ other tasks or the data, ``run(ctx) -> dict`` (its section of results.json, see
 docs/results.md) and ``gate_values(section)`` (the named values gates may check, see
 docs/gates.md). Audits never re-run the checkpoint on data the task already scored:
 they read the stored per-example records, and anything new they ask of the model goes
-through the batched, cached scoring API of ``harness.models.LanguageModel``.
+through the batched, cached scoring API of ``harness.model.language_model.LanguageModel``.
 """
 
 from __future__ import annotations
@@ -20,11 +20,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from harness.config.schema_base import StrictModel
 from harness.errors import located
-from harness.schema_base import StrictModel
 
 if TYPE_CHECKING:
-    from harness.gates import GateValue
+    from harness.gates.verdicts import GateValue
 
 MAX_LISTED = 50
 """Examples listed per kind in a results section (the counts are always complete)."""
@@ -43,7 +43,7 @@ Problem = tuple[SubPath, str]
 
 class AuditConfig(StrictModel):
     """Base of every audit's config: unknown fields are errors, docstrings document,
-    booleans are not numbers (harness.schema_base)."""
+    booleans are not numbers (harness.config.schema_base)."""
 
 
 @dataclass(frozen=True)
@@ -150,8 +150,8 @@ def available() -> list[str]:
 
 def locate(suite: Any, path: SubPath, message: str) -> str:
     """``FILE:LINE:COL: audits.x.y: message`` for a value of a loaded suite."""
-    from harness import yaml_marks
-    from harness.data import display_path
+    from harness.config import yaml_marks
+    from harness.data.rows import display_path
 
     file = display_path(suite.source_path) if suite.source_path else "suite"
     marks = getattr(suite, "_marks", None)

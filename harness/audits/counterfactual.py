@@ -59,7 +59,7 @@ def run_counterfactual(
     fields: Sequence[str],
 ) -> dict[str, Any]:
     """Flip rate and change of P(positive) under the swaps (section in docs/results.md)."""
-    from harness.tasks import render, score_choices
+    from harness.tasks.kinds import render, score_choices
 
     table = swap_table(cfg.swaps, cfg.bidirectional)
     pattern = compile_swaps(table)

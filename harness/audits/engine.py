@@ -1,8 +1,8 @@
 """Running the declared audits, and the checks around them at each stage.
 
-* load time (``harness.spec``): ``config_problems`` checks each audit's config against
+* load time (``harness.config.suite``): ``config_problems`` checks each audit's config against
   the suite's tasks and files; ``gate_problem`` checks a gate naming an audit value;
-* data time (``harness.runner.prepare_suite``, so also ``harness validate``):
+* data time (``harness.run.runner.prepare_suite``, so also ``harness validate``):
   ``data_problems`` reports located row errors (a missing group field, ...);
 * run time: ``preflight`` before the model loads, then ``run_audits`` after the tasks.
 """
@@ -29,7 +29,7 @@ from harness.audits.base import (
 from harness.errors import UserError
 
 if TYPE_CHECKING:
-    from harness.gates import GateValue
+    from harness.gates.verdicts import GateValue
 
 Located = tuple[tuple[str | int, ...], str]
 

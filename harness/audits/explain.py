@@ -46,7 +46,7 @@ from harness.audits.base import (
 from harness.errors import UserError, row_error
 
 if TYPE_CHECKING:
-    from harness.gates import GateValue
+    from harness.gates.verdicts import GateValue
 
 Method = Literal["shap", "lime"]
 RANKING_SIZE = 30
@@ -196,7 +196,7 @@ class ProbabilityFunction:
         self.model_time = 0.0
 
     def bind(self, fields: Mapping[str, Any]) -> Callable[[Sequence[str]], np.ndarray]:
-        from harness.tasks import render
+        from harness.tasks.kinds import render
 
         choices = list(self.task.choices)
 

@@ -42,11 +42,11 @@ from harness.audits.base import (
     register,
     template_fields,
 )
-from harness.data import absent_field
+from harness.data.rows import absent_field
 from harness.errors import UserError, row_error
 
 if TYPE_CHECKING:
-    from harness.gates import GateValue
+    from harness.gates.verdicts import GateValue
 
 GROUP_METRICS = ("accuracy", "f1", "selection_rate", "tpr", "fpr")
 DISPARITIES = (
@@ -157,7 +157,7 @@ def check(cfg: FairnessConfig, ctx: CheckContext) -> list[Problem]:
         msg = POSITIVE_NOT_CHOICE.format(value=cfg.positive, choices=shown)
         problems.append((("positive",), msg))
     if cfg.pairs is not None and ctx.check_files:
-        from harness.data import resolve_path
+        from harness.data.rows import resolve_path
 
         path = resolve_path(cfg.pairs.path, ctx.base_dir)
         if not path.is_file():
@@ -168,7 +168,7 @@ def check(cfg: FairnessConfig, ctx: CheckContext) -> list[Problem]:
 def resolve_paths(cfg: FairnessConfig, base: Path) -> FairnessConfig:
     if cfg.pairs is None:
         return cfg
-    from harness.data import resolve_path
+    from harness.data.rows import resolve_path
 
     pairs = cfg.pairs.model_copy(update={"path": str(resolve_path(cfg.pairs.path, base))})
     return cfg.model_copy(update={"pairs": pairs})

@@ -36,7 +36,7 @@ from harness.audits.base import (
 )
 
 if TYPE_CHECKING:
-    from harness.gates import GateValue
+    from harness.gates.verdicts import GateValue
 
 NO_BASE = (
     "the model has no adapter, so there is no base model to compare with; "
@@ -73,7 +73,7 @@ def check(cfg: ForgettingConfig, ctx: CheckContext) -> list[Problem]:
             problems.append((("tasks", i), DUPLICATE_TASK.format(task=task)))
         seen.add(task)
     if cfg.baseline is not None and ctx.check_files:
-        from harness.data import looks_local, resolve_path
+        from harness.data.rows import looks_local, resolve_path
 
         if looks_local(cfg.baseline, ctx.base_dir):
             folder = resolve_path(cfg.baseline, ctx.base_dir)
@@ -83,7 +83,7 @@ def check(cfg: ForgettingConfig, ctx: CheckContext) -> list[Problem]:
 
 
 def resolve_paths(cfg: ForgettingConfig, base: Path) -> ForgettingConfig:
-    from harness.data import looks_local, resolve_path
+    from harness.data.rows import looks_local, resolve_path
 
     if cfg.baseline is not None and looks_local(cfg.baseline, base):
         return cfg.model_copy(update={"baseline": str(resolve_path(cfg.baseline, base))})
@@ -119,8 +119,8 @@ def run(ctx: AuditContext) -> dict[str, Any]:
     if cfg.baseline is not None:
         from dataclasses import replace
 
-        from harness.models import load_model
-        from harness.runner import model_source
+        from harness.model.language_model import load_model
+        from harness.run.runner import model_source
 
         base_lm = load_model(replace(model_source(ctx.suite), path=cfg.baseline, adapter=None))
         base_lm.cache = lm.cache
@@ -130,7 +130,7 @@ def run(ctx: AuditContext) -> dict[str, Any]:
         base_lm = lm
         switch = lm.adapter_disabled()
         baseline = {"kind": "adapter_disabled", "path": lm.base.path}
-    from harness.tasks import run as run_task
+    from harness.tasks.kinds import run as run_task
 
     base_records: dict[str, list[dict[str, Any]]] = {}
     with switch:
@@ -149,9 +149,9 @@ def run(ctx: AuditContext) -> dict[str, Any]:
 
 
 def _metric(spec: Any, suite: Any) -> Any:
+    from harness.config.suite import is_plugin_metric
     from harness.metrics import get
     from harness.metrics.plugin import make_evaluate_metric
-    from harness.spec import is_plugin_metric
 
     if is_plugin_metric(spec.name):
         return make_evaluate_metric(spec.name, suite.resolve("."))

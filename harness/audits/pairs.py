@@ -44,7 +44,7 @@ def load_pairs(cfg: Any) -> list[Pair]:
     A nameless first column (the index pandas writes, as in the CrowS-Pairs release) is
     accepted and ignored.
     """
-    from harness.data import display_path
+    from harness.data.rows import display_path
 
     path = Path(cfg.path)
     file = display_path(path)
@@ -54,7 +54,7 @@ def load_pairs(cfg: Any) -> list[Pair]:
     if not path.is_file():
         raise UserError(f"{file}: {PAIRS_NOT_FOUND}")
     if suffix == ".jsonl":
-        from harness.data import load_rows
+        from harness.data.rows import load_rows
 
         rows = [(r.line, r.fields) for r in load_rows(str(path), path.parent)]
     else:
@@ -95,7 +95,7 @@ def _read_table(path: Path, file: str, delimiter: str) -> list[tuple[int, dict[s
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
     header: list[str] | None = None
     out: list[tuple[int, dict[str, Any]]] = []
-    n = 0  # row number, the header being row 1 (as harness.data numbers csv rows)
+    n = 0  # row number, the header being row 1 (as harness.data.rows numbers csv rows)
     try:
         for record in reader:
             if not record:
@@ -123,7 +123,7 @@ def score_pairs(ctx: AuditContext, cfg: Any, pairs: Sequence[Pair]) -> dict[str,
         if p.bias_type is not None:
             by_type.setdefault(p.bias_type, []).append(v)
     diffs = [abs(m - s) for m, s in zip(more, less, strict=True)]
-    from harness.data import display_path, sha256_file
+    from harness.data.rows import display_path, sha256_file
 
     return {
         "path": display_path(cfg.path),

@@ -45,7 +45,7 @@ from harness.audits.base import (
 )
 
 if TYPE_CHECKING:
-    from harness.gates import GateValue
+    from harness.gates.verdicts import GateValue
 
 # user-facing messages (tests assert them exactly)
 NOTHING_TO_DO = "set at least one of: pii, canaries, extraction"
@@ -153,7 +153,7 @@ def check(cfg: PrivacyConfig, ctx: CheckContext) -> list[Problem]:
                 msg = NOT_GENERATION.format(task=task, kind=facts.kind)
                 problems.append((("pii", "tasks", i), msg))
     if cfg.manifest is not None and ctx.check_files:
-        from harness.data import resolve_path
+        from harness.data.rows import resolve_path
 
         path = resolve_path(cfg.manifest, ctx.base_dir)
         if not path.is_file():
@@ -162,7 +162,7 @@ def check(cfg: PrivacyConfig, ctx: CheckContext) -> list[Problem]:
 
 
 def resolve_paths(cfg: PrivacyConfig, base: Path) -> PrivacyConfig:
-    from harness.data import resolve_path
+    from harness.data.rows import resolve_path
 
     if cfg.manifest is not None:
         return cfg.model_copy(update={"manifest": str(resolve_path(cfg.manifest, base))})
@@ -183,7 +183,7 @@ def read_memorization(cfg: PrivacyConfig, suite: Any) -> tuple[Path | None, dict
     path = manifest_path(cfg, suite)
     if path is None:
         raise ValueError(NO_MANIFEST)
-    from harness.data import display_path
+    from harness.data.rows import display_path
 
     shown = display_path(path)
     if not path.is_file():
@@ -239,7 +239,7 @@ def run(ctx: AuditContext) -> dict[str, Any]:
     section: dict[str, Any] = {"manifest": None}
     record: dict[str, Any] = {}
     if cfg.canaries is not None or cfg.extraction is not None:
-        from harness.data import display_path
+        from harness.data.rows import display_path
 
         path, record = read_memorization(cfg, ctx.suite)
         section["manifest"] = display_path(path) if path else None
@@ -363,7 +363,7 @@ def split_example(lm: Any, example: Mapping[str, Any], cfg: ExtractionConfig) ->
     """(prefix text, suffix text, suffix tokens) of a training example, or None when the
     suffix is shorter than ``min_suffix_tokens``."""
     prompt, target = str(example.get("prompt") or ""), str(example.get("target") or "")
-    # as trained (finetune.encode): a text row is conditioned on the BOS (else EOS) token
+    # as trained (finetune.train.encode): a text row is conditioned on the BOS (else EOS) token
     context, tokens = lm.encode_pair(prompt, target)
     k = max(1, round(cfg.prefix_fraction * len(tokens)))
     suffix = tokens[k : k + cfg.max_suffix_tokens]

@@ -35,8 +35,8 @@ def data_paths() -> dict[str, Path]:
 
 
 def fine_tune(variant: str, base: Path, out: Path, console: Any) -> Path:
-    from finetune.config import load_config
-    from finetune.train import train
+    from finetune.config.schema import load_config
+    from finetune.train.run import train
 
     config = load_config(DATA / f"finetune-{variant}.yaml", check_files=False)
     config.base_model.path = str(base)
@@ -52,7 +52,7 @@ def run_demo(out_dir: Path = Path("reports/demo"), *, console: Any = None) -> di
     console = console or Console(stderr=True)
     # The number of threads changes how float sums are split, so training would take a
     # slightly different path on a machine with more cores: two threads everywhere make
-    # the outcomes the README and tests/test_demo.py state the same on every machine.
+    # the outcomes the README and tests/demo/test_demo.py state the same on every machine.
     threads = torch.get_num_threads()
     torch.set_num_threads(DEMO_THREADS)
     try:
@@ -64,11 +64,11 @@ def run_demo(out_dir: Path = Path("reports/demo"), *, console: Any = None) -> di
 def _run(out_dir: Path, console: Any) -> dict[str, Any]:
     from rich.text import Text  # paths are printed as text, never read as rich markup
 
-    from harness.compare import compare
+    from harness.config.suite import apply_overrides, load_suite
     from harness.demo.base_model import cache_root, ensure_base_model
     from harness.demo.datagen import digest
-    from harness.pipeline import evaluate_and_report
-    from harness.spec import apply_overrides, load_suite
+    from harness.results.compare import compare
+    from harness.run.pipeline import evaluate_and_report
 
     timings: dict[str, float] = {}
     t0 = time.perf_counter()

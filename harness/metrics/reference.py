@@ -87,7 +87,7 @@ def render() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Rewrite docs/metrics.md, or with --check exit 1 if it is stale."""
-    from harness.schema_docs import write_generated
+    from harness.config.schema_docs import write_generated
 
     return write_generated(REFERENCE, render(), "harness.metrics.reference", argv)
 

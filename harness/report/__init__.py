@@ -2,7 +2,7 @@
 a pure rendering of it (html, junit, md; see docs/reports.md)."""
 
 from harness.report.render import FORMATS, render, render_all, write_reports
-from harness.report.store import load_results, write_atomic, write_results
+from harness.results.store import load_results, write_atomic, write_results
 
 __all__ = [
     "FORMATS",

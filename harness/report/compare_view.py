@@ -1,4 +1,4 @@
-"""View-model of a comparison (harness.compare.compare) for HTML and Markdown."""
+"""View-model of a comparison (harness.results.compare.compare) for HTML and Markdown."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ def _run(info: Mapping[str, Any]) -> list[tuple[str, str]]:
 
 
 def judgement(m: Mapping[str, Any]) -> str:
-    """'better', 'worse' (significant changes, judged by harness.compare with the
+    """'better', 'worse' (significant changes, judged by harness.results.compare with the
     metric's direction) or 'n.s.': the one verdict the table, the Markdown and the chart
     show for a compared metric."""
     if not m.get("significant"):

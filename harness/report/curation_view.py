@@ -1,4 +1,4 @@
-"""View-model of the fine-tune data curation (manifest ``curation``, finetune.curate).
+"""View-model of the fine-tune data curation (manifest ``curation``, finetune.data.curate).
 
 One row per check: what was checked, what it found (the numbers), what was done with
 it, flagged when it leaves a problem in the training data (leaking rows kept, personal
@@ -228,7 +228,7 @@ def leakage_part(lk: Mapping[str, Any], spec: Mapping[str, Any]) -> Part:
     return [finding], [leaks] if leaks else [], [alert] if alert else []
 
 
-# the curation steps in the order finetune.curate runs them: (key, section or count label)
+# the curation steps in the order finetune.data.curate runs them: (key, section or count label)
 STEPS: list[tuple[str, Callable[[Mapping[str, Any], Mapping[str, Any]], Part] | str]] = [
     ("train_rows", "training rows loaded"),
     ("duplicates", duplicates),

@@ -40,7 +40,7 @@ def render_html(results: Mapping[str, Any]) -> str:
 
 
 def render_compare_html(comparison: Mapping[str, Any]) -> str:
-    """A comparison of two runs (harness.compare.compare)."""
+    """A comparison of two runs (harness.results.compare.compare)."""
     from harness.report.compare_view import build
 
     return render_template("compare.html.j2", v=build(comparison))

@@ -165,7 +165,7 @@ def _audits(audits: Mapping[str, Any]) -> list[str]:
 
 
 def render_compare_markdown(comparison: Mapping[str, Any]) -> str:
-    """A comparison (harness.compare.compare) as a pull-request comment."""
+    """A comparison (harness.results.compare.compare) as a pull-request comment."""
     from harness.report.compare_view import metric_row
 
     s = comparison.get("summary") or {}

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import UserError
-from harness.report.store import write_or_fail
+from harness.results.store import write_or_fail
 
 FORMATS = ("html", "junit", "md")
 FILE_NAMES = {"html": "report.html", "junit": "junit.xml", "md": "summary.md"}
@@ -82,7 +82,7 @@ def publish(results: Mapping[str, Any], out_dir: Path) -> dict[str, Path]:
     """Render every format, then write results.json and the renderings as one set: a
     failure (rendering, full disk, permissions) leaves the folder's earlier run whole,
     never a new results.json beside an old report. Returns the paths by format."""
-    from harness.report.store import dumps
+    from harness.results.store import dumps
 
     rendered = render_all(results)
     paths = {"results": out_dir / "results.json"}

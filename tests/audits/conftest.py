@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from harness.models import Fingerprint
+from harness.model.language_model import Fingerprint
 
 POSITIVE_WORDS = ["great", "good", "fun", "loved"]
 NEGATIVE_WORDS = ["awful", "bad", "boring", "hated"]
@@ -28,7 +28,7 @@ BIASED = {**FAIR, "he": 5.0, "she": -5.0}
 
 
 class FakeLM:
-    """A deterministic stand-in for harness.models.LanguageModel (the scoring API).
+    """A deterministic stand-in for harness.model.language_model.LanguageModel (the scoring API).
 
     Scores a choice continuation " positive" / " negative" after a prompt by the
     log-sigmoid of +/- the sum of the prompt's word weights, and any other continuation
@@ -170,11 +170,11 @@ gates:
 
 @pytest.fixture
 def fake_model(monkeypatch: pytest.MonkeyPatch, tiny_tokenizer: Any) -> Callable[..., FakeLM]:
-    """Make harness.models.load_model return a FakeLM with the given weights."""
+    """Make harness.model.language_model.load_model return a FakeLM with the given weights."""
 
     def install(weights: Mapping[str, float]) -> FakeLM:
         lm = FakeLM(weights, tokenizer=tiny_tokenizer)
-        monkeypatch.setattr("harness.models.load_model", lambda source: lm)
+        monkeypatch.setattr("harness.model.language_model.load_model", lambda source: lm)
         return lm
 
     return install
@@ -279,8 +279,8 @@ def canary_run(tiny_gpt2: Path, tmp_path_factory: pytest.TempPathFactory) -> dic
     adapts the output layer: on a 32-wide model whose pretraining saw only random word
     orders, the adapted hidden layers alone cannot move the next-token distribution
     far enough to memorize anything."""
-    from finetune.config import load_config
-    from finetune.train import train
+    from finetune.config.schema import load_config
+    from finetune.train.run import train
     from tests.finetune.conftest import one_thread, write_config
     from tests.tiny_models import corpus
 

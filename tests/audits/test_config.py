@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from harness.cli import main
+from harness.cli.main import main
+from harness.config.suite import load_suite
 from harness.errors import UserError
-from harness.spec import load_suite
 from tests.audits.conftest import reviews, write_suite
 
 QUOTE = '"'

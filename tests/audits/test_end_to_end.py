@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from harness.runner import run_suite
-from harness.spec import load_suite
+from harness.config.suite import load_suite
+from harness.run.runner import run_suite
 from tests.audits.conftest import reviews, write_jsonl, write_suite
-from tests.test_cache import comparable, forward_counter
+from tests.model.test_cache import comparable, forward_counter
 from tests.tiny_models import corpus
 
 pytestmark = pytest.mark.slow

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from harness.audits.explain import stratified_sample, summarize, words_from_tokens
-from harness.cli import main
+from harness.cli.main import main
 from tests.audits.conftest import BIASED, FAIR, write_suite
 
 EXPLAIN = """  explain:

@@ -15,7 +15,7 @@ from sklearn.metrics import accuracy_score, f1_score, recall_score
 
 from harness.audits.counterfactual import compile_swaps, swap_table, swap_terms
 from harness.audits.fairness import GROUP_METRICS, group_aggregate, metric_frame
-from harness.cli import main
+from harness.cli.main import main
 from tests.audits.conftest import BIASED, FAIR, reviews, write_jsonl, write_suite
 
 FAIRNESS = """  fairness:
@@ -265,13 +265,13 @@ def test_crows_pairs_matches_lm_eval(realdata: Path, tmp_path: Path) -> None:
     from harness.audits.base import AuditContext
     from harness.audits.fairness import PairsConfig
     from harness.audits.pairs import load_pairs, score_pairs
-    from harness.models import ModelSource, load_model
+    from harness.model.language_model import ModelSource, load_model
 
     cfg = PairsConfig(path=str(path))
     pairs = load_pairs(cfg)
     assert len(pairs) == 1508
     lm = load_model(ModelSource(path=str(model_dir), device="cpu"))
-    from harness.cache import ResponseCache
+    from harness.model.cache import ResponseCache
 
     lm.cache = ResponseCache(tmp_path / "cache.sqlite")  # scored once, read back below
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from harness.audits.forgetting import _flips
-from harness.cli import main
+from harness.cli.main import main
 from tests.audits.conftest import reviews, write_jsonl, write_suite
 from tests.tiny_models import corpus
 
@@ -56,11 +56,13 @@ def test_damaged_checkpoint_fails_the_forgetting_gate(
     harmless_adapter: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import harness.models
+    import harness.model.language_model
 
     loads: list[Any] = []
-    real_load = harness.models.load_model
-    monkeypatch.setattr(harness.models, "load_model", lambda s: loads.append(s) or real_load(s))
+    real_load = harness.model.language_model.load_model
+    monkeypatch.setattr(
+        harness.model.language_model, "load_model", lambda s: loads.append(s) or real_load(s)
+    )
     code, results = run_cli(suite_for(tmp_path, trained_gpt2, damaging_adapter), tmp_path / "d")
     assert code == 1
     assert len(loads) == 1  # the base numbers come from the same loaded model
@@ -103,8 +105,8 @@ def test_base_results_come_from_the_cache_on_the_next_checkpoint(
     tmp_path: Path, trained_gpt2: Path, damaging_adapter: Path, harmless_adapter: Path
 ) -> None:
     """CI evaluates each new checkpoint of a base: the base model runs once."""
-    from harness.runner import run_suite
-    from harness.spec import load_suite
+    from harness.config.suite import load_suite
+    from harness.run.runner import run_suite
 
     calls: list[dict[str, int]] = []
 
@@ -151,7 +153,7 @@ def test_paired_delta_is_the_metrics_paired_bootstrap(
     tmp_path: Path, trained_gpt2: Path, damaging_adapter: Path
 ) -> None:
     from harness.metrics import get, paired_bootstrap
-    from harness.models import ModelSource, load_model
+    from harness.model.language_model import ModelSource, load_model
 
     _, results = run_cli(suite_for(tmp_path, trained_gpt2, damaging_adapter), tmp_path / "d")
     lm = load_model(ModelSource(path=str(trained_gpt2), adapter=str(damaging_adapter)))
@@ -193,7 +195,7 @@ def test_generation_tasks_list_the_examples_that_moved_most() -> None:
 
     from harness.audits.base import AuditContext
     from harness.audits.forgetting import compare_task
-    from harness.spec import GenerationTask
+    from harness.config.suite import GenerationTask
 
     task = GenerationTask.model_validate(
         {"id": "gen", "kind": "generation", "data": "x.jsonl", "prompt": "{{ d }}",

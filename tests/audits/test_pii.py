@@ -88,7 +88,7 @@ def test_presidio_is_imported_lazily_and_needs_no_network(tmp_path: Path) -> Non
     the public suffix list; spaCy models are never downloaded)."""
     code = (
         "import socket, sys\n"
-        "import harness.audits, harness.spec\n"
+        "import harness.audits, harness.config.suite\n"
         "print('presidio_analyzer' in sys.modules)\n"
         "def refuse(*a, **k): raise OSError('network used')\n"
         "socket.socket.connect = refuse\n"

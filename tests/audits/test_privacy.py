@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from harness.audits import privacy
-from harness.cli import main
+from harness.cli.main import main
 from tests.audits.conftest import FAIR, FakeLM, write_jsonl, write_suite
 from tests.audits.pii_planted import PLANTED, planted_sentences
 from tests.audits.test_config import at, errors
@@ -130,7 +130,7 @@ def test_personal_data_in_generations_is_counted_by_type(
     planted = planted_sentences()
     outputs = [s for _k, _v, s in planted] + ["nothing here"] * 4
     lm = LeakyLM(outputs)
-    monkeypatch.setattr("harness.models.load_model", lambda source: lm)
+    monkeypatch.setattr("harness.model.language_model.load_model", lambda source: lm)
     write_news(tmp_path, len(outputs))
     suite = write_suite(
         tmp_path,

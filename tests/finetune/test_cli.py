@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from finetune.cli import main
-from finetune.leakage import LEAKAGE_FOUND
+from finetune.data.leakage import LEAKAGE_FOUND
 from tests.finetune.conftest import write_config
-from tests.finetune.test_leakage import write_leaky_run
+from tests.finetune.data.test_leakage import write_leaky_run
 
 
 def test_python_m_finetune_help() -> None:

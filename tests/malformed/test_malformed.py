@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from finetune.cli import main as finetune_main
-from harness.cli import main as harness_main
+from harness.cli.main import main as harness_main
 from tests.malformed.corpus import ROOT, RUN_SUITE, Case, generate, run_cases, run_suite_text
 
 CASES = generate()

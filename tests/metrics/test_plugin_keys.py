@@ -14,11 +14,11 @@ from typing import Any
 
 import pytest
 
-from harness.cli import main
+from harness.cli.main import main
 from harness.errors import UserError
 from harness.metrics import TaskInfo
 from harness.metrics.plugin import KEYS_CHANGED_ERROR, NO_VALUE_ERROR, make_evaluate_metric
-from harness.report.store import UNDEFINED_PLUGIN, json_safe, mark_undefined
+from harness.results.store import UNDEFINED_PLUGIN, json_safe, mark_undefined
 from tests.metrics.test_metrics_plugin import GEN, GEN_RECORDS, write_module
 
 pytest.importorskip("evaluate")
@@ -191,7 +191,7 @@ def test_a_plugin_key_that_a_builtin_metric_gives_is_bad_input(
     tmp_path: Path, tiny_gpt2: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """A plug-in returning `accuracy` would silently replace the built-in accuracy."""
-    from harness.runner import SAME_OUTPUT
+    from harness.run.runner import SAME_OUTPUT
 
     write_module(tmp_path, "shadow", dtype="int32", key="accuracy", extra="")
     path = suite(tmp_path, tiny_gpt2, "./shadow.py", "  - {metric: s.accuracy, min: 0.0}\n")

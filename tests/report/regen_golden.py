@@ -21,7 +21,7 @@ SKELETON = GOLDEN / "report.skeleton"
 
 def main(argv: list[str]) -> int:
     from harness.report.html import render_html
-    from harness.report.store import dumps, write_atomic
+    from harness.results.store import dumps, write_atomic
     from tests.report.skeleton import skeleton
 
     if "--results" in argv:

@@ -99,8 +99,8 @@ def stored_run(tmp_path_factory: pytest.TempPathFactory, tiny_gpt2: Path) -> Pat
     Returns the folder; ``out/`` holds results.json and the reports. Tests that modify
     files must work on a copy (``copy_run``).
     """
-    from harness.cli import main
-    from tests.test_cli import write_suite
+    from harness.cli.main import main
+    from tests.cli.test_cli import write_suite
 
     session = tmp_path_factory.getbasetemp()
     if session in _BUILT:

@@ -13,9 +13,9 @@ import math
 import random
 from typing import Any
 
-from harness import gates
+from harness.config.suite import Gate
+from harness.gates import verdicts as gates
 from harness.metrics import TaskInfo, get, score_stats
-from harness.spec import Gate
 
 WORDS = [
     "the",
@@ -271,7 +271,7 @@ def make_results(
 
 
 def make_curation(hostile: bool) -> dict[str, Any]:
-    """A curation report shaped as finetune.curate writes it (tests/report/
+    """A curation report shaped as finetune.data.curate writes it (tests/report/
     test_curation_section.py also renders one made by curate itself): 12 training rows
     leak into the evaluation data and were kept."""
     where = (lambda i: f"{HOSTILE} line {i}") if hostile else (lambda i: f"train.jsonl line {i}")

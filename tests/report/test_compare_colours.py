@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from harness.cli import main
+from harness.cli.main import main
 from harness.report import charts
-from harness.report.store import dumps
+from harness.results.store import dumps
 from tests.report import synthetic
 
 # one classification task; the same seed gives the same ids, texts and gold labels at

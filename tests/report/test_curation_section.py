@@ -5,7 +5,7 @@ as dotted keys inside a flattened manifest dump. The report now has a "Training 
 section with one row per check (found, done), the listed rows in collapsed tables, an
 alert under the verdict when leaking rows were kept, a line in the Markdown summary,
 and the raw manifest collapsed below. The curation reports rendered here are made by
-finetune.curate itself, from data with known leaks (tests/finetune/test_leakage.py).
+finetune.data.curate itself, from data with known leaks (tests/finetune/data/test_leakage.py).
 """
 
 from __future__ import annotations
@@ -16,12 +16,12 @@ from typing import Any
 
 import pytest
 
-from finetune.config import load_config
-from finetune.curate import curate
+from finetune.config.schema import load_config
+from finetune.data.curate import curate
 from harness.report.html import render_html
 from harness.report.markdown import render_markdown
 from tests.finetune.conftest import write_config, write_jsonl
-from tests.finetune.test_leakage import EVAL, TRAIN
+from tests.finetune.data.test_leakage import EVAL, TRAIN
 from tests.report.synthetic import HOSTILE, make_results
 from tests.report.test_html import parse
 
@@ -47,7 +47,7 @@ ALERT = (
 
 
 def curated_manifest(folder: Path, monkeypatch: pytest.MonkeyPatch, drop: bool) -> dict[str, Any]:
-    """The manifest fields finetune.train writes about curation, from a real curate()."""
+    """The manifest fields finetune.train.run writes about curation, from a real curate()."""
     monkeypatch.chdir(folder)
     write_jsonl(folder / "eval.jsonl", EVAL)
     rows = [{"prompt": p, "completion": t} if p else {"text": t} for p, t, _ in TRAIN]

@@ -141,7 +141,7 @@ def test_hostile_input_is_inert_text(results: dict[str, Any]) -> None:
 def test_compare_flips_show_the_input_when_the_comparison_carries_it(
     results: dict[str, Any],
 ) -> None:
-    from harness.compare import compare
+    from harness.results.compare import compare
 
     new = copy.deepcopy(results)
     for rec in new["tasks"]["clas0"]["records"][:4]:
@@ -161,7 +161,7 @@ def test_compare_flips_show_the_input_when_the_comparison_carries_it(
 
 
 def test_compare_document_flips_carry_the_input(results: dict[str, Any]) -> None:
-    from harness.compare import compare
+    from harness.results.compare import compare
 
     new = copy.deepcopy(results)
     for rec in new["tasks"]["clas0"]["records"][:4]:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from harness.report.store import dumps
-from harness.runner import finetune_record
+from harness.results.store import dumps
+from harness.run.runner import finetune_record
 
 
 def test_absent(tmp_path: Path) -> None:

@@ -127,7 +127,7 @@ def test_markdown_payloads_are_inert(hostile: dict[str, Any]) -> None:
 
 
 def test_compare_outputs_are_inert(hostile: dict[str, Any]) -> None:
-    from harness.compare import compare
+    from harness.results.compare import compare
 
     new = copy.deepcopy(hostile)
     for r in new["tasks"]["clas0"]["records"][:8]:

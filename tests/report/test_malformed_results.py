@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from harness.cli import main
+from harness.cli.main import main
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "results.json"
 N_CASES = 40

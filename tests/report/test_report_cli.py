@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.cli import main
-from harness.report.store import dumps
+from harness.cli.main import main
+from harness.results.store import dumps
 from tests.report.stored_run import copy_run, stored_run  # noqa: F401 (fixtures)
 from tests.report.synthetic import make_results
 

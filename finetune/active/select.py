@@ -1,0 +1,286 @@
+"""Active learning: which unlabelled rows should a person label next?
+
+``finetune select`` scores every row of a pool with the model (base, or base plus the
+current adapter) on a suite's classification task, exactly as the harness scores that
+task (harness.tasks.kinds.score_choices: the log-likelihood of each choice after the rendered
+prompt, softmax over the choices), and keeps the ``budget`` rows the model is least
+sure about (Settles 2009, "Active Learning Literature Survey", section 3.1):
+
+* ``entropy``: H(p) = -sum_k p_k log p_k in nats; the highest come first;
+* ``margin``: p(top 1) - p(top 2); the smallest come first (Scheffer et al. 2001);
+* ``random``: a seeded uniform draw per row, the highest first (the baseline every
+  uncertainty strategy must beat); it needs no model.
+
+With two choices, entropy and margin order the rows identically (both are monotone in
+|p - 1/2|); they differ from three choices on. Ties keep the pool's order. The chosen
+rows keep all their fields and gain ``score``, ``rank`` (1 = label first) and
+``strategy``; they are written as JSON lines, atomically.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from harness.errors import UserError, row_error
+
+if TYPE_CHECKING:
+    from harness.config.suite import ClassificationTask, Suite
+    from harness.data.rows import Row
+    from harness.model.language_model import LanguageModel
+
+STRATEGIES = ("entropy", "margin", "random")
+HIGHEST_FIRST = {"entropy": True, "margin": False, "random": True}
+OUTPUT_FIELDS = ("score", "rank", "strategy")
+MAX_ERRORS = 20
+
+# user-facing messages (tests assert them exactly)
+UNKNOWN_STRATEGY = "--strategy: unknown strategy '{name}'; available: entropy, margin, random"
+BUDGET_LOW = "--budget: must be >= 1, got {budget}"
+BUDGET_HIGH = "--budget: must be <= the pool's {n} rows, got {budget}"
+MISSING_FIELD = "missing field '{field}' (the prompt of task '{task}' reads it)"
+RESERVED_FIELD = "field '{field}' would be overwritten by the selection's output; rename it"
+NO_CLASSIFICATION = "{file}: no classification task to select rows for"
+SEVERAL_TASKS = "--task: {file} has several classification tasks ({tasks}); name one"
+NO_SUCH_TASK = "--task: no task '{task}' in {file}; classification tasks: {tasks}"
+NOT_CLASSIFICATION = "--task: task '{task}' is a {kind} task; select needs a classification task"
+OUT_IS_POOL = "--out: {path} is the pool itself; write the selection to another file"
+
+
+# -- ranking (pure functions over choice probabilities) ----------------------------------
+
+
+def entropy(probs: np.ndarray) -> np.ndarray:
+    """Entropy in nats of each row of a (rows x choices) probability matrix (0 log 0 = 0)."""
+    p = np.asarray(probs, dtype=np.float64)
+    logs = np.log(np.where(p > 0, p, 1.0))
+    return -(p * logs).sum(axis=1)
+
+
+def margin(probs: np.ndarray) -> np.ndarray:
+    """p(top 1) - p(top 2) of each row; small means the model hesitates between two."""
+    p = np.sort(np.asarray(probs, dtype=np.float64), axis=1)
+    return p[:, -1] - p[:, -2]
+
+
+def check_strategy(strategy: str) -> None:
+    if strategy not in STRATEGIES:
+        raise UserError(UNKNOWN_STRATEGY.format(name=strategy))
+
+
+def check_budget(budget: int, n_rows: int) -> None:
+    if budget < 1:
+        raise UserError(BUDGET_LOW.format(budget=budget))
+    if budget > n_rows:
+        raise UserError(BUDGET_HIGH.format(n=n_rows, budget=budget))
+
+
+def scores(strategy: str, probs: np.ndarray | None, n_rows: int, seed: int) -> np.ndarray:
+    """Each row's score under ``strategy`` (``probs`` is unused by ``random``)."""
+    check_strategy(strategy)
+    if strategy == "random":
+        return np.random.default_rng(seed).random(n_rows)
+    if probs is None:
+        raise ValueError(f"strategy {strategy!r} needs the choice probabilities")
+    return entropy(probs) if strategy == "entropy" else margin(probs)
+
+
+def rank(values: np.ndarray, strategy: str) -> np.ndarray:
+    """Row indices, the row to label first first; ties keep the pool's order."""
+    check_strategy(strategy)
+    key = -np.asarray(values) if HIGHEST_FIRST[strategy] else np.asarray(values)
+    return np.argsort(key, kind="stable")
+
+
+def choose(
+    strategy: str, probs: np.ndarray | None, budget: int, *, n_rows: int, seed: int
+) -> list[tuple[int, float]]:
+    """(row index, score) of the ``budget`` rows to label, in rank order."""
+    check_budget(budget, n_rows)
+    values = scores(strategy, probs, n_rows, seed)
+    return [(int(i), float(values[i])) for i in rank(values, strategy)[:budget]]
+
+
+# -- the pool ----------------------------------------------------------------------
+
+
+@dataclass
+class Pool:
+    """Unlabelled rows and their rendered prompts."""
+
+    file: str
+    rows: list[Row]
+    prompts: list[str]
+
+
+def prompts_for(task: ClassificationTask, rows: Sequence[Row], file: str) -> list[str]:
+    """Render the task's prompt over each row; every bad row is reported (``FILE line N``)."""
+    from jinja2 import TemplateError
+
+    from harness.audits.base import template_fields
+    from harness.tasks.kinds import render
+
+    needed = template_fields(task.prompt)
+    prompts: list[str] = []
+    errors: list[str] = []
+    for row in rows:
+        problems = [
+            MISSING_FIELD.format(field=f, task=task.id) for f in needed if row.fields.get(f) is None
+        ]
+        problems += [RESERVED_FIELD.format(field=f) for f in OUTPUT_FIELDS if f in row.fields]
+        if not problems:
+            try:
+                prompts.append(render(task.prompt, row.fields))
+            except TemplateError as exc:
+                problems.append(f"prompt: {exc}")
+        errors += [row_error(file, row.line, p) for p in problems]
+    if errors:
+        more = len(errors) - MAX_ERRORS
+        raise UserError(errors[:MAX_ERRORS] + ([f"{file}: {more} more errors"] if more > 0 else []))
+    return prompts
+
+
+def read_pool(path: str | Path, task: ClassificationTask) -> Pool:
+    """Read a .jsonl/.csv/.tsv pool (relative to the cwd) and render its prompts."""
+    from harness.data.rows import display_path, load_rows
+
+    full = Path(path).expanduser().resolve()
+    rows = load_rows(full, Path.cwd())
+    file = display_path(full)
+    return Pool(file=file, rows=rows, prompts=prompts_for(task, rows, file))
+
+
+def choice_probabilities(
+    lm: LanguageModel,
+    task: ClassificationTask,
+    prompts: Sequence[str],
+    *,
+    batch_size: int,
+    advance: Callable[[int], None] | None = None,
+) -> np.ndarray:
+    """(rows x choices) probabilities, scored as the harness scores the task."""
+    from harness.tasks.kinds import score_choices
+
+    records: list[dict[str, Any]] = [{"prompt": p, "choices": list(task.choices)} for p in prompts]
+    score_choices(records, lm, batch_size=batch_size, advance=advance)
+    return np.array([r["probs"] for r in records], dtype=np.float64).reshape(
+        len(records), len(task.choices)
+    )
+
+
+def selected_rows(
+    pool: Pool, chosen: Sequence[tuple[int, float]], strategy: str
+) -> list[dict[str, Any]]:
+    """The chosen rows with all their fields plus score, rank and strategy."""
+    return [
+        {**pool.rows[i].fields, "score": score, "rank": n, "strategy": strategy}
+        for n, (i, score) in enumerate(chosen, start=1)
+    ]
+
+
+def write_selection(rows: Sequence[dict[str, Any]], out: Path) -> None:
+    """JSON lines, written atomically (the old file survives a failed write)."""
+    from harness.results.store import write_atomic
+
+    text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+    write_atomic(out, text)
+
+
+# -- the suite's task, and the command's entry point -----------------------------------
+
+
+def classification_task(suite: Suite, task_id: str | None) -> ClassificationTask:
+    """The classification task named by ``--task`` (or the suite's only one)."""
+    from harness.data.rows import display_path
+
+    file = display_path(suite.source_path) if suite.source_path else "suite"
+    candidates = [t for t in suite.tasks if t.kind == "classification"]
+    names = ", ".join(t.id for t in candidates) or "none"
+    if task_id is None:
+        if not candidates:
+            raise UserError(NO_CLASSIFICATION.format(file=file))
+        if len(candidates) > 1:
+            raise UserError(SEVERAL_TASKS.format(file=file, tasks=names))
+        return candidates[0]  # type: ignore[return-value]
+    try:
+        task = suite.task(task_id)
+    except KeyError:
+        raise UserError(NO_SUCH_TASK.format(task=task_id, file=file, tasks=names)) from None
+    if task.kind != "classification":
+        raise UserError(NOT_CLASSIFICATION.format(task=task_id, kind=task.kind))
+    return task  # type: ignore[return-value]
+
+
+@contextmanager
+def _bar(enabled: bool, console: Any, title: str, total: int) -> Iterator[Callable[[int], None]]:
+    """A rich progress bar over the pool's rows (a no-op when disabled)."""
+    if not enabled:
+        yield lambda _n: None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    columns = (TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn())
+    with Progress(*columns, TimeElapsedColumn(), console=console) as bar:
+        task_id = bar.add_task(title, total=total)
+        yield lambda n: bar.advance(task_id, n)
+
+
+def default_out(pool: str | Path, strategy: str) -> Path:
+    """``POOL.<strategy>.jsonl`` beside the pool."""
+    p = Path(pool).expanduser().resolve()
+    return p.with_name(f"{p.stem}.{strategy}.jsonl")
+
+
+def select(
+    suite: Suite,
+    *,
+    pool: str | Path,
+    budget: int,
+    strategy: str = "entropy",
+    task_id: str | None = None,
+    seed: int | None = None,
+    out: str | Path | None = None,
+    batch_size: int | None = None,
+    console: Any = None,
+    progress: bool = False,
+) -> tuple[Path, list[dict[str, Any]]]:
+    """Choose ``budget`` rows of ``pool`` to label and write them; (output path, rows).
+
+    The model is the suite's (``harness.config.suite.apply_overrides`` sets --model/--adapter);
+    ``seed`` defaults to the suite's. Bad input raises UserError before any model loads.
+    """
+    from harness.data.rows import display_path
+
+    check_strategy(strategy)
+    task = classification_task(suite, task_id)
+    data = read_pool(pool, task)
+    check_budget(budget, len(data.rows))
+    target = Path(out).expanduser().resolve() if out is not None else default_out(pool, strategy)
+    if target == Path(pool).expanduser().resolve():
+        raise UserError(OUT_IS_POOL.format(path=display_path(target)))
+    probs = None
+    if strategy != "random":
+        from harness.model.language_model import load_model
+        from harness.run.runner import model_source
+
+        lm = load_model(model_source(suite))
+        with _bar(progress, console, f"{task.id}: scoring the pool", len(data.prompts)) as advance:
+            probs = choice_probabilities(
+                lm, task, data.prompts, batch_size=batch_size or suite.batch_size, advance=advance
+            )
+    chosen = choose(
+        strategy,
+        probs,
+        budget,
+        n_rows=len(data.rows),
+        seed=suite.seed if seed is None else seed,
+    )
+    rows = selected_rows(data, chosen, strategy)
+    write_selection(rows, target)
+    return target, rows

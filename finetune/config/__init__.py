@@ -1,0 +1,1 @@
+"""The fine-tune config: schema, search space declaration and the generated reference."""

@@ -1,0 +1,1 @@
+"""Training data before training: loading, curation, leakage, reweighting, augmentation, privacy steps."""

@@ -1,0 +1,318 @@
+"""Training examples: loading with located row errors, deduplication, the validation split.
+
+Rows come from .jsonl/.csv/.tsv files or `datasets` sources (harness.data.rows.load_rows,
+so a broken line reads ``FILE line N: ...``). A row holds a prompt and a completion,
+or one text. Curation removes exact and normalized duplicates before the validation
+split, so no example can sit on both sides of it, and drops validation rows that repeat
+a training row; everything removed is counted and listed for the manifest.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import unicodedata
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from harness.config.suite import DatasetSource
+from harness.data.rows import (
+    MAX_ERRORS,
+    absent_field,
+    columns,
+    display_path,
+    field_list,
+    load_rows,
+    resolve_path,
+    sha256_file,
+)
+from harness.errors import UserError, row_error
+
+if TYPE_CHECKING:
+    from collections.abc import Collection
+
+    from finetune.config.schema import FinetuneConfig
+
+# user-facing messages (tests assert them exactly)
+NEEDS_FIELDS = "needs fields '{prompt}' and '{completion}', or '{text}'"
+MISSING_FIELD = "missing field '{name}'"
+NOT_TEXT = "field '{name}' must be text, got {type}"
+EMPTY_FIELD = "field '{name}' is empty"
+NO_TEXT_FIELDS = (
+    "no row of {source} has fields '{prompt}' and '{completion}', or '{text}' (fields: {fields})"
+)
+TOO_FEW = "{where}: {n} usable row(s); a validation split needs at least 2"
+LISTED = 50  # duplicates listed in the manifest (all are counted)
+
+_PUNCT = re.compile(r"[^\w\s]+")
+
+
+@dataclass(frozen=True)
+class Example:
+    """One training (or validation, replay) example."""
+
+    prompt: str
+    """The context, not trained on ('' for a text row)."""
+    target: str
+    """The completion, or the whole text of a text row: what the loss covers."""
+    file: str
+    """Where it came from, for messages: a file (shown relative to the cwd) or dataset."""
+    line: int
+    """Line (jsonl) or row (csv/tsv) number, or index + 1 in a dataset split."""
+    fields: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    """The whole row (group and label columns are read from here)."""
+    weight: float = 1.0
+    """Loss weight (group reweighting)."""
+    augmented: bool = False
+    """A noisy copy made by finetune.data.augment."""
+
+    @property
+    def where(self) -> str:
+        """``FILE line N``."""
+        return f"{self.file} line {self.line}"
+
+    @property
+    def text(self) -> str:
+        """Prompt and target as one string."""
+        return self.prompt + self.target
+
+    @property
+    def key(self) -> str:
+        """Identity for exact deduplication."""
+        return f"{self.prompt}\x1f{self.target}"
+
+    @property
+    def norm_key(self) -> str:
+        """Identity after normalization (see ``normalize``)."""
+        return f"{normalize(self.prompt)}\x1f{normalize(self.target)}"
+
+
+def normalize(text: str) -> str:
+    """Unicode NFKC, case-folded, punctuation removed, whitespace collapsed."""
+    text = unicodedata.normalize("NFKC", text).casefold()
+    return " ".join(_PUNCT.sub(" ", text).split())
+
+
+def source_name(source: str | DatasetSource) -> str:
+    """How a data source is named in messages."""
+    if isinstance(source, str):
+        return display_path(source)
+    return f"dataset '{source.dataset}' split '{source.split}'"
+
+
+def row_example(
+    fields: dict[str, Any], file: str, line: int, names: tuple[str, str, str]
+) -> tuple[Example | None, list[str]]:
+    """An example from one row, or the row's problems (``FILE line N: ...``)."""
+    prompt_f, completion_f, text_f = names
+    if prompt_f in fields or completion_f in fields:
+        wanted = [prompt_f, completion_f]
+    elif text_f in fields:
+        wanted = [text_f]
+    else:
+        msg = NEEDS_FIELDS.format(prompt=prompt_f, completion=completion_f, text=text_f)
+        return None, [row_error(file, line, msg)]
+    problems = []
+    for name in wanted:
+        value = fields.get(name)
+        if name not in fields:
+            problems.append(row_error(file, line, MISSING_FIELD.format(name=name)))
+        elif not isinstance(value, str):
+            kind = "null" if value is None else type(value).__name__
+            problems.append(row_error(file, line, NOT_TEXT.format(name=name, type=kind)))
+        elif not value.strip():
+            problems.append(row_error(file, line, EMPTY_FIELD.format(name=name)))
+    if problems:
+        return None, problems
+    if len(wanted) == 1:
+        return Example("", fields[text_f], file, line, fields), []
+    return Example(fields[prompt_f], fields[completion_f], file, line, fields), []
+
+
+def load_examples(
+    sources: Sequence[str | DatasetSource], names: tuple[str, str, str]
+) -> list[Example]:
+    """Every example of ``sources``; all bad rows of all sources raise one UserError.
+
+    ``names`` are the (prompt, completion, text) field names.
+    """
+    examples: list[Example] = []
+    errors: list[str] = []
+    for source in sources:
+        file = source_name(source)
+        for row in load_rows(source, Path.cwd()):
+            example, problems = row_example(row.fields, file, row.line, names)
+            errors += problems
+            if example is not None:
+                examples.append(example)
+    if errors:
+        more = len(errors) - MAX_ERRORS
+        raise UserError(errors[:MAX_ERRORS] + ([f"{more} more errors"] if more > 0 else []))
+    return examples
+
+
+@dataclass
+class Dedup:
+    """What deduplication removed."""
+
+    exact: int = 0
+    normalized: int = 0
+    listed: list[dict[str, str]] = field(default_factory=list)
+
+    def note(self, kind: str, dropped: Example, kept: Example) -> None:
+        if kind == "exact":
+            self.exact += 1
+        else:
+            self.normalized += 1
+        if len(self.listed) < LISTED:
+            self.listed.append({"kind": kind, "removed": dropped.where, "duplicate_of": kept.where})
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"exact": self.exact, "normalized": self.normalized, "listed": self.listed}
+
+
+def dedup(examples: Sequence[Example]) -> tuple[list[Example], Dedup]:
+    """Keep the first of each group of duplicates: exact (same prompt and target), then
+    normalized (equal after ``normalize``)."""
+    report = Dedup()
+    exact: dict[str, Example] = {}
+    normal: dict[str, Example] = {}
+    kept = []
+    for ex in examples:
+        if ex.key in exact:
+            report.note("exact", ex, exact[ex.key])
+        elif ex.norm_key in normal:
+            report.note("normalized", ex, normal[ex.norm_key])
+        else:
+            exact[ex.key] = normal[ex.norm_key] = ex
+            kept.append(ex)
+    return kept, report
+
+
+def split_validation(
+    examples: Sequence[Example], fraction: float, seed: int, where: str
+) -> tuple[list[Example], list[Example]]:
+    """(train, validation): a seeded random ``fraction`` held out, both in file order."""
+    if len(examples) < 2:
+        raise UserError(TOO_FEW.format(where=where, n=len(examples)))
+    n_val = min(len(examples) - 1, max(1, round(len(examples) * fraction)))
+    order = list(range(len(examples)))
+    random.Random(seed).shuffle(order)
+    held = set(order[:n_val])
+    train = [ex for i, ex in enumerate(examples) if i not in held]
+    return train, [ex for i, ex in enumerate(examples) if i in held]
+
+
+def drop_overlap(
+    validation: Sequence[Example], train: Sequence[Example]
+) -> tuple[list[Example], list[dict[str, str]]]:
+    """Validation examples that repeat a training example (normalized) are dropped: a
+    validation loss on training examples would hide overfitting."""
+    seen = {ex.norm_key: ex for ex in train}
+    kept, dropped = [], []
+    for ex in validation:
+        if ex.norm_key in seen:
+            dropped.append({"removed": ex.where, "duplicate_of": seen[ex.norm_key].where})
+        else:
+            kept.append(ex)
+    return kept, dropped
+
+
+def with_weights(examples: Sequence[Example], weights: Sequence[float]) -> list[Example]:
+    """The examples with new loss weights."""
+    return [replace(ex, weight=w) for ex, w in zip(examples, weights, strict=True)]
+
+
+def file_hashes(role: str, sources: Sequence[str | DatasetSource]) -> list[dict[str, Any]]:
+    """sha256 of each local data file (provenance); hub datasets are named only."""
+    out: list[dict[str, Any]] = []
+    for source in sources:
+        if isinstance(source, str):
+            out.append({"role": role, "path": source, "sha256": sha256_file(source)})
+            continue
+        files = _local_files(source.data_files)
+        entry: dict[str, Any] = {"role": role, "dataset": source.model_dump(mode="json")}
+        entry["files"] = [{"path": f, "sha256": sha256_file(f)} for f in files]
+        out.append(entry)
+    return out
+
+
+def _local_files(data_files: Any) -> list[str]:
+    if isinstance(data_files, str):
+        path = Path(data_files)
+        return [data_files] if path.is_absolute() and path.is_file() else []
+    if isinstance(data_files, dict):
+        return [f for v in data_files.values() for f in _local_files(v)]
+    if isinstance(data_files, list):
+        return [f for v in data_files for f in _local_files(v)]
+    return []
+
+
+FieldProblem = tuple[tuple[str | int, ...], str]
+
+
+def field_problems(
+    config: FinetuneConfig,
+    sources: Sequence[tuple[tuple[str | int, ...], Any]],
+    base: Path,
+    written: Collection[tuple[str | int, ...]],
+) -> list[FieldProblem]:
+    """The config's fields naming a data field that no row of a local file has (a typo):
+    one problem at the config's field, not one per row. ``sources`` are (path in the
+    YAML, source); ``written`` the paths the YAML sets. A file that cannot be read is
+    skipped (training reports its rows)."""
+    d = config.data
+    found: list[FieldProblem] = []
+    train_fields: list[str] = []
+    train_names: list[str] = []
+    for where, src in sources:
+        if not isinstance(src, str):
+            continue  # a `datasets` source is only read when training
+        try:
+            fields = columns(load_rows(src, base))
+        except UserError:
+            continue
+        name = display_path(resolve_path(src, base))
+        if where[:2] == ("data", "train"):
+            train_fields += fields
+            train_names.append(name)
+        found += _text_field_problems(d, where, fields, name, written)
+    rw = config.fairness.reweight
+    if rw is not None and train_names:
+        named = [("group", rw.group)] + ([("label", rw.label)] if rw.label else [])
+        for key, field_name in named:
+            msg = absent_field(
+                field_name, list(dict.fromkeys(train_fields)), ", ".join(train_names)
+            )
+            if msg is not None:
+                found.append((("fairness", "reweight", key), msg))
+    return found
+
+
+def _text_field_problems(
+    d: Any,
+    where: tuple[str | int, ...],
+    fields: list[str],
+    source: str,
+    written: Collection[tuple[str | int, ...]],
+) -> list[FieldProblem]:
+    names = {"prompt_field": d.prompt_field, "completion_field": d.completion_field}
+    present = [key for key, name in names.items() if name in fields]
+    if len(present) == 1:  # rows of prompt and completion: the other one is a typo
+        key = next(k for k in names if k not in present)
+        return [(("data", key), absent_field(names[key], fields, source) or "")]
+    if present or d.text_field in fields:
+        return []
+    keys = [k for k in ("prompt_field", "completion_field", "text_field") if ("data", k) in written]
+    if keys:
+        return [(("data", k), absent_field(getattr(d, k), fields, source) or "") for k in keys]
+    msg = NO_TEXT_FIELDS.format(
+        source=source,
+        prompt=d.prompt_field,
+        completion=d.completion_field,
+        text=d.text_field,
+        fields=field_list(fields),
+    )
+    return [(where, msg)]

@@ -1,0 +1,1 @@
+"""Hyperparameter search over the config's declared space."""

@@ -1,0 +1,1 @@
+"""One LoRA training run: encoding, the Trainer, validation accuracy, diagnosis, the manifest."""

@@ -1,0 +1,146 @@
+"""Examples -> token ids and labels, with the loss on the completion only.
+
+A prompt/completion example is tokenized as the harness scores a continuation (lm-eval's
+split): the whole text is encoded, and the first ``len(encode(prompt))`` tokens are the
+context. So what is trained is exactly what the audit scores. Context tokens get label
+-100 (no loss), as does padding; a text example is conditioned on the BOS (else EOS)
+token and its every token is a target. The end-of-sequence token is appended to the
+target so that the model learns to stop.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from finetune.data.examples import Example
+
+IGNORE = -100  # label of positions without loss (torch cross_entropy's ignore_index)
+
+
+@dataclass
+class Encoded:
+    """Tokenized examples, and what did not fit."""
+
+    features: list[dict[str, Any]] = field(default_factory=list)
+    truncated: int = 0
+    """Examples whose target was cut at max_length."""
+    dropped: list[str] = field(default_factory=list)
+    """Examples whose prompt alone fills max_length (``FILE line N``)."""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "examples": len(self.features),
+            "truncated": self.truncated,
+            "dropped": len(self.dropped),
+            "dropped_listed": self.dropped[:50],
+        }
+
+
+def split_tokens(tokenizer: Any, prompt: str, target: str) -> tuple[list[int], list[int]]:
+    """(context ids, target ids), split as harness.model.language_model.LanguageModel.encode_pair."""
+    n_spaces = len(prompt) - len(prompt.rstrip())
+    if n_spaces:  # trailing whitespace of the prompt belongs to the target
+        target, prompt = prompt[-n_spaces:] + target, prompt[:-n_spaces]
+    if not prompt:
+        prefix = tokenizer.bos_token_id
+        prefix = tokenizer.eos_token_id if prefix is None else prefix
+        tokens = list(tokenizer.encode(target))
+        if tokens and tokens[0] == prefix:
+            return tokens[:1], tokens[1:]
+        return [int(prefix)], tokens
+    whole = list(tokenizer.encode(prompt + target))
+    context = list(tokenizer.encode(prompt))
+    return context, whole[len(context) :]
+
+
+def encode_examples(
+    examples: Sequence[Example], tokenizer: Any, max_length: int, add_eos: bool
+) -> Encoded:
+    """Token ids, labels (-100 on the context) and the loss weight of each example."""
+    out = Encoded()
+    eos = tokenizer.eos_token_id
+    for ex in examples:
+        context, target = split_tokens(tokenizer, ex.prompt, ex.target)
+        if add_eos and eos is not None and (not target or target[-1] != eos):
+            target = [*target, int(eos)]
+        if len(context) >= max_length or not target:
+            out.dropped.append(ex.where)
+            continue
+        ids = context + target
+        if len(ids) > max_length:
+            out.truncated += 1
+            ids = ids[:max_length]
+        labels = [IGNORE] * len(context) + ids[len(context) :]
+        out.features.append({"input_ids": ids, "labels": labels, "weight": ex.weight})
+    return out
+
+
+@dataclass
+class Collator:
+    """Right-pads a batch; padding gets attention 0 and label -100."""
+
+    pad_id: int
+
+    def __call__(self, batch: Sequence[dict[str, Any]]) -> dict[str, Any]:
+        import torch
+
+        width = max(len(f["input_ids"]) for f in batch)
+        ids, mask, labels = [], [], []
+        for f in batch:
+            pad = width - len(f["input_ids"])
+            ids.append(f["input_ids"] + [self.pad_id] * pad)
+            mask.append([1] * len(f["input_ids"]) + [0] * pad)
+            labels.append(f["labels"] + [IGNORE] * pad)
+        return {
+            "input_ids": torch.tensor(ids),
+            "attention_mask": torch.tensor(mask),
+            "labels": torch.tensor(labels),
+            "weight": torch.tensor([float(f.get("weight", 1.0)) for f in batch]),
+        }
+
+
+class ReplayMix:
+    """The training features plus, in every epoch, a fresh seeded sample of replay ones.
+
+    A map-style dataset of fixed length ``len(main) + n_replay``: index i < len(main) is
+    a training example, the others draw from the replay pool through a permutation that
+    depends on (seed, epoch) only, so a resumed run sees the same examples. The epoch is
+    set by ``set_epoch`` (a Trainer callback calls it at each epoch's start).
+    """
+
+    def __init__(
+        self, main: list[dict[str, Any]], pool: list[dict[str, Any]], n_replay: int, seed: int
+    ) -> None:
+        self.main, self.pool, self.n_replay, self.seed = main, pool, n_replay, seed
+        self.set_epoch(0)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+        order: list[int] = []
+        round_ = 0
+        while len(order) < self.n_replay and self.pool:  # cycle only if the pool is small
+            perm = list(range(len(self.pool)))
+            random.Random(f"{self.seed}:{epoch}:{round_}").shuffle(perm)
+            order += perm
+            round_ += 1
+        self.order = order[: self.n_replay]
+
+    def replay_indices(self) -> list[int]:
+        """Pool indices of this epoch's replay examples."""
+        return list(self.order)
+
+    def __len__(self) -> int:
+        return len(self.main) + len(self.order)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        if i < len(self.main):
+            return self.main[i]
+        return self.pool[self.order[i - len(self.main)]]
+
+
+def replay_count(n_train: int, fraction: float) -> int:
+    """Replay examples per epoch so that they make up ``fraction`` of it."""
+    return max(1, round(n_train * fraction / (1 - fraction)))

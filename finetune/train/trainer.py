@@ -1,0 +1,487 @@
+"""The Trainer subclass: weighted completion loss plus the anti-forgetting terms.
+
+``compute_loss`` adds to the (per-example weighted) cross-entropy on target tokens:
+
+- KL to base (Learning without Forgetting, Li & Hoiem 2016): KL(p_base || p_adapted)
+  of the next-token distributions at the trained-on positions (those whose next token
+  is a target: not the prompt, not padding). p_base comes from the same model with the
+  adapter disabled, in eval mode and without gradients (no second copy, no graph): one
+  forward pass per batch whose LM head runs at those positions only, as the adapted
+  pass's does, and none for an example whose base log-probabilities are still held
+  from an earlier epoch (``BaseLogProbs``). The KL and its gradient are computed in
+  chunks of positions (``ChunkedKL``), so no extra [positions, vocab] tensor is kept for
+  the backward pass beyond the logits the cross-entropy needs anyway.
+- EWC (Kirkpatrick et al. 2017) on the LoRA delta: weight / 2 * sum F * dW^2 where
+  dW = scaling * B @ A is what the adapter adds to a base weight W and F is the diagonal
+  (empirical) Fisher of W on original-task data, computed once before training.
+
+Evaluation uses the plain, unweighted cross-entropy, so validation losses of different
+runs compare; with a label set (finetune.train.validation) each evaluation adds the accuracy
+and its baselines to the metrics. The training CE (unweighted, without the extra terms)
+is logged as ``train_ce`` next to the Trainer's ``loss`` (the whole objective).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from transformers import Trainer, TrainerCallback
+
+from finetune.train.encode import IGNORE, Collator
+from finetune.train.validation import LabelTask, accuracy_metrics, accuracy_rank
+
+
+def token_losses(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(cross-entropy, mask) of each next-token prediction: shapes (batch, length - 1)."""
+    shift_logits = logits[:, :-1].float()
+    targets = labels[:, 1:]
+    mask = targets.ne(IGNORE)
+    ce = F.cross_entropy(
+        shift_logits.transpose(1, 2), targets.masked_fill(~mask, 0), reduction="none"
+    )
+    return ce * mask, mask
+
+
+def target_logits(
+    model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor, mask: torch.Tensor
+) -> tuple[torch.Tensor, Any]:
+    """(logits of the positions whose next token is trained on, shape (n, vocab); the
+    model's outputs). ``mask`` is (batch, length - 1), True where a target follows.
+
+    The LM head runs only at those positions (``logits_to_keep`` with a boolean mask),
+    and no key/value cache is built: with a completion-only loss most positions are
+    prompt, and the head of a small model with a large vocabulary is its costliest
+    layer. A model class without that argument computes every position and the targets
+    are picked from them; the values are the same either way.
+    """
+    keep = F.pad(mask, (0, 1), value=False)  # position t predicts token t + 1
+    try:
+        out = model(
+            input_ids=input_ids, attention_mask=attention_mask, logits_to_keep=keep, use_cache=False
+        )
+        if out.logits.dim() == 2 and out.logits.shape[0] == int(keep.sum()):
+            return out.logits, out
+    except TypeError:  # no logits_to_keep
+        pass
+    out = model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
+    return out.logits[keep], out
+
+
+def weighted_ce(ce: torch.Tensor, mask: torch.Tensor, weight: torch.Tensor | None) -> torch.Tensor:
+    """Mean token CE, each token weighted by its example's weight (1 without weights).
+
+    ``ce`` and ``mask`` are (batch, length - 1) with one weight per example, or flat
+    (tokens,) with one weight per token."""
+    w = mask.float()
+    if weight is not None:
+        per = weight.to(ce.dtype)
+        w = w * (per[:, None] if per.dim() < ce.dim() else per)
+    return (ce * w).sum() / w.sum().clamp_min(1e-12)
+
+
+KL_CHUNK_ELEMENTS = 1 << 22  # positions x vocabulary per chunk: 16 MB of float32
+
+
+def _chunks(n: int, vocab: int) -> list[slice]:
+    rows = max(1, KL_CHUNK_ELEMENTS // max(1, vocab))
+    return [slice(start, start + rows) for start in range(0, n, rows)]
+
+
+class ChunkedKL(torch.autograd.Function):
+    """sum over positions of KL(q || softmax(z / T)), q given as log-probabilities.
+
+    Forward and backward go over chunks of positions, and the backward recomputes the
+    softmax (the gradient with respect to z is (softmax(z / T) - q) / T), so nothing of
+    size [positions, vocab] is saved besides the inputs."""
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: Any, logits: torch.Tensor, base_log_probs: torch.Tensor, temperature: float
+    ) -> torch.Tensor:
+        ctx.save_for_backward(logits, base_log_probs)
+        ctx.temperature = temperature
+        dtype = torch.promote_types(logits.dtype, torch.float32)  # at least float32
+        total = torch.zeros((), dtype=dtype, device=logits.device)
+        for part in _chunks(logits.shape[0], logits.shape[-1]):
+            log_p = F.log_softmax(logits[part].to(dtype) / temperature, dim=-1)
+            log_q = base_log_probs[part]
+            total += (log_q.exp() * (log_q - log_p)).sum()
+        return total
+
+    @staticmethod
+    def backward(ctx: Any, grad_out: torch.Tensor) -> Any:  # type: ignore[override]
+        logits, base_log_probs = ctx.saved_tensors
+        t = ctx.temperature
+        grad = torch.empty_like(logits)
+        dtype = torch.promote_types(logits.dtype, torch.float32)
+        for part in _chunks(logits.shape[0], logits.shape[-1]):
+            p = F.softmax(logits[part].to(dtype) / t, dim=-1)
+            grad[part] = ((p - base_log_probs[part].exp()) * (grad_out / t)).to(grad.dtype)
+        return grad, None, None
+
+
+def kl_to_base(
+    logits: torch.Tensor, base_log_probs: torch.Tensor, temperature: float
+) -> torch.Tensor:
+    """KL(base || adapted) per position, averaged, times T^2 (Hinton et al. 2015).
+
+    ``logits`` (positions, vocab) are the adapted model's; ``base_log_probs`` the base
+    model's log-softmax at temperature T at the same positions (``base_log_probs``)."""
+    n = logits.shape[0]
+    if n == 0:
+        return logits.sum() * 0.0
+    total = ChunkedKL.apply(logits, base_log_probs, temperature)
+    return total / n * temperature * temperature
+
+
+def log_softmax_chunked(logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    """log_softmax(logits / T) over the last dimension, in place when ``logits`` is
+    float32 (no gradient is taken through it), a chunk of positions at a time."""
+    out = logits if logits.dtype == torch.float32 else logits.float()
+    for part in _chunks(out.shape[0], out.shape[-1]):
+        chunk = out[part]
+        chunk /= temperature
+        chunk -= torch.logsumexp(chunk, dim=-1, keepdim=True)
+    return out
+
+
+class BaseLogProbs:
+    """The base model's log-probabilities at each example's trained-on positions, kept
+    (up to ``budget_bytes``, in the order first seen) so that an example seen again needs
+    no adapter-disabled forward pass. The base never changes during training and runs in
+    eval mode, so a kept value is what a new pass would give."""
+
+    def __init__(self, temperature: float, budget_bytes: int) -> None:
+        self.temperature = temperature
+        self.budget = budget_bytes
+        self.used = 0
+        self.kept: dict[tuple[tuple[int, ...], tuple[int, ...]], torch.Tensor] = {}
+        self.forward_passes = 0
+
+    def __call__(
+        self, peft_model: Any, input_ids: torch.Tensor, attention: torch.Tensor, mask: torch.Tensor
+    ) -> torch.Tensor:
+        """(positions, vocab) log-probabilities, rows in the order of ``mask``'s True
+        entries (row-major), as ``target_logits`` returns the adapted logits."""
+        keys = []
+        for b in range(input_ids.shape[0]):
+            length = int(attention[b].sum())
+            keys.append(
+                (
+                    tuple(input_ids[b, :length].tolist()),
+                    tuple(mask[b].nonzero().flatten().tolist()),
+                )
+            )
+        missing = [b for b, key in enumerate(keys) if key not in self.kept]
+        fresh: dict[int, torch.Tensor] = {}
+        if missing:
+            fresh = self._compute(peft_model, input_ids, attention, mask, missing)
+            for b, value in fresh.items():
+                size = value.numel() * value.element_size()
+                if keys[b] not in self.kept and self.used + size <= self.budget:
+                    self.kept[keys[b]] = value.clone()  # not a view holding the batch
+                    self.used += size
+        parts = [fresh[b] if b in fresh else self.kept[keys[b]] for b in range(len(keys))]
+        return torch.cat(parts) if parts else input_ids.new_zeros((0, 0), dtype=torch.float32)
+
+    def _compute(
+        self,
+        peft_model: Any,
+        input_ids: torch.Tensor,
+        attention: torch.Tensor,
+        mask: torch.Tensor,
+        rows: list[int],
+    ) -> dict[int, torch.Tensor]:
+        """One adapter-disabled forward pass over ``rows`` (padding trimmed to the
+        longest of them), in eval mode and without gradients."""
+        index = torch.tensor(rows, device=input_ids.device)
+        width = int(attention[index].sum(-1).max())
+        ids, att, keep = (
+            input_ids[index, :width],
+            attention[index, :width],
+            mask[index, : width - 1],
+        )
+        was_training = peft_model.training
+        peft_model.eval()  # the base's predictions without dropout
+        try:
+            with torch.no_grad(), peft_model.disable_adapter():
+                logits, _ = target_logits(peft_model, ids, att, keep)
+                log_probs = log_softmax_chunked(logits, self.temperature)
+        finally:
+            peft_model.train(was_training)
+        self.forward_passes += 1
+        counts = keep.sum(-1).tolist()
+        return dict(zip(rows, torch.split(log_probs, counts), strict=True))
+
+
+def lora_layers(model: Any) -> list[tuple[str, Any]]:
+    """(name, module) of every LoRA layer of a PEFT model (the active adapter's)."""
+    out = []
+    for name, module in model.named_modules():
+        if hasattr(module, "lora_A") and hasattr(module, "base_layer"):
+            adapter = module.active_adapters[0]
+            if adapter in module.lora_A:
+                out.append((name, module))
+    return out
+
+
+def lora_delta(module: Any) -> torch.Tensor:
+    """scaling * B @ A, laid out like the base layer's weight."""
+    adapter = module.active_adapters[0]
+    delta = module.lora_B[adapter].weight @ module.lora_A[adapter].weight
+    if getattr(module, "fan_in_fan_out", False):  # GPT-2's Conv1D stores W transposed
+        delta = delta.T
+    return delta * module.scaling[adapter]
+
+
+def diagonal_fisher(
+    model: Any, features: Sequence[dict[str, Any]], pad_id: int
+) -> dict[str, torch.Tensor]:
+    """Empirical diagonal Fisher of each LoRA-adapted base weight, mean-normalized.
+
+    F = mean over examples of (d log p(example) / dW)^2, one example per backward pass
+    (the Fisher is an expectation of squared per-example gradients), with the adapter
+    disabled and dropout off. Dividing by the mean over all entries makes ``ewc.weight``
+    independent of model size and loss scale.
+    """
+    layers = lora_layers(model)
+    weights = {name: module.base_layer.weight for name, module in layers}
+    fisher = {name: torch.zeros_like(w, dtype=torch.float32) for name, w in weights.items()}
+    before = {name: w.requires_grad for name, w in weights.items()}
+    was_training = model.training
+    collate = Collator(pad_id)
+    device = next(model.parameters()).device
+    model.eval()
+    try:
+        for w in weights.values():
+            w.requires_grad_(True)
+        with model.disable_adapter():
+            for feature in features:
+                batch = {k: v.to(device) for k, v in collate([feature]).items()}
+                logits = model(input_ids=batch["input_ids"]).logits
+                ce, _ = token_losses(logits, batch["labels"])
+                grads = torch.autograd.grad(ce.sum(), list(weights.values()))
+                for name, g in zip(weights, grads, strict=True):
+                    fisher[name] += g.detach().float() ** 2
+    finally:
+        for name, w in weights.items():
+            w.requires_grad_(before[name])
+        model.train(was_training)
+    total = sum(float(f.sum()) for f in fisher.values())
+    count = sum(f.numel() for f in fisher.values())
+    scale = count / total if total > 0 else 1.0
+    return {name: f * scale for name, f in fisher.items()}
+
+
+def step_factor(step: int, warmup: int, size: int, gamma: float) -> float:
+    """Learning-rate factor of the step schedule: linear warmup, then torch's StepLR."""
+    if step < warmup:
+        return step / max(1, warmup)
+    return float(gamma ** ((step - warmup) // size))
+
+
+EVALUATIONS_PER_RUN = 10  # of the default schedule, eval_steps: auto
+
+
+def auto_eval_steps(max_steps: int, steps_per_epoch: int) -> int:
+    """Optimizer steps between two evaluations of ``eval_steps: auto``: about
+    EVALUATIONS_PER_RUN evaluations per run, or one per epoch when epochs are shorter
+    (whichever is denser), so the learning-curve diagnosis has points on any run."""
+    per_run = math.ceil(max_steps / EVALUATIONS_PER_RUN)
+    return max(1, min(per_run, steps_per_epoch))
+
+
+class FinetuneTrainer(Trainer):
+    """transformers.Trainer with the loss described in the module docstring."""
+
+    loss_is_scaled_for_ga = False  # compute_loss returns a batch mean; the Trainer divides
+
+    def __init__(
+        self,
+        *args: Any,
+        kl: tuple[float, float] | None = None,
+        kl_cache_mb: int = 0,
+        fisher: dict[str, torch.Tensor] | None = None,
+        ewc_weight: float = 0.0,
+        step_schedule: tuple[int, float] | None = None,
+        label_task: LabelTask | None = None,
+        pad_id: int = 0,
+        auto_eval: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self.auto_eval = auto_eval  # eval_steps: auto, resolved when training starts
+        self.kl = kl  # (weight, temperature)
+        self.base_log_probs = BaseLogProbs(kl[1], kl_cache_mb << 20) if kl else None
+        self.ewc_weight = ewc_weight
+        self.step_schedule = step_schedule  # (size, gamma)
+        self.label_task = label_task
+        self.pad_id = pad_id
+        peft_model = self.accelerator.unwrap_model(self.model)
+        self.ewc_terms: list[tuple[Any, torch.Tensor]] = []
+        if fisher:
+            modules = dict(lora_layers(peft_model))
+            self.ewc_terms = [(modules[name], f) for name, f in fisher.items()]
+        self._sums: dict[str, float] = {}
+        self._count = 0
+
+    def set_initial_training_values(self, args: Any, dataloader: Any) -> Any:
+        """The Trainer's step counts; with ``auto_eval``, the evaluation (and logging and
+        checkpoint) interval from them (``auto_eval_steps``), before the loop reads it."""
+        values = super().set_initial_training_values(args, dataloader)
+        if self.auto_eval:
+            _, per_epoch, *_, max_steps = values
+            args.eval_steps = args.logging_steps = args.save_steps = auto_eval_steps(
+                max_steps, per_epoch
+            )
+        return values
+
+    def compute_loss(
+        self,
+        model: Any,
+        inputs: dict[str, Any],
+        return_outputs: bool = False,
+        num_items_in_batch: Any = None,
+    ) -> Any:
+        weight = inputs.pop("weight", None)
+        labels = inputs.pop("labels")
+        # only the trained-on positions' logits are needed, by the CE and the KL alike
+        mask = labels[:, 1:].ne(IGNORE)
+        logits, outputs = target_logits(model, inputs["input_ids"], inputs["attention_mask"], mask)
+        ce = F.cross_entropy(logits.float(), labels[:, 1:][mask], reduction="none")
+        plain = weighted_ce(ce, torch.ones_like(ce, dtype=torch.bool), None)
+        if not model.training:
+            return (plain, outputs) if return_outputs else plain
+        if weight is not None:
+            weight = weight[:, None].expand_as(mask)[mask]
+        loss = weighted_ce(ce, torch.ones_like(ce, dtype=torch.bool), weight)
+        parts = {"train_ce": plain}
+        if self.kl is not None:
+            assert self.base_log_probs is not None
+            peft_model = self.accelerator.unwrap_model(model)
+            base = self.base_log_probs(
+                peft_model, inputs["input_ids"], inputs["attention_mask"], mask
+            )
+            parts["kl_to_base"] = kl_to_base(logits, base, self.kl[1])
+            loss = loss + self.kl[0] * parts["kl_to_base"]
+        if self.ewc_terms:
+            parts["ewc"] = self._ewc()
+            loss = loss + self.ewc_weight / 2 * parts["ewc"]
+        for key, value in parts.items():
+            self._sums[key] = self._sums.get(key, 0.0) + float(value.detach())
+        self._count += 1
+        return (loss, outputs) if return_outputs else loss
+
+    def evaluation_loop(self, *args: Any, **kwargs: Any) -> Any:
+        """The Trainer's loop (the validation loss), plus, with a label task, its
+        accuracy and baselines (``{prefix}_accuracy``, ``_correct``, ``_n``,
+        ``_majority``, ``_chance``) and ``{prefix}_accuracy_rank`` (see accuracy_rank)."""
+        output = super().evaluation_loop(*args, **kwargs)
+        if self.label_task is not None:
+            prefix = kwargs.get("metric_key_prefix", "eval")
+            model = self.accelerator.unwrap_model(self.model)  # in eval mode here
+            found = accuracy_metrics(
+                model,
+                self.label_task,
+                batch_size=self.args.per_device_eval_batch_size,
+                pad_id=self.pad_id,
+            )
+            metrics = output.metrics
+            assert metrics is not None  # the loop always returns its metrics dict
+            metrics.update({f"{prefix}_{k}": v for k, v in found.items()})
+            metrics[f"{prefix}_accuracy_rank"] = accuracy_rank(
+                found["correct"], metrics.get(f"{prefix}_loss")
+            )
+        return output
+
+    def _ewc(self) -> torch.Tensor:
+        total: torch.Tensor | None = None
+        for module, fisher in self.ewc_terms:
+            delta = lora_delta(module)
+            term = (fisher.to(delta.device) * delta.float() ** 2).sum()
+            total = term if total is None else total + term
+        assert total is not None
+        return total
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        if "loss" in logs and self._count:
+            logs.update({k: v / self._count for k, v in self._sums.items()})
+            self._sums, self._count = {}, 0
+        super().log(logs, start_time)
+
+    def create_scheduler(
+        self, num_training_steps: int, optimizer: torch.optim.Optimizer | None = None
+    ) -> Any:
+        if self.step_schedule is None:
+            return super().create_scheduler(num_training_steps, optimizer)
+        if self.lr_scheduler is None:
+            size, gamma = self.step_schedule
+            factor = functools.partial(
+                step_factor,
+                warmup=self.args.get_warmup_steps(num_training_steps),
+                size=size,
+                gamma=gamma,
+            )
+            opt = optimizer if optimizer is not None else self.optimizer
+            assert opt is not None  # the Trainer creates the optimizer first
+            self.lr_scheduler = torch.optim.lr_scheduler.LambdaLR(opt, factor)
+            self._created_lr_scheduler = True
+        return self.lr_scheduler
+
+
+class EpochCallback(TrainerCallback):
+    """Tells a dataset with ``set_epoch`` (the replay mix) which epoch begins."""
+
+    def __init__(self, dataset: Any) -> None:
+        self.dataset = dataset
+
+    def on_epoch_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self.dataset.set_epoch(int(state.epoch or 0))
+
+
+class FinalEvalCallback(TrainerCallback):
+    """Evaluate, log and save at the last step too, so the curve ends where training did."""
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
+        if state.global_step >= state.max_steps:
+            control.should_evaluate = control.should_log = control.should_save = True
+        return control
+
+
+def evaluation_line(step: int, max_steps: int, train_loss: float | None, metrics: dict) -> str:
+    """One plain line per evaluation: step, training and validation loss, and the
+    validation accuracy with its baselines when there is a label task."""
+    line = f"step {step}/{max_steps}:"
+    line += f" train loss {train_loss:.4f}," if train_loss is not None else ""
+    line += f" val loss {metrics.get('eval_loss', float('nan')):.4f}"
+    if "eval_accuracy" in metrics:
+        line += (
+            f", val accuracy {metrics['eval_accuracy']:.4f} "
+            f"({metrics['eval_correct']}/{metrics['eval_n']}; majority "
+            f"{metrics['eval_majority']:.4f}, chance {metrics['eval_chance']:.4f})"
+        )
+    return line
+
+
+class EvaluationLineCallback(TrainerCallback):
+    """Prints ``evaluation_line`` at every evaluation during training, so a run without
+    a progress bar is never silent for long."""
+
+    def __init__(self, console: Any) -> None:
+        self.console = console
+        self.train_loss: float | None = None
+
+    def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **kw: Any) -> None:
+        if logs and "loss" in logs:
+            self.train_loss = float(logs.get("train_ce", logs["loss"]))
+
+    def on_evaluate(
+        self, args: Any, state: Any, control: Any, metrics: Any = None, **kw: Any
+    ) -> None:
+        line = evaluation_line(state.global_step, state.max_steps, self.train_loss, metrics or {})
+        self.console.print(line, markup=False, highlight=False, soft_wrap=True)

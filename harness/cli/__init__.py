@@ -1,0 +1,1 @@
+"""The harness command line: argument parsing, one module per subcommand, exit codes."""

@@ -1,0 +1,51 @@
+"""`harness run SUITE [...]`: evaluate a checkpoint, write every output, exit by the gates."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from rich.console import Console
+from rich.text import Text
+
+from harness.gates.verdicts import exit_code
+
+
+def run_command(args: argparse.Namespace) -> int:
+    from harness.config.suite import apply_overrides, load_suite, verify_files
+    from harness.report.console import print_summary
+    from harness.run.pipeline import evaluate_and_report
+
+    # Files are checked after the overrides, so --model can replace a placeholder path.
+    suite = load_suite(args.suite, check_files=False)
+    suite = apply_overrides(
+        suite,
+        model=args.model,
+        adapter=args.adapter,
+        out=args.out,
+        limit=args.limit,
+        batch_size=args.batch_size,
+    )
+    verify_files(suite)
+    if args.allow_pickle:
+        suite.model.allow_pickle = True
+    if args.no_cache:
+        suite.cache = False
+    from harness.model import distributed
+
+    # One of several processes (accelerate launch): only the main one prints and writes;
+    # every one ends with the same exit code once the outputs are written.
+    console = Console(stderr=True, quiet=not distributed.is_main())
+    results, paths = evaluate_and_report(
+        suite,
+        baseline_results=Path(args.baseline_results) if args.baseline_results else None,
+        require_baseline=args.require_baseline,
+        show_progress=not args.no_progress,
+        console=console,
+    )
+    if paths:
+        print_summary(results, console)
+        console.print(Text(f"results: {paths['results']}"))
+        console.print(Text(f"report: {paths['html']}"))
+    distributed.finish()
+    return exit_code(results["verdict"])

@@ -1,1 +1,0 @@
-"""One module per CLI subcommand; each only turns arguments into API calls."""

@@ -1,0 +1,1 @@
+"""The suite: its schema, cross-field checks, YAML positions and the generated reference."""

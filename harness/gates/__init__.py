@@ -1,0 +1,1 @@
+"""Gates: named values -> pass/warn/fail verdicts -> the run's verdict."""

@@ -1,0 +1,102 @@
+"""Greedy batched generation with stop strings.
+
+Prompts are sorted longest-first and left-padded in batches (a causal LM continues
+from the last position, so the padding must sit on the left). A prompt longer than
+the window keeps its last ``max_length - max_new_tokens`` tokens, as lm-eval does.
+A batch stops early once every row has produced a stop string or EOS.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from harness.model.distributed import ProcessGroup
+    from harness.model.language_model import LanguageModel
+
+
+def cut_at_stop(text: str, stop: Sequence[str]) -> str:
+    """The text before the earliest occurrence of any stop string."""
+    cut = len(text)
+    for s in stop:
+        if s:
+            i = text.find(s)
+            if i != -1:
+                cut = min(cut, i)
+    return text[:cut]
+
+
+def greedy_generate(
+    lm: LanguageModel,
+    prompts: Sequence[str],
+    *,
+    max_new_tokens: int,
+    stop: Sequence[str] = (),
+    batch_size: int = 8,
+    advance: Callable[[int], None] | None = None,
+    group: ProcessGroup | None = None,
+) -> list[str]:
+    """Greedy continuations of ``prompts``; with a process ``group`` each process decodes
+    its share of the batches (each batch the same prompts as alone) and all get every
+    text."""
+    import torch
+    from transformers import StoppingCriteria, StoppingCriteriaList
+
+    tok = lm.tokenizer
+    budget = max(1, lm.max_length - max_new_tokens)
+    encoded = [lm.encode(p)[-budget:] or [lm.prefix_token] for p in prompts]
+    order = sorted(range(len(prompts)), key=lambda i: (-len(encoded[i]), i))
+    out: list[str] = [""] * len(prompts)
+
+    class StopOnStrings(StoppingCriteria):  # type: ignore[misc]
+        """Done when every row's new text holds a stop string (or hit EOS)."""
+
+        def __init__(self, start: int) -> None:
+            self.start = start
+
+        def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+            new = input_ids[:, self.start :]
+            done = []
+            for row in new:
+                ids = row.tolist()
+                if tok.eos_token_id is not None and tok.eos_token_id in ids:
+                    done.append(True)
+                    continue
+                text = tok.decode(ids, skip_special_tokens=True)
+                done.append(any(s and s in text for s in stop))
+            return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
+
+    with torch.inference_mode():
+        batches = [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
+        for _, chunk in group.mine(batches) if group is not None else enumerate(batches):
+            width = max(len(encoded[i]) for i in chunk)
+            ids = torch.full((len(chunk), width), lm.pad_token, dtype=torch.long)
+            mask = torch.zeros((len(chunk), width), dtype=torch.long)
+            for b, i in enumerate(chunk):
+                row = encoded[i]
+                ids[b, width - len(row) :] = torch.tensor(row, dtype=torch.long)
+                mask[b, width - len(row) :] = 1
+            criteria = StoppingCriteriaList([StopOnStrings(width)]) if stop else None
+            gen = lm.model.generate(
+                input_ids=ids.to(lm.device),
+                attention_mask=mask.to(lm.device),
+                max_new_tokens=max_new_tokens,
+                do_sample=False,
+                num_beams=1,
+                pad_token_id=lm.pad_token,
+                stopping_criteria=criteria,
+            )
+            for b, i in enumerate(chunk):
+                new = gen[b, width:].tolist()
+                if tok.eos_token_id is not None and tok.eos_token_id in new:
+                    new = new[: new.index(tok.eos_token_id)]
+                text = tok.decode(new, skip_special_tokens=True)
+                out[i] = cut_at_stop(text, stop)
+            if advance is not None:
+                advance(len(chunk))
+    if group is not None:
+        mine = {i for _, chunk in group.mine(batches) for i in chunk}
+        for i, text in group.gather([(i, out[i]) for i in sorted(mine)]):
+            out[i] = text
+    return out

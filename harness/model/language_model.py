@@ -1,0 +1,469 @@
+"""The one place that loads models.
+
+A causal LM from a local folder (or a hub id when online), with an optional PEFT
+adapter. Weights load from safetensors only; pickle files (``.bin``, ``.pt``) are
+refused unless the user opts in, because unpickling runs arbitrary code. Remote code is
+never enabled implicitly (the loading rules are in ``harness.model.files``). Base and
+adapter are fingerprinted by the sha256 of their files, so results, caches and reports
+can name exactly what was evaluated, and an adapter is checked against the base it was
+trained on (``harness.model.adapter_base``).
+
+The scoring API (``loglikelihood``, ``choice_loglikelihoods``,
+``rolling_loglikelihood``, ``generate``) is what tasks and audits call; the token-level
+work is in ``harness.model.scoring``, long texts are bounded by ``harness.model.long_text``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from harness.errors import UserError
+from harness.model.files import (  # re-exported: callers name the loading rules here
+    DEFAULT_MAX_LENGTH,
+    LOAD_ERRORS,
+    NOT_FOUND,
+    OPT_IN_RUN,
+    OPT_IN_TRAINING,
+    PICKLE_ENDS_EARLY,
+    PICKLE_ERRORS,
+    PICKLE_REFUSED,
+    PICKLE_UNREADABLE,
+    ModelSource,
+    check_weights,
+    load_for_training,
+    load_tokenizer,
+    load_weights,
+    max_length_from_files,
+    pick_device,
+    pick_device_name,
+    pickle_failure,
+    resolve_folder,
+    resolve_max_length,
+)
+from harness.model.fingerprint import (  # re-exported: the loaders' callers name them here
+    WEIGHT_PICKLE,
+    WEIGHT_SAFE,
+    Fingerprint,
+    fingerprint_folder,
+)
+
+__all__ = [
+    "DEFAULT_MAX_LENGTH",
+    "LOAD_ERRORS",
+    "NOT_FOUND",
+    "OPT_IN_RUN",
+    "OPT_IN_TRAINING",
+    "PICKLE_ENDS_EARLY",
+    "PICKLE_ERRORS",
+    "PICKLE_REFUSED",
+    "PICKLE_UNREADABLE",
+    "WEIGHT_PICKLE",
+    "WEIGHT_SAFE",
+    "Fingerprint",
+    "LanguageModel",
+    "ModelSource",
+    "check_weights",
+    "fingerprint_folder",
+    "load_for_training",
+    "load_model",
+    "max_length_from_files",
+    "pick_device",
+    "pick_device_name",
+    "pickle_failure",
+    "resolve_folder",
+    "resolve_max_length",
+]
+
+
+@dataclass
+class LanguageModel:
+    """A causal LM (optionally with a PEFT adapter) and its scoring API.
+
+    Weights and tokenizer load on first use: a re-run whose every answer is in the
+    response cache never imports torch's model code or reads the weights. What the
+    cache keys need (fingerprints, context window, dtype, device) is known without them.
+    """
+
+    device: Any
+    """Where the model runs: a device name ("cpu", "cuda:0") or a torch.device."""
+    max_length: int
+    base: Fingerprint
+    adapter: Fingerprint | None = None
+    has_adapter: bool = False
+    dtype_name: str = "torch.float32"
+    _model: Any = field(default=None, repr=False)
+    _tokenizer: Any = field(default=None, repr=False)
+    _load_model: Callable[[], Any] | None = field(default=None, repr=False)
+    _load_tokenizer: Callable[[], Any] | None = field(default=None, repr=False)
+    _adapter_off: bool = field(default=False, repr=False)
+    cache: Any = field(default=None, repr=False)
+    """A harness.model.cache.ResponseCache: scoring answers are looked up there first."""
+    group: Any = field(default=None, repr=False)
+    """A harness.model.distributed.ProcessGroup: scoring is shared among its processes."""
+    load_s: float = field(default=0.0, repr=False)
+    """Seconds spent loading weights and tokenizer so far."""
+    adapter_base: dict[str, Any] | None = None
+    """The adapter's recorded base against the base in use (harness.model.adapter_base)."""
+    _longest_token: int = field(default=0, repr=False)
+    _cuts: dict[tuple[int, str], int] = field(default_factory=dict, repr=False)
+
+    def _first_use(self, name: str) -> Any:
+        """``self._<name>``, made by ``self._load_<name>`` on first use (timed)."""
+        value = getattr(self, f"_{name}")
+        if value is None:
+            load = getattr(self, f"_load_{name}")
+            assert load is not None, f"a LanguageModel needs a {name} or a loader for it"
+            t = time.perf_counter()
+            value = load()
+            setattr(self, f"_{name}", value)
+            self.load_s += time.perf_counter() - t
+        return value
+
+    @property
+    def model(self) -> Any:
+        """The transformers (or PEFT) model, loaded on first access."""
+        return self._first_use("model")
+
+    @model.setter
+    def model(self, value: Any) -> None:
+        self._model = value
+
+    @property
+    def tokenizer(self) -> Any:
+        return self._first_use("tokenizer")
+
+    @property
+    def weights_loaded(self) -> bool:
+        return self._model is not None
+
+    @property
+    def request_settings(self) -> dict[str, Any]:
+        """Settings besides the fingerprint that change answers (part of cache keys)."""
+        return {"max_length": self.max_length, "dtype": self.dtype_name}
+
+    @property
+    def fingerprint(self) -> str:
+        """Identity of what currently computes: base alone when the adapter is off."""
+        if self.adapter is None or self._adapter_off:
+            return self.base.digest
+        return hashlib.sha256(f"{self.base.digest}+{self.adapter.digest}".encode()).hexdigest()
+
+    @property
+    def prefix_token(self) -> int:
+        """Token that conditions the first token of a text (BOS, else EOS, as lm-eval)."""
+        tok = self.tokenizer
+        if tok.bos_token_id is not None:
+            return int(tok.bos_token_id)
+        return int(tok.eos_token_id)
+
+    @property
+    def pad_token(self) -> int:
+        tok = self.tokenizer
+        pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+        return int(pad if pad is not None else 0)
+
+    def encode(self, text: str) -> list[int]:
+        return list(self.tokenizer.encode(text))
+
+    def text_tokens(self, text: str) -> Sequence[int]:
+        """Tokens of a text scored from its start: without the BOS that some tokenizers
+        put first (Llama's, a BERT's [CLS]), as the prefix token conditions the first.
+        A long text is tokenized in pieces (harness.model.long_text), into a compact array."""
+        from harness.model.long_text import encode_in_pieces
+
+        tokens = encode_in_pieces(self.tokenizer, text)
+        return tokens[1:] if tokens and tokens[0] == self.prefix_token else tokens
+
+    def tail(self, text: str, n_tokens: int) -> tuple[str, int]:
+        """(the end of ``text`` that holds its last ``n_tokens`` tokens, the number of
+        characters cut before it): a prompt the window would left-truncate is cut
+        before it is tokenized (harness.model.long_text.window_tail), so a huge row costs
+        the window's worth of work. A text too short to need it keeps the tokenizer
+        unloaded (every token covers at least one character)."""
+        from harness.model.long_text import SPARE_TOKENS, longest_token_chars, window_tail
+
+        if len(text) <= n_tokens + SPARE_TOKENS:
+            return text, 0
+        key = (n_tokens, text)
+        if key not in self._cuts:
+            if not self._longest_token:
+                self._longest_token = longest_token_chars(self.tokenizer)
+            self._cuts[key] = window_tail(self.tokenizer, text, n_tokens, self._longest_token)
+        cut = self._cuts[key]
+        return text[cut:], cut
+
+    def context_tail(self, context: str) -> tuple[str, int]:
+        """``tail`` of a log-likelihood context: what the window keeps of it, and one."""
+        return self.tail(context, self.max_length + 1)
+
+    def prompt_tail(self, prompt: str, max_new_tokens: int) -> tuple[str, int]:
+        """``tail`` of a generation prompt: the window less the new tokens."""
+        return self.tail(prompt, max(1, self.max_length - max_new_tokens))
+
+    @contextlib.contextmanager
+    def adapter_disabled(self) -> Iterator[None]:
+        """Run the base model: the same weights with the adapter switched off (no copy).
+
+        Only a flag here (the weights may not be loaded yet): every computation runs
+        inside ``computing``, which switches the adapter off while the flag is set.
+        """
+        if not self.has_adapter:
+            yield
+            return
+        self._adapter_off = True
+        try:
+            yield
+        finally:
+            self._adapter_off = False
+
+    @contextlib.contextmanager
+    def computing(self) -> Iterator[Any]:
+        """The loaded model, with the adapter off inside ``adapter_disabled``."""
+        model = self.model
+        if self._adapter_off and self.has_adapter:
+            with model.disable_adapter():
+                yield model
+        else:
+            yield model
+
+    # -- scoring -------------------------------------------------------------------
+
+    def _score(self, rows: Sequence[Any], batch_size: int) -> list[Any]:
+        """``harness.model.scoring.score_rows`` on the model as it currently computes."""
+        from harness.model.scoring import score_rows
+
+        with self.computing() as model:
+            return score_rows(
+                model,
+                rows,
+                batch_size=batch_size,
+                pad_token=self.pad_token,
+                device=self.device,
+                group=self.group,
+            )
+
+    def encode_pair(self, context: str, continuation: str) -> tuple[list[int], list[int]]:
+        """Tokens of context and continuation, as lm-eval splits them.
+
+        Trailing whitespace of the context moves to the continuation, the pair is
+        encoded whole and split at the length of the encoded context.
+        """
+        n_spaces = len(context) - len(context.rstrip())
+        if n_spaces:
+            continuation = context[-n_spaces:] + continuation
+            context = context[:-n_spaces]
+        if not context:
+            return [self.prefix_token], list(self.text_tokens(continuation))
+        whole = self.encode(context + continuation)
+        ctx = self.encode(context)
+        return ctx, whole[len(ctx) :]
+
+    def loglikelihood(
+        self,
+        pairs: Sequence[tuple[str, str]],
+        *,
+        batch_size: int = 8,
+        advance: Callable[[int], None] | None = None,
+    ) -> list[tuple[float, bool, int]]:
+        """(sum log-prob, greedy?, n tokens) of each continuation given its context.
+
+        A context longer than the window is cut to what the window keeps before it is
+        tokenized (``context_tail``); the request (and cache key) holds that part."""
+        from harness.model.cache import cached_map
+
+        tails = {c: self.context_tail(c)[0] for c in dict.fromkeys(c for c, _ in pairs)}
+        contexts = [tails[c] for c, _ in pairs]
+
+        def compute(indices: list[int]) -> list[Any]:
+            from harness.model.scoring import continuation_row  # torch: only on misses
+
+            rows = []
+            for i in indices:
+                context, continuation = contexts[i], pairs[i][1]
+                ctx, cont = self.encode_pair(context, continuation)
+                if not cont:
+                    raise UserError(f"continuation {continuation!r} encodes to no tokens")
+                rows.append(continuation_row(ctx, cont, self.max_length))
+            scores = self._score(rows, batch_size)
+            return [[s.logprob, s.greedy, s.n_targets] for s in scores]
+
+        settings = self.request_settings
+        answers = cached_map(
+            self.cache,
+            self.fingerprint,
+            "loglikelihood",
+            [
+                {"context": c, "continuation": t, **settings}
+                for c, (_, t) in zip(contexts, pairs, strict=True)
+            ],
+            compute,
+            chunk=batch_size * 8,
+            size=lambda i: len(contexts[i]) + len(pairs[i][1]),
+            advance=advance,
+            group=self.group,
+        )
+        return [(float(a[0]), bool(a[1]), int(a[2])) for a in answers]
+
+    def rolling_loglikelihood(
+        self,
+        texts: Sequence[str],
+        *,
+        batch_size: int = 8,
+        advance: Callable[[int], None] | None = None,
+    ) -> list[tuple[float, int]]:
+        """(sum log-prob, n tokens) of each whole text, every token scored once."""
+        from harness.model.cache import cached_map
+
+        def compute(indices: list[int]) -> list[Any]:
+            from harness.model.scoring import ROLLING_PASS_TOKENS, rolling_windows
+
+            totals = dict.fromkeys(indices, 0.0)
+            counts = dict.fromkeys(indices, 0)
+            rows: list[Any] = []
+            owner: list[int] = []
+
+            def score_pending() -> None:
+                for t, s in zip(owner, self._score(rows, batch_size), strict=True):
+                    totals[t] += s.logprob
+                    counts[t] += s.n_targets
+                rows.clear()
+                owner.clear()
+
+            # windows are made as they are scored: a huge text never exists as rows
+            pending = 0
+            for t in indices:
+                tokens = self.text_tokens(texts[t])
+                for window in rolling_windows(tokens, self.prefix_token, self.max_length):
+                    rows.append(window)
+                    owner.append(t)
+                    pending += len(window.tokens)
+                    if pending >= ROLLING_PASS_TOKENS:
+                        score_pending()
+                        pending = 0
+            if rows:
+                score_pending()
+            return [[totals[t], counts[t]] for t in indices]
+
+        settings = self.request_settings
+        answers = cached_map(
+            self.cache,
+            self.fingerprint,
+            "rolling_loglikelihood",
+            # "bos": the BOS a tokenizer adds is the prefix, not a target (answers cached
+            # before that rule lack the field, so they are not reused)
+            [{"text": text, "bos": "prefix", **settings} for text in texts],
+            compute,
+            chunk=batch_size * 4,
+            size=lambda i: len(texts[i]),
+            advance=advance,
+            group=self.group,
+        )
+        return [(float(a[0]), int(a[1])) for a in answers]
+
+    def generate(
+        self,
+        prompts: Sequence[str],
+        *,
+        max_new_tokens: int,
+        stop: Sequence[str] = (),
+        batch_size: int = 8,
+        advance: Callable[[int], None] | None = None,
+    ) -> list[str]:
+        """Greedy continuations, cut at the first stop string. A prompt longer than the
+        window is cut to what the window keeps before it is tokenized (``prompt_tail``);
+        the request (and cache key) holds that part."""
+        from harness.model.cache import cached_map
+
+        tails = {p: self.prompt_tail(p, max_new_tokens)[0] for p in dict.fromkeys(prompts)}
+        kept = [tails[p] for p in prompts]
+
+        def compute(indices: list[int]) -> list[Any]:
+            from harness.model.generation import greedy_generate
+
+            with self.computing():
+                return greedy_generate(
+                    self,
+                    [kept[i] for i in indices],
+                    max_new_tokens=max_new_tokens,
+                    stop=stop,
+                    batch_size=batch_size,
+                    group=self.group,
+                )
+
+        settings = self.request_settings
+        request = {"max_new_tokens": max_new_tokens, "stop": list(stop), **settings}
+        answers = cached_map(
+            self.cache,
+            self.fingerprint,
+            "generate",
+            [{"prompt": p, **request} for p in kept],
+            compute,
+            chunk=batch_size * 4,
+            size=lambda i: len(kept[i]),
+            advance=advance,
+            group=self.group,
+        )
+        return [str(a) for a in answers]
+
+
+def load_model(source: ModelSource) -> LanguageModel:
+    """Check ``source`` and return its model; weights and tokenizer load on first use.
+
+    Paths, weight files, dtype and device are checked here; a file that cannot be
+    loaded is reported (as a UserError) when first used.
+    """
+    folder = resolve_folder(source.path, what="model")
+    check_weights(folder, what="model", allow_pickle=source.allow_pickle)
+    if source.dtype not in ("float32", "bfloat16", "float16"):
+        raise UserError(f"model.dtype: unknown dtype '{source.dtype}'")
+    device = pick_device_name(source.device)
+    adapter_folder = None
+    if source.adapter:
+        adapter_folder = resolve_folder(source.adapter, what="adapter")
+        check_weights(adapter_folder, what="adapter", allow_pickle=source.allow_pickle)
+    tok_folder = folder
+    if adapter_folder is not None and (adapter_folder / "tokenizer_config.json").exists():
+        tok_folder = adapter_folder
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    base = fingerprint_folder(folder, allow_pickle=source.allow_pickle)
+    adapter_base = None
+    if adapter_folder is not None:
+        from harness.model.adapter_base import check_base, compare_base
+
+        adapter_base = compare_base(
+            adapter_folder, base, source.path, allow_pickle=source.allow_pickle
+        )
+        adapter_base["allowed"] = source.allow_base_mismatch
+        check_base(
+            adapter_base,
+            adapter=str(source.adapter),
+            model=source.path,
+            allowed=source.allow_base_mismatch,
+        )
+    lm = LanguageModel(
+        device=device,
+        max_length=0,
+        base=base,
+        adapter=(
+            fingerprint_folder(adapter_folder, allow_pickle=source.allow_pickle)
+            if adapter_folder is not None
+            else None
+        ),
+        adapter_base=adapter_base,
+        has_adapter=adapter_folder is not None,
+        dtype_name=f"torch.{source.dtype}",
+        _load_model=lambda: load_weights(source, folder, adapter_folder, device),
+        _load_tokenizer=lambda: load_tokenizer(source, tok_folder),
+    )
+    lm.max_length = (
+        source.max_length
+        or max_length_from_files(folder)
+        or resolve_max_length(lm.model.config, lm.tokenizer, None)
+    )
+    return lm

@@ -1,0 +1,410 @@
+"""Compare a run with a baseline run: deltas, paired bootstrap CIs and p-values, flips.
+
+Both runs are results.json documents. Examples are matched by id within each task;
+ids present in only one run, and shared ids whose input differs, are reported, and
+every comparison uses the shared examples only. For each metric the stored
+per-example statistics (``records[i]["stats"][metric]``) of the two runs are resampled
+with the same row indices (``harness.metrics.paired_bootstrap``, Koehn 2004), so the
+model is never called. Metric plug-ins named by a path are not loaded here (a results
+file must not make the harness run code); they get deltas without a test.
+
+``apply_baseline`` feeds the same comparison to relative gates (``max_drop``,
+``max_increase``) of ``harness run --baseline-results``; without a baseline run,
+``apply_no_baseline`` reports them as ``no baseline`` (docs/gates.md).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from harness.gates import verdicts as gates_mod
+
+ALPHA = 0.05
+IDS_SHOWN = 50
+NO_STATS = "per-example statistics missing; no paired test"
+PLUGIN = "metric plug-in: not loaded from a results file; no paired test"
+UNKNOWN_METRIC = "unknown metric '{name}'; no paired test"
+NO_SHARED = "no shared examples"
+BAD_STATS = "per-example statistics not usable ({reason}); no paired test"
+
+
+def _records(task: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    return [r for r in task.get("records") or [] if isinstance(r, Mapping)]
+
+
+def _by_id(records: Sequence[Mapping[str, Any]]) -> dict[str, Mapping[str, Any]]:
+    out: dict[str, Mapping[str, Any]] = {}
+    for r in records:
+        out.setdefault(str(r.get("id")), r)
+    return out
+
+
+def _task_spec(results: Mapping[str, Any], task_id: str) -> Mapping[str, Any]:
+    for t in (results.get("suite") or {}).get("tasks") or []:
+        if isinstance(t, Mapping) and t.get("id") == task_id:
+            return t
+    return {}
+
+
+def correct(kind: str, record: Mapping[str, Any]) -> bool | None:
+    """Whether one example is right: the gold choice, or a generation equal to a
+    reference after strip() (exact match); None for perplexity."""
+    if kind == "classification":
+        return record.get("pred") == record.get("gold")
+    if kind == "generation":
+        pred = str(record.get("prediction", "")).strip()
+        return any(pred == str(r).strip() for r in record.get("references") or [])
+    return None
+
+
+def _settings(results: Mapping[str, Any]) -> tuple[int, int, float]:
+    suite = results.get("suite") or {}
+    boot = suite.get("bootstrap") or {}
+    return (
+        int(boot.get("samples", 1000)),
+        int(suite.get("seed", 1234)),
+        float(boot.get("confidence", 0.95)),
+    )
+
+
+def _stats(
+    metric: Any,
+    name: str,
+    params: Mapping[str, Any],
+    info: Any,
+    records: Sequence[Mapping[str, Any]],
+    ambiguous: bool,
+) -> np.ndarray | None:
+    """Stored per-example statistics, or (when two metric specs of a task share a name,
+    so the stored ones belong to only one of them) recomputed from the stored records
+    by the metric's pure ``stats`` function. None when neither is possible."""
+    if not ambiguous:
+        stored = [r.get("stats") for r in records]
+        rows = [x.get(name) if isinstance(x, Mapping) else None for x in stored]
+        if all(isinstance(x, list) for x in rows):
+            try:
+                return np.asarray(rows, dtype=float).reshape(len(rows), -1)
+            except (TypeError, ValueError):
+                pass  # ragged or non-numeric: recompute from the records below
+    try:
+        return np.asarray(metric.stats(records, params, info), dtype=float)
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError):
+        return None
+
+
+def compare_task(
+    task_id: str,
+    base: Mapping[str, Any],
+    new: Mapping[str, Any],
+    base_results: Mapping[str, Any],
+    new_results: Mapping[str, Any],
+    *,
+    samples: int,
+    seed: int,
+    confidence: float,
+) -> dict[str, Any]:
+    """One task of both runs: matched examples, per-metric paired tests, flips."""
+    from harness.config.suite import is_plugin_metric
+    from harness.metrics import TaskInfo, get, paired_bootstrap
+
+    kind = str(new.get("kind") or base.get("kind") or "")
+    a_by, b_by = _by_id(_records(base)), _by_id(_records(new))
+    shared = [i for i in a_by if i in b_by]
+    only_a = [i for i in a_by if i not in b_by]
+    only_b = [i for i in b_by if i not in a_by]
+    changed = [i for i in shared if a_by[i].get("input") != b_by[i].get("input")]
+    rec_a = [a_by[i] for i in shared]
+    rec_b = [b_by[i] for i in shared]
+    spec = _task_spec(new_results, task_id) or _task_spec(base_results, task_id)
+    info = TaskInfo(kind=kind, choices=tuple(spec.get("choices") or ()))
+    names = [str(m.get("name")) for m in spec.get("metrics") or [] if isinstance(m, Mapping)]
+    base_metrics = base.get("metrics") or {}
+    groups: dict[tuple[str, str], list[str]] = {}
+    for output, entry in (new.get("metrics") or {}).items():
+        if output in base_metrics:
+            key = (str(entry.get("metric")), json.dumps(entry.get("params") or {}, sort_keys=True))
+            groups.setdefault(key, []).append(output)
+    rows: list[dict[str, Any]] = []
+    for (name, params_json), outputs in groups.items():
+        paired: Mapping[str, Any] = {}
+        note = None
+        if not shared:
+            note = NO_SHARED
+        elif is_plugin_metric(name):
+            note = PLUGIN
+        else:
+            try:
+                metric = get(name)
+            except KeyError:
+                metric, note = None, UNKNOWN_METRIC.format(name=name)
+            if metric is not None:
+                params = {**metric.params, **json.loads(params_json)}
+                ambiguous = names.count(name) > 1
+                sa = _stats(metric, name, params, info, rec_a, ambiguous)
+                sb = _stats(metric, name, params, info, rec_b, ambiguous)
+                if sa is None or sb is None or sa.shape[1:] != sb.shape[1:]:
+                    note = NO_STATS
+                else:
+                    try:
+                        paired = paired_bootstrap(
+                            metric, sa, sb, params, info, samples, seed, confidence=confidence
+                        )
+                    except (ValueError, TypeError, IndexError, ZeroDivisionError) as exc:
+                        note = BAD_STATS.format(reason=str(exc)[:120])
+        for output in outputs:
+            rows.append(
+                _metric_row(
+                    output, name, base_metrics[output], new["metrics"][output], paired, note
+                )
+            )
+    return {
+        "id": task_id,
+        "kind": kind,
+        "n_baseline": len(a_by),
+        "n_new": len(b_by),
+        "n_shared": len(shared),
+        "only_in_baseline": only_a[:IDS_SHOWN],
+        "n_only_in_baseline": len(only_a),
+        "only_in_new": only_b[:IDS_SHOWN],
+        "n_only_in_new": len(only_b),
+        "changed_inputs": changed[:IDS_SHOWN],
+        "n_changed_inputs": len(changed),
+        "metrics": rows,
+        "flips": _flips(kind, shared, a_by, b_by),
+    }
+
+
+def _nan_to_none(x: Any) -> Any:
+    return None if isinstance(x, float) and math.isnan(x) else x
+
+
+def _metric_row(
+    output: str,
+    metric: str,
+    base: Mapping[str, Any],
+    new: Mapping[str, Any],
+    paired: Mapping[str, Any],
+    note: str | None,
+) -> dict[str, Any]:
+    hib = bool(new.get("higher_is_better", base.get("higher_is_better", True)))
+    p = paired.get(output)
+    if p is not None:
+        row = {k: _nan_to_none(v) for k, v in p.items()}
+    else:
+        a, b = base.get("value"), new.get("value")
+        delta = b - a if isinstance(a, int | float) and isinstance(b, int | float) else None
+        row = {"value_a": a, "value_b": b, "delta": delta, "ci_low": None, "ci_high": None}
+        row.update(p_value=None, n=None)
+    delta, p_value = row.get("delta"), row.get("p_value")
+    significant = p_value is not None and p_value < ALPHA
+    direction = "same"
+    if isinstance(delta, int | float) and delta != 0:
+        direction = "better" if (delta > 0) == hib else "worse"
+    return {
+        "output": output,
+        "metric": metric,
+        "higher_is_better": hib,
+        "baseline": row.get("value_a"),
+        "new": row.get("value_b"),
+        "delta": delta,
+        "ci_low": row.get("ci_low"),
+        "ci_high": row.get("ci_high"),
+        "p_value": p_value,
+        "n": row.get("n"),
+        "significant": significant,
+        "direction": direction,
+        "note": note,
+    }
+
+
+def _flips(
+    kind: str,
+    shared: Sequence[str],
+    a_by: Mapping[str, Mapping[str, Any]],
+    b_by: Mapping[str, Mapping[str, Any]],
+) -> dict[str, Any] | None:
+    worse: list[str] = []
+    better: list[str] = []
+    for i in shared:
+        ca, cb = correct(kind, a_by[i]), correct(kind, b_by[i])
+        if ca is None or cb is None or ca == cb:
+            continue
+        (worse if ca else better).append(i)
+    if kind not in ("classification", "generation"):
+        return None
+    criterion = "pred == gold" if kind == "classification" else "exact match with a reference"
+    return {
+        "criterion": criterion,
+        "n_correct_to_wrong": len(worse),
+        "n_wrong_to_correct": len(better),
+        "correct_to_wrong": [_flip_row(kind, a_by[i], b_by[i]) for i in worse[:IDS_SHOWN]],
+        "wrong_to_correct": [_flip_row(kind, a_by[i], b_by[i]) for i in better[:IDS_SHOWN]],
+    }
+
+
+def _flip_row(kind: str, a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, Any]:
+    row: dict[str, Any] = {"id": str(b.get("id")), "line": b.get("line"), "input": b.get("input")}
+    if kind == "classification":
+        choices = b.get("choices") or []
+
+        def label(i: Any) -> Any:
+            return choices[i] if isinstance(i, int) and 0 <= i < len(choices) else i
+
+        row.update(
+            gold=label(b.get("gold")), baseline=label(a.get("pred")), new=label(b.get("pred"))
+        )
+    else:
+        refs = b.get("references") or []
+        row.update(
+            gold=refs[0] if refs else "", baseline=a.get("prediction"), new=b.get("prediction")
+        )
+    return row
+
+
+def _run_info(results: Mapping[str, Any], path: str | None) -> dict[str, Any]:
+    prov = results.get("provenance") or {}
+    return {
+        "path": path,
+        "suite": (results.get("suite") or {}).get("name"),
+        "verdict": results.get("verdict"),
+        "model": (prov.get("model") or {}).get("fingerprint"),
+        "adapter": (prov.get("adapter") or {}).get("fingerprint"),
+        "started_at": prov.get("started_at"),
+        "harness_version": results.get("harness_version"),
+    }
+
+
+def compare(
+    baseline: Mapping[str, Any],
+    new: Mapping[str, Any],
+    *,
+    baseline_path: str | None = None,
+    new_path: str | None = None,
+    samples: int | None = None,
+    seed: int | None = None,
+    confidence: float | None = None,
+) -> dict[str, Any]:
+    """The comparison document of two runs (the new run's bootstrap settings by default)."""
+    s, sd, c = _settings(new)
+    samples = s if samples is None else samples
+    seed = sd if seed is None else seed
+    confidence = c if confidence is None else confidence
+    a_tasks, b_tasks = baseline.get("tasks") or {}, new.get("tasks") or {}
+    tasks = [
+        compare_task(
+            tid,
+            a_tasks[tid],
+            b_tasks[tid],
+            baseline,
+            new,
+            samples=samples,
+            seed=seed,
+            confidence=confidence,
+        )
+        for tid in b_tasks
+        if tid in a_tasks
+    ]
+    rows = [m for t in tasks for m in t["metrics"]]
+    return {
+        "baseline": _run_info(baseline, baseline_path),
+        "new": _run_info(new, new_path),
+        "settings": {"samples": samples, "seed": seed, "confidence": confidence, "alpha": ALPHA},
+        "tasks": tasks,
+        "tasks_only_in_baseline": [t for t in a_tasks if t not in b_tasks],
+        "tasks_only_in_new": [t for t in b_tasks if t not in a_tasks],
+        "summary": {
+            "worse": sum(m["significant"] and m["direction"] == "worse" for m in rows),
+            "better": sum(m["significant"] and m["direction"] == "better" for m in rows),
+            "unchanged": sum(not m["significant"] for m in rows),
+        },
+    }
+
+
+# --- relative gates against a baseline run ------------------------------------------
+
+
+def is_relative(gate: Any) -> bool:
+    return gate.max_drop is not None or gate.max_increase is not None
+
+
+BASE_REFERENCED = ("forgetting.", "privacy.extraction_rate")
+"""Gate names (prefixes) whose reference is the base model's value, from the audit."""
+
+
+def needs_baseline(gate: Any) -> bool:
+    """A relative gate whose reference is a baseline run (not the base model)."""
+    return is_relative(gate) and not gate.metric.startswith(BASE_REFERENCED)
+
+
+def baseline_values(
+    baseline: Mapping[str, Any], results: Mapping[str, Any]
+) -> dict[str, gates_mod.GateValue]:
+    """``{"task.output": GateValue}``: this run's value, the baseline run's value as
+    reference and the paired bootstrap p-value over the shared examples."""
+    comparison = compare(baseline, results)
+    new_tasks = results.get("tasks") or {}
+    base_tasks = baseline.get("tasks") or {}
+    out: dict[str, gates_mod.GateValue] = {}
+    for t in comparison["tasks"]:
+        for m in t["metrics"]:
+            name = f"{t['id']}.{m['output']}"
+            out[name] = {
+                "value": new_tasks[t["id"]]["metrics"][m["output"]].get("value"),
+                "reference": base_tasks[t["id"]]["metrics"][m["output"]].get("value"),
+                "p_value": m["p_value"],
+                "source": "baseline",
+            }
+    return out
+
+
+def apply_baseline(
+    results: dict[str, Any], suite: Any, baseline: Mapping[str, Any], baseline_path: Path
+) -> None:
+    """Re-check the gates that read a baseline run, with its values as references;
+    record which baseline run was used (its sha256, for ``harness verify``)."""
+    from harness.data.rows import display_path, sha256_file
+
+    # a gate on a value the baseline run lacks keeps this run's value, with no reference
+    values: dict[str, gates_mod.GateValue] = {
+        name: {"value": entry.get("value"), "source": "baseline"}
+        for name, entry in gates_mod.task_values(results.get("tasks") or {}).items()
+    }
+    values.update(baseline_values(baseline, results))
+    _recheck(results, suite, lambda gate: gates_mod.check(gate, values.get(gate.metric)))
+    results["baseline"] = {
+        **_run_info(baseline, display_path(baseline_path)),
+        "sha256": sha256_file(baseline_path),
+    }
+
+
+def apply_no_baseline(results: dict[str, Any], suite: Any, *, required: bool = False) -> None:
+    """Re-check the gates that read a baseline run when none was given: their absolute
+    bounds as usual, their relative bounds reported as ``no baseline`` (a warning, or a
+    failure when ``required``: ``harness run --require-baseline``)."""
+    values = gates_mod.task_values(results.get("tasks") or {})
+    policy = gates_mod.FAIL if required else gates_mod.WARN
+    _recheck(
+        results,
+        suite,
+        lambda gate: gates_mod.check(gate, values.get(gate.metric), no_baseline=policy),
+    )
+
+
+def baseline_gates(suite: Any) -> list[Any]:
+    """The suite's gates that compare against a baseline run (``--baseline-results``)."""
+    return [g for g in suite.gates if needs_baseline(g)]
+
+
+def _recheck(results: dict[str, Any], suite: Any, check: Callable[[Any], dict[str, Any]]) -> None:
+    verdicts = list(results.get("gates") or [])
+    for i, gate in enumerate(suite.gates):
+        if needs_baseline(gate) and i < len(verdicts) and verdicts[i]["metric"] == gate.metric:
+            verdicts[i] = check(gate)
+    results["gates"] = verdicts
+    results["verdict"] = gates_mod.overall(verdicts)

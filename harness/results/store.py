@@ -1,0 +1,300 @@
+"""Reading and writing results.json, atomically.
+
+An output file is written to a temporary file in the same folder, flushed to disk and
+renamed over the old one, so a crash, a full disk or a permission error never leaves a
+half-written file or loses the previous one. ``write_atomic_many`` is the one atomic
+writer of the project: the harness's outputs, ``harness report --out``, ``compare
+--out``, generated docs and the fine-tuner's manifest, history, search and selection
+files all go through it. An output gets the mode ``open()`` would give it,
+``0666 & ~umask`` (0644 under umask 022), not the 0600 of the temporary file, so a CI
+artifact store or a teammate can read it (``current_umask``; docs/security.md).
+
+A results document is valid JSON: a task metric whose value is not a finite number
+(NaN, inf) is written as ``"value": null`` with a ``"reason"``, and any other
+non-finite number as null, so the writer never fails on a value.
+
+``load_results`` is the one reader of a stored results.json (``harness report``,
+``compare``, ``verify``, ``--baseline-results``). The file is untrusted: only a regular
+file is read (a FIFO or ``/dev/zero`` would hang), at most ``MAX_RESULTS_BYTES``,
+nested at most ``MAX_DEPTH`` levels, and it must match the schema
+(``results_schema``); anything else is one located error (exit 2).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import stat
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from harness.errors import UserError
+
+NOT_RESULTS = "{path}: not a results file of this harness ({reason})"
+MAX_RESULTS_BYTES = 512 * 2**20
+"""The largest results.json read (a run of 100,000 examples writes about 100 MiB)."""
+MAX_DEPTH = 100
+"""The deepest nesting of lists and objects read (a run's own file is about 10 deep)."""
+TOO_LARGE = "{path}: larger than {limit} MiB, more than a results file may hold"
+TOO_DEEP = "nested deeper than {depth} levels"
+CANNOT_READ = "{path}: cannot read: {reason}"
+UNDEFINED_PLUGIN = "plug-in {name!r} returned nan or inf for {bad} of {n} examples"
+UNDEFINED_VALUE = "{who} gave {value}"
+UNDEFINED_ON_DATA = "the metric is undefined on this data ({n} examples)"
+
+
+def _proc_umask() -> int | None:
+    """The umask from /proc/self/status (Linux 4.7 and later), or None."""
+    try:
+        with open("/proc/self/status", encoding="ascii", errors="replace") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8) & 0o777
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def _umask_at_import() -> int:
+    """The umask now; without /proc by setting and restoring it (see ``current_umask``)."""
+    found = _proc_umask()
+    if found is not None:
+        return found
+    # if another thread creates a file in this instant it is private (077), never wider
+    mask = os.umask(0o077)
+    os.umask(mask)
+    return mask
+
+
+_UMASK_AT_IMPORT = _umask_at_import()
+
+
+def current_umask() -> int:
+    """The process's umask, read without changing it.
+
+    ``os.umask`` can only read the mask by setting it, and the mask is process-wide, so
+    setting and restoring it on each write would let another thread create a file under
+    the wrong mask meanwhile. On Linux the mask is read from /proc/self/status instead,
+    on every write, so a mask the program sets later is honoured. Elsewhere the mask
+    read once when this module is imported is used (before any output is written; a
+    file another thread creates in that instant would get the private mask 077)."""
+    found = _proc_umask()
+    return _UMASK_AT_IMPORT if found is None else found
+
+
+def write_atomic(path: Path, data: str | bytes) -> None:
+    """Replace ``path`` with ``data`` in one rename; the old file survives any failure.
+
+    A symlink at ``path`` is replaced by the new file, never written through."""
+    write_atomic_many({path: data})
+
+
+def write_atomic_many(files: Mapping[Path, str | bytes]) -> None:
+    """Replace several files so that a failed write replaces none of them.
+
+    Every file is first written in full to a temporary file beside it and flushed to
+    disk (where a full disk or a permission error shows); only then are they renamed
+    over the old ones, one rename each. Temporary files never outlive a failure. An
+    OSError names the output file it happened on (``filename``). Each file gets mode
+    ``0666 & ~umask`` (module doc), set on the temporary file before it is renamed."""
+    temps: list[tuple[str, Path]] = []
+    current = Path(".")
+    mode = 0o666 & ~current_umask()
+    try:
+        for current, data in files.items():
+            payload = data.encode("utf-8") if isinstance(data, str) else data
+            current.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(
+                prefix=f".{current.name}.", suffix=".tmp", dir=current.parent
+            )
+            temps.append((tmp, current))
+            with os.fdopen(fd, "wb") as fh:
+                os.fchmod(fh.fileno(), mode)
+                fh.write(payload)
+                fh.flush()
+                os.fsync(fh.fileno())
+        for tmp, current in temps:
+            os.replace(tmp, current)
+    except BaseException as exc:
+        for tmp, _ in temps:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+        if isinstance(exc, OSError) and exc.filename != str(current):
+            raise OSError(exc.errno, exc.strerror or str(exc), str(current)) from exc
+        raise
+
+
+def write_or_fail(files: Mapping[Path, str | bytes]) -> None:
+    """``write_atomic_many``; an OS error (full disk, no permission) is a UserError
+    naming the file."""
+    try:
+        write_atomic_many(files)
+    except OSError as exc:
+        raise UserError(f"{exc.filename}: cannot write: {exc.strerror or exc}") from None
+
+
+def dumps(results: dict[str, Any]) -> str:
+    """results.json text: ``json_safe(results)``, indented, UTF-8 kept."""
+    doc = json_safe(results)
+    return json.dumps(doc, indent=1, ensure_ascii=False, allow_nan=False) + "\n"
+
+
+def json_safe(results: dict[str, Any]) -> dict[str, Any]:
+    """A copy of ``results`` that is valid JSON (module doc): every task metric as
+    ``mark_undefined`` leaves it, every other NaN or inf null."""
+    doc: dict[str, Any] = _finite(results)
+    tasks = results.get("tasks")
+    if isinstance(tasks, dict):
+        _mark(tasks, doc["tasks"])
+    return doc
+
+
+def mark_undefined(tasks: dict[str, Any]) -> None:
+    """In place, each task metric whose value is not a finite number: ``value`` None,
+    a ``reason`` (``undefined_reason``) and no confidence interval, since one made of
+    the resamples that happened to have a value does not describe it. For the runner
+    to call before the gates read the values, so their messages can give the reason."""
+    _mark(tasks, tasks)
+
+
+def _mark(tasks: dict[str, Any], into: dict[str, Any]) -> None:
+    """``mark_undefined`` reading ``tasks`` and writing the same places of ``into``."""
+    for task_id, task in tasks.items():
+        metrics = task.get("metrics") if isinstance(task, dict) else None
+        if not isinstance(metrics, dict):
+            continue
+        for output, entry in metrics.items():
+            if not isinstance(entry, dict) or _is_finite(entry.get("value")):
+                continue
+            reason = entry.get("reason") or undefined_reason(entry, task.get("records"))
+            target = into[task_id]["metrics"][output]
+            target.update({k: None for k in ("ci_low", "ci_high") if k in target})
+            target.update(value=None, reason=reason)
+
+
+def undefined_reason(entry: Mapping[str, Any], records: Any) -> str:
+    """Why a task metric has no finite value: what its metric returned."""
+    from harness.metrics.plugin import is_plugin_name
+
+    name = str(entry.get("metric") or "?")
+    plugin = is_plugin_name(name)
+    value = entry.get("value")
+    records = records if isinstance(records, list) else []
+    if plugin:
+        bad = sum(
+            1
+            for r in records
+            if isinstance(r, dict)
+            and isinstance(stats := (r.get("stats") or {}).get(name), list)
+            and not all(_is_finite(x) for x in stats)
+        )
+        if bad:
+            return UNDEFINED_PLUGIN.format(name=name, bad=bad, n=len(records))
+    if isinstance(value, float):  # nan, inf or -inf
+        who = f"plug-in {name!r}" if plugin else f"metric {name!r}"
+        return UNDEFINED_VALUE.format(who=who, value=value)
+    return UNDEFINED_ON_DATA.format(n=entry.get("n", len(records)))
+
+
+def _is_finite(x: Any) -> bool:
+    return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def _finite(obj: Any) -> Any:
+    """A copy of a JSON-like value with every NaN and inf replaced by None."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_finite(v) for v in obj]
+    return obj
+
+
+def write_results(results: dict[str, Any], out_dir: Path) -> Path:
+    """Write ``out_dir/results.json`` atomically and return its path."""
+    path = out_dir / "results.json"
+    write_or_fail({path: dumps(results)})
+    return path
+
+
+def load_results(path: Path) -> dict[str, Any]:
+    """Read a stored results.json, checking that it is one (module doc)."""
+    data = _parse(path, _read_capped(Path(path)))
+    if not isinstance(data, dict) or "schema_version" not in data or "tasks" not in data:
+        raise UserError(NOT_RESULTS.format(path=path, reason="missing schema_version or tasks"))
+    from harness.results.schema import problems
+
+    found = problems(data)
+    if found:
+        more = f"; and {len(found) - 3} more" if len(found) > 3 else ""
+        raise UserError(NOT_RESULTS.format(path=path, reason="; ".join(found[:3]) + more))
+    return data
+
+
+def _read_capped(path: Path) -> bytes:
+    """The bytes of a regular file of at most ``MAX_RESULTS_BYTES``.
+
+    Opened without blocking (a FIFO would wait for a writer) and checked on the open
+    file, so a path swapped after a check cannot slip a device in."""
+    from harness.data.rows import FILE_NOT_FOUND, NOT_REGULAR
+
+    limit = MAX_RESULTS_BYTES // 2**20
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except FileNotFoundError:
+        raise UserError(f"{path}: {FILE_NOT_FOUND}") from None
+    except OSError as exc:
+        raise UserError(CANNOT_READ.format(path=path, reason=exc.strerror or exc)) from None
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):
+        os.close(fd)
+        raise UserError(f"{path}: {NOT_REGULAR}")
+    if info.st_size > MAX_RESULTS_BYTES:
+        os.close(fd)
+        raise UserError(TOO_LARGE.format(path=path, limit=limit))
+    with os.fdopen(fd, "rb") as fh:
+        try:
+            data = fh.read(MAX_RESULTS_BYTES + 1)
+        except OSError as exc:
+            raise UserError(CANNOT_READ.format(path=path, reason=exc.strerror or exc)) from None
+    if len(data) > MAX_RESULTS_BYTES:  # it grew while being read
+        raise UserError(TOO_LARGE.format(path=path, limit=limit))
+    return data
+
+
+def _parse(path: Path, data: bytes) -> Any:
+    """JSON from ``data``, refusing nesting deeper than ``MAX_DEPTH``."""
+    try:
+        doc = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UserError(NOT_RESULTS.format(path=path, reason=str(exc)[:200])) from None
+    except RecursionError:  # deeper than the interpreter's stack: far beyond MAX_DEPTH
+        doc = None
+        depth_error = True
+    else:
+        depth_error = _depth_exceeds(doc, MAX_DEPTH)
+    if depth_error:
+        raise UserError(NOT_RESULTS.format(path=path, reason=TOO_DEEP.format(depth=MAX_DEPTH)))
+    return doc
+
+
+def _depth_exceeds(doc: Any, limit: int) -> bool:
+    """Whether lists and objects nest deeper than ``limit`` (iterative: no recursion)."""
+    stack = [(doc, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict):
+            children: Any = node.values()
+        elif isinstance(node, list):
+            children = node
+        else:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children)
+    return False

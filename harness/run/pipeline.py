@@ -1,0 +1,46 @@
+"""Run a suite and publish every output: the public API behind `harness run` and the demo.
+
+results.json and each rendering (HTML, JUnit XML, Markdown) are rendered first and
+written as one atomic set after (harness.report.render.publish), so a failure at any
+step leaves an earlier run's folder intact.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+
+def evaluate_and_report(
+    suite: Any,
+    *,
+    baseline_results: Path | None = None,
+    require_baseline: bool = False,
+    show_progress: bool = True,
+    console: Any = None,
+) -> tuple[dict[str, Any], dict[str, Path]]:
+    """Run ``suite`` (optionally against a baseline run) and write all its outputs.
+
+    Gates that compare against a baseline run take their references from
+    ``baseline_results``; without one they report ``no baseline``, a warning, or a
+    failure when ``require_baseline`` (docs/gates.md: the first run of a CI suite).
+
+    Returns the results document and the written paths by format (``results``,
+    ``html``, ``junit``, ``md``). Run as one of several processes (harness.model.distributed),
+    every process returns the same document and only the main one writes (the others
+    get no paths).
+    """
+    from harness.report import load_results
+    from harness.report.render import publish
+    from harness.results.compare import apply_baseline, apply_no_baseline
+    from harness.run.runner import run_suite
+
+    baseline = load_results(baseline_results) if baseline_results else None
+    results = run_suite(suite, show_progress=show_progress, console=console)
+    if baseline is not None and baseline_results is not None:
+        apply_baseline(results, suite, baseline, baseline_results)
+    else:
+        apply_no_baseline(results, suite, required=require_baseline)
+    from harness.model.distributed import is_main
+
+    return results, publish(results, suite.output_dir) if is_main() else {}

@@ -1,0 +1,414 @@
+"""Run a suite end to end: data -> records -> model -> metrics -> gates -> results.
+
+``prepare_suite`` reads and checks every data file without a model (what ``harness
+validate`` runs); ``run_suite`` then loads the model once, runs each task with a
+progress bar, scores the metrics with bootstrap CIs over the stored per-example
+statistics, checks the gates and returns the results document (docs/results.md).
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from harness import __version__
+from harness.errors import UserError
+from harness.gates import verdicts as gates
+
+RESULTS_SCHEMA_VERSION = 1
+SAME_OUTPUT = (
+    "task {task}: metric {metric!r} gives {output!r}, which metric {first!r} already gives; "
+    "rename the plug-in's key or drop one of the metrics"
+)
+
+
+@dataclass
+class PreparedTask:
+    task: Any
+    records: list[dict[str, Any]]
+    data_path: str | None  # None for a `datasets` source
+    data_sha256: str | None
+
+
+def prepare_suite(suite: Any) -> list[PreparedTask]:
+    """Load, sample and check the data of every task; all errors are reported together."""
+    from harness.audits.base import locate as suite_error
+    from harness.data.rows import display_path, load_rows, sample_rows, sha256_file
+    from harness.tasks.kinds import field_typos, prepare
+
+    prepared = []
+    errors: list[str] = []
+    for i, task in enumerate(suite.tasks):
+        source = task.data
+        base_dir = suite.resolve(".")
+        try:
+            rows = all_rows = load_rows(source, base_dir)
+            limit = task.limit if task.limit is not None else suite.limit
+            if limit is not None:
+                rows = sample_rows(rows, limit, suite.seed)
+            if isinstance(source, str):
+                path = suite.resolve(source)
+                label, digest = display_path(path), sha256_file(path)
+            else:
+                label, digest = None, None
+            file = label or f"dataset {source.dataset}"
+            typos = field_typos(task, all_rows, file)
+            if typos:
+                errors += [
+                    suite_error(suite, _written(suite, ("tasks", i, *sub)), m) for sub, m in typos
+                ]
+                continue
+            records = prepare(task, rows, file)
+        except UserError as exc:
+            errors.extend(exc.messages)
+            continue
+        prepared.append(PreparedTask(task, records, label, digest))
+    if not errors:
+        from harness.audits import data_problems
+
+        errors = data_problems(suite, prepared)
+    if errors:
+        raise UserError(errors)
+    return prepared
+
+
+def _written(suite: Any, path: tuple[Any, ...]) -> tuple[Any, ...]:
+    """``path`` as the suite wrote it: without the item index of a list the schema made
+    from one value (``reference: summary`` is ``reference[0]`` once loaded)."""
+    marks = getattr(suite, "_marks", None)
+    if isinstance(path[-1], int) and (marks is None or path not in marks.values):
+        return path[:-1]
+    return path
+
+
+def model_source(suite: Any) -> Any:
+    from harness.model.language_model import ModelSource
+
+    m = suite.model
+    return ModelSource(
+        path=str(m.path),
+        adapter=str(m.adapter) if m.adapter else None,
+        allow_pickle=m.allow_pickle,
+        trust_remote_code=m.trust_remote_code,
+        dtype=m.dtype,
+        device=m.device,
+        max_length=m.max_length,
+        allow_base_mismatch=m.allow_base_mismatch,
+    )
+
+
+def score_task(prepared: PreparedTask, suite: Any) -> dict[str, dict[str, Any]]:
+    """Every metric of one task with its bootstrap CI; per-example stats go to records."""
+    from harness.metrics import TaskInfo, get, score_stats
+    from harness.metrics.plugin import make_evaluate_metric
+
+    task = prepared.task
+    info = TaskInfo(kind=task.kind, choices=tuple(getattr(task, "choices", ()) or ()))
+    values: dict[str, dict[str, Any]] = {}
+    for spec in task.metrics:
+        if _is_path(spec.name):
+            metric = make_evaluate_metric(spec.name, suite.resolve("."))
+        else:
+            metric = get(spec.name)
+        params = {**metric.params, **spec.params}
+        stats = metric.stats(prepared.records, params, info)
+        for rec, row in zip(prepared.records, stats, strict=True):
+            rec.setdefault("stats", {})[spec.name] = [float(x) for x in row]
+        scored = score_stats(
+            metric,
+            stats,
+            params,
+            info,
+            samples=suite.bootstrap.samples,
+            confidence=suite.bootstrap.confidence,
+            seed=suite.seed,
+        )
+        signature = metric.signature(params, info) if getattr(metric, "signature", None) else ""
+        for output, entry in scored.items():
+            if output in values:  # a plug-in's key can only be known once it has run
+                raise UserError(
+                    SAME_OUTPUT.format(
+                        task=task.id,
+                        metric=spec.name,
+                        output=output,
+                        first=values[output]["metric"],
+                    )
+                )
+            values[output] = {
+                **_clean(entry),
+                "metric": spec.name,
+                "params": dict(spec.params),
+                "higher_is_better": metric.higher_is_better,
+                "signature": signature,
+            }
+    return values
+
+
+def note_truncation(task: Any, records: list[dict[str, Any]], lm: Any) -> int:
+    """Mark the records whose prompt was cut to the model's window before tokenizing
+    (``truncated_chars``: characters dropped from its start); returns how many were.
+
+    Perplexity texts are scored whole, never cut."""
+    if task.kind == "classification":
+        cut = [lm.context_tail(rec["prompt"])[1] for rec in records]
+    elif task.kind == "generation":
+        cut = [lm.prompt_tail(rec["prompt"], task.max_new_tokens)[1] for rec in records]
+    else:
+        return 0
+    for rec, chars in zip(records, cut, strict=True):
+        if chars:
+            rec["truncated_chars"] = chars
+    return sum(1 for chars in cut if chars)
+
+
+def _is_path(name: str) -> bool:
+    return name.startswith(("./", "../", "/")) or name.endswith(".py")
+
+
+def _clean(entry: dict[str, Any]) -> dict[str, Any]:
+    """NaN is not valid JSON: store it as null."""
+    out = {}
+    for k, v in entry.items():
+        out[k] = None if isinstance(v, float) and v != v else v
+    return out
+
+
+def run_suite(
+    suite: Any,
+    *,
+    show_progress: bool = True,
+    console: Any = None,
+    on_model_loaded: Callable[[Any], None] | None = None,
+) -> dict[str, Any]:
+    """Run ``suite`` and return the results document (not yet written)."""
+    started = datetime.now(UTC)
+    t0 = time.perf_counter()
+    prepared = prepare_suite(suite)
+    from harness.audits import preflight, run_audits
+    from harness.model.language_model import load_model
+
+    preflight(suite)
+    from harness.model.distributed import join
+
+    # Launched as one of several processes: each loads the model on its own device and
+    # scores its share of every model call; only the main one holds the cache and shows
+    # progress (docs/scale-out.md).
+    group = join(cpu=suite.model.device == "cpu")
+    source = model_source(suite)
+    if group is not None:
+        source = replace(source, device=group.model_device(source.device))
+        show_progress = show_progress and group.is_main
+
+    t_load = time.perf_counter()
+    lm = load_model(source)
+    load_s = time.perf_counter() - t_load
+    if on_model_loaded is not None:
+        on_model_loaded(lm)
+    from harness.model.cache import open_run_cache
+
+    main_process = group is None or group.is_main
+    cache = open_run_cache(console) if suite.cache and main_process else None
+    lm.cache = cache
+    lm.group = group
+    tasks_out: dict[str, Any] = {}
+    timings: dict[str, float] = {}
+    try:  # every answer is committed as its chunk completes; Ctrl-C closes the file cleanly
+        with _progress(show_progress, console) as bar:
+            for p in prepared:
+                t = time.perf_counter()
+                advance = bar(p.task.id, len(p.records))
+                from harness.tasks.kinds import run
+
+                run(p.task, p.records, lm, batch_size=suite.batch_size, advance=advance)
+                n_truncated = note_truncation(p.task, p.records, lm)
+                metrics = score_task(p, suite)
+                timings[p.task.id] = round(time.perf_counter() - t, 3)
+                tasks_out[p.task.id] = {
+                    "kind": p.task.kind,
+                    "n_examples": len(p.records),
+                    "n_truncated": n_truncated,
+                    "metrics": metrics,
+                    "records": p.records,
+                }
+            audits_out, audit_values = run_audits(suite, lm, prepared, tasks_out, progress=bar)
+    finally:
+        cache_stats = cache.stats() if cache is not None else None
+        if cache is not None:
+            cache.close()
+    from harness.results.store import mark_undefined
+
+    mark_undefined(tasks_out)  # nan/inf -> null with a reason, which the gate message gives
+    verdicts = gates.evaluate(suite.gates, {**gates.task_values(tasks_out), **audit_values})
+    # weights load on the first answer not in the cache (never, on a warm re-run)
+    provenance = _provenance(suite, prepared, lm, started, load_s + lm.load_s, timings, t0)
+    provenance["cache"] = cache_stats
+    provenance["processes"] = group.size if group is not None else 1
+    return {
+        "schema_version": RESULTS_SCHEMA_VERSION,
+        "harness_version": __version__,
+        "suite": suite.model_dump(mode="json"),
+        "provenance": provenance,
+        "tasks": tasks_out,
+        "audits": audits_out,
+        "gates": verdicts,
+        "verdict": gates.overall(verdicts),
+        "finetune": finetune_record(lm.adapter.path if lm.adapter else None),
+    }
+
+
+def _provenance(
+    suite: Any,
+    prepared: list[PreparedTask],
+    lm: Any,
+    started: datetime,
+    load_s: float,
+    timings: dict[str, float],
+    t0: float,
+) -> dict[str, Any]:
+    from harness.data.rows import display_path, sha256_file
+
+    src = suite.source_path
+    return {
+        "suite": {"path": display_path(src), "sha256": sha256_file(src)} if src else None,
+        "data": [
+            {"task": p.task.id, "path": p.data_path, "sha256": p.data_sha256} for p in prepared
+        ],
+        "model": {**lm.base.as_dict(), "adapter_base": lm.adapter_base},
+        "adapter": lm.adapter.as_dict() if lm.adapter else None,
+        "fingerprint": lm.fingerprint,
+        "versions": library_versions(),
+        "seed": suite.seed,
+        "device": str(lm.device),
+        "max_length": lm.max_length,
+        "batch_size": suite.batch_size,
+        "started_at": started.isoformat(timespec="seconds"),
+        "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "timings": {
+            "load_s": round(load_s, 3),
+            "tasks": timings,
+            "total_s": round(time.perf_counter() - t0, 3),
+        },
+    }
+
+
+def library_versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"harness": __version__, "python": platform.python_version()}
+    for name in (
+        "torch",
+        "transformers",
+        "peft",
+        "tokenizers",
+        "sacrebleu",
+        "rouge-score",
+        "scikit-learn",
+        "numpy",
+    ):
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = "absent"
+    return out
+
+
+FINETUNE_MANIFEST, FINETUNE_HISTORY = "manifest.json", "history.jsonl"
+HISTORY_CAP = 100_000  # logged points embedded at most
+PROBLEMS_CAP = 20
+
+
+def finetune_record(folder: str | None) -> dict[str, Any] | None:
+    """The manifest and learning history `finetune train` saves beside an adapter.
+
+    Embedded in results.json (docs/results.md, "finetune") so the report can show the
+    learning curves and settings of the checkpoint it audits, with their sha256 for
+    `harness verify`. None when the adapter folder has neither file. A file that does
+    not parse is reported under "problems" rather than failing the evaluation; NaN and
+    infinities become null (results.json is strict JSON).
+    """
+    if not folder:
+        return None
+    from harness.data.rows import display_path, sha256_file
+
+    manifest_path, history_path = Path(folder) / FINETUNE_MANIFEST, Path(folder) / FINETUNE_HISTORY
+    if not (manifest_path.is_file() or history_path.is_file()):
+        return None
+    out: dict[str, Any] = {"manifest": None, "history": [], "files": [], "problems": []}
+    problems: list[str] = out["problems"]
+    for path in (manifest_path, history_path):
+        if path.is_file():
+            out["files"].append({"path": display_path(path), "sha256": sha256_file(path)})
+    if manifest_path.is_file():
+        try:
+            manifest = json.loads(
+                manifest_path.read_text(encoding="utf-8"), parse_constant=lambda _c: None
+            )
+        except (UnicodeDecodeError, ValueError) as exc:
+            problems.append(f"{FINETUNE_MANIFEST}: not valid JSON ({str(exc)[:120]})")
+        else:
+            if isinstance(manifest, dict):
+                out["manifest"] = manifest
+            else:
+                problems.append(f"{FINETUNE_MANIFEST}: not a JSON object")
+    if history_path.is_file():
+        text = history_path.read_text(encoding="utf-8", errors="replace")
+        for n, line in enumerate(text.splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line, parse_constant=lambda _c: None)
+            except ValueError:
+                row = None
+            if isinstance(row, dict) and len(out["history"]) < HISTORY_CAP:
+                out["history"].append(row)
+            elif not isinstance(row, dict) and len(problems) < PROBLEMS_CAP:
+                problems.append(f"{FINETUNE_HISTORY} line {n}: not a JSON object")
+    return out
+
+
+@contextmanager
+def _progress(
+    enabled: bool, console: Any
+) -> Iterator[Callable[[str, int], Callable[[float], None]]]:
+    """A rich progress bar per task, showing examples/s; a no-op when disabled."""
+    if not enabled:
+        yield lambda _name, _total: lambda _n: None
+        return
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        ProgressColumn,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+    from rich.text import Text
+
+    class RateColumn(ProgressColumn):
+        def render(self, task: Any) -> Text:
+            speed = task.finished_speed or task.speed
+            return Text(f"{speed:.1f} ex/s" if speed else "- ex/s", style="progress.data.speed")
+
+    progress = Progress(
+        TextColumn("{task.description}", style="bold", markup=False),
+        BarColumn(),
+        MofNCompleteColumn(),
+        RateColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    )
+
+    def new_bar(name: str, total: int) -> Callable[[float], None]:
+        task_id = progress.add_task(name, total=total)
+        return lambda n: progress.advance(task_id, n)
+
+    with progress:
+        yield new_bar

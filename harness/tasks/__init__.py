@@ -1,0 +1,1 @@
+"""Task kinds: rows -> per-example records -> model requests -> predictions."""

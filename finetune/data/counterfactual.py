@@ -11,7 +11,7 @@ nothing to gain from them. Reweighting only balances the cells on average, which
 examples without any other cue (a neutral review) at the decision boundary, where a
 slight lean on the name decides every one of them; the mirrored copies remove the lean.
 
-The swaps are the fairness audit's (harness.audits.counterfactual): whole words, case
+The swaps are the fairness audit's (harness.sensitive.group_terms): whole words, case
 kept. Only the model's input changes (the prompt of a prompt/completion example; the
 text of a text example, which is also its target). A copy keeps its original's fields
 and loss weight (so reweighted cells stay balanced) and is named ``FILE (swapped) line
@@ -28,7 +28,7 @@ from typing import Any
 from finetune.config.schema import CounterfactualSpec, LeakageSpec
 from finetune.data.examples import Example
 from finetune.data.leakage import check_leakage
-from harness.audits.counterfactual import compile_swaps, swap_table, swap_terms
+from harness.sensitive.group_terms import compile_swaps, swap_table, swap_terms
 
 SWAPPED = "{file} (swapped)"
 

@@ -1,7 +1,7 @@
 """The fine-tuner's privacy steps: the PII scan of the data, canaries, and the training
 examples recorded for the extraction test (docs/privacy.md).
 
-- ``scan_pii`` runs the harness's scanner (harness.audits.pii) over the prompt and
+- ``scan_pii`` runs the harness's scanner (harness.sensitive.pii) over the prompt and
   target of every row as it is loaded, and reports, redacts or refuses what it finds
   (``curation.pii``). The manifest gets counts by type and the rows' locations, never
   the personal data itself.
@@ -39,7 +39,7 @@ class PIIReport:
     """Counts of what ``scan_pii`` found, by type and by role."""
 
     def __init__(self, mode: str) -> None:
-        from harness.audits.pii import scanner
+        from harness.sensitive.pii import scanner
 
         self.mode = mode
         self.scanner = scanner()
@@ -124,7 +124,7 @@ def _field_name(ex: Example, part: str) -> str:
 
 def canaries(spec: CanarySpec) -> dict[str, Any]:
     """The canaries of ``spec`` as recorded in the manifest (inserted and controls)."""
-    from harness.audits.canary import CanaryFormat, make_canaries
+    from harness.sensitive.canary import CanaryFormat, make_canaries
 
     fmt = CanaryFormat(spec.prefix, spec.digits)
     return {

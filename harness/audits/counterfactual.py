@@ -11,43 +11,11 @@ Garg et al. 2019, "Counterfactual Fairness in Text Classification through Robust
 
 from __future__ import annotations
 
-import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from harness.audits.base import MAX_LISTED, AuditContext, choice_names, num
-
-
-def swap_table(swaps: Mapping[str, str], bidirectional: bool) -> dict[str, str]:
-    """Lower-cased term -> replacement; a reverse swap never overrides a forward one."""
-    table = {k.lower(): v for k, v in swaps.items()}
-    if bidirectional:
-        for k, v in swaps.items():
-            table.setdefault(v.lower(), k)
-    return table
-
-
-def compile_swaps(table: Mapping[str, str]) -> re.Pattern[str]:
-    """One pattern matching every term as a whole word, longest terms first."""
-    terms = sorted(table, key=lambda t: (-len(t), t))
-    alternatives = "|".join(re.escape(t) for t in terms)
-    return re.compile(rf"(?<!\w)(?:{alternatives})(?!\w)", re.IGNORECASE)
-
-
-def match_case(source: str, replacement: str) -> str:
-    """``replacement`` written in the case pattern of ``source``."""
-    if len(source) > 1 and source.isupper():
-        return replacement.upper()
-    if source[:1].isupper():
-        return replacement[:1].upper() + replacement[1:]
-    if source.islower():
-        return replacement.lower()
-    return replacement
-
-
-def swap_terms(text: str, table: Mapping[str, str], pattern: re.Pattern[str]) -> str:
-    """``text`` with every term of ``table`` replaced, all at once (no chains)."""
-    return pattern.sub(lambda m: match_case(m.group(0), table[m.group(0).lower()]), text)
+from harness.sensitive.group_terms import compile_swaps, swap_table, swap_terms
 
 
 def run_counterfactual(

@@ -220,7 +220,7 @@ def preflight(cfg: PrivacyConfig, suite: Any) -> list[Problem]:
 def gate_names(cfg: PrivacyConfig, tasks: Mapping[str, TaskFacts]) -> list[str] | None:
     names: list[str] = []
     if cfg.pii is not None:
-        from harness.audits.pii import NER_ENTITIES, PATTERN_ENTITIES
+        from harness.sensitive.pii import NER_ENTITIES, PATTERN_ENTITIES
 
         names.append("privacy.pii_in_generations")
         names += [f"privacy.pii_in_generations[{e}]" for e in (*PATTERN_ENTITIES, *NER_ENTITIES)]
@@ -254,7 +254,7 @@ def run(ctx: AuditContext) -> dict[str, Any]:
 
 def scan_generations(ctx: AuditContext, cfg: PIIScanConfig) -> dict[str, Any]:
     """Counts by type over the outputs of the generation tasks, and the outputs found."""
-    from harness.audits.pii import counts, scanner
+    from harness.sensitive.pii import counts, scanner
 
     scan = scanner()
     task_ids = cfg.tasks or [t for t, p in ctx.prepared.items() if p.task.kind == "generation"]
@@ -307,7 +307,7 @@ def canary_exposures(
     ctx: AuditContext, cfg: CanaryAuditConfig, record: Mapping[str, Any]
 ) -> dict[str, Any]:
     """Rank and extrapolated exposure of every canary and control of the manifest."""
-    from harness.audits.canary import CanaryFormat, extrapolated_exposure, rank_exposure
+    from harness.sensitive.canary import CanaryFormat, extrapolated_exposure, rank_exposure
 
     fmt = CanaryFormat(str(record["prefix"]), int(record["digits"]))
     canaries = [c for c in record.get("canaries", []) if isinstance(c, Mapping)]

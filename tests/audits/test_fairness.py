@@ -13,9 +13,9 @@ import pandas as pd
 import pytest
 from sklearn.metrics import accuracy_score, f1_score, recall_score
 
-from harness.audits.counterfactual import compile_swaps, swap_table, swap_terms
 from harness.audits.fairness import GROUP_METRICS, group_aggregate, metric_frame
 from harness.cli.main import main
+from harness.sensitive.group_terms import compile_swaps, swap_table, swap_terms
 from tests.audits.conftest import BIASED, FAIR, reviews, write_jsonl, write_suite
 
 FAIRNESS = """  fairness:

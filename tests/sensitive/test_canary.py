@@ -1,4 +1,4 @@
-"""harness.audits.canary: the canary format, candidates, and both exposure estimates
+"""harness.sensitive.canary: the canary format, candidates, and both exposure estimates
 against their definitions (Carlini et al. 2019)."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import random
 import numpy as np
 import pytest
 
-from harness.audits.canary import (
+from harness.sensitive.canary import (
     CanaryFormat,
     extrapolated_exposure,
     make_canaries,

@@ -1,4 +1,4 @@
-"""harness.audits.pii: exact counts of planted personal data, clean text untouched,
+"""harness.sensitive.pii: exact counts of planted personal data, clean text untouched,
 typed redaction, overlap rules, offline operation and the optional NER model."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.audits.pii import PATTERN_ENTITIES, Span, counts, resolve_overlaps, scanner
+from harness.sensitive.pii import PATTERN_ENTITIES, Span, counts, resolve_overlaps, scanner
 from tests.audits.pii_planted import PLANTED, SST2_DEV, clean_sentences, planted_sentences
 
 
@@ -94,7 +94,7 @@ def test_presidio_is_imported_lazily_and_needs_no_network(tmp_path: Path) -> Non
         "socket.socket.connect = refuse\n"
         "socket.create_connection = refuse\n"
         "socket.getaddrinfo = refuse\n"
-        "from harness.audits.pii import scanner\n"
+        "from harness.sensitive.pii import scanner\n"
         "s = scanner(None)\n"
         "print([x.type for x in s.find('mail jane.doe@example.com now')])\n"
     )

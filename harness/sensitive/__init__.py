@@ -1,0 +1,1 @@
+"""Sensitive content both packages handle: personal data, canary secrets, group terms."""

@@ -11,8 +11,8 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from finetune.config import schema as c
+from finetune.config.diagnosis import Thresholds
 from finetune.config.space import SearchParam, SearchSpec
-from finetune.train.diagnose import Thresholds
 from harness.config.schema_docs import SchemaReference
 from harness.config.schema_docs import main as schema_main
 

@@ -26,23 +26,18 @@ from pydantic import (
     model_validator,
 )
 
+from finetune.config.files import field_problems, file_problems
 from finetune.config.space import SearchSpec, search_problems
 from harness.config import yaml_marks
 from harness.config.schema_base import StrictModel
 from harness.config.suite import DatasetSource, data_tag
-from harness.data.rows import (
-    display_path,
-    looks_local,
-    resolve_path,
-    resolve_source,
-    source_problems,
-)
+from harness.data.rows import display_path, looks_local, resolve_path, resolve_source
 from harness.errors import UserError, located
+from harness.sensitive.group_terms import checked_swaps
 
 SCHEMA_VERSION = 1
 
 NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
-SUITE_SUFFIXES = (".yaml", ".yml")
 
 # user-facing messages (tests assert them exactly)
 BAD_NAME = "must start with a letter or '_' and hold only letters, digits, '_', '.' and '-'"
@@ -53,9 +48,6 @@ VALIDATION_BOTH = "set validation or val_split, not both"
 NO_NOISE = "set word_dropout or swap (or both) above 0"
 EMPTY_SWAPS = "needs at least one pair of terms to swap"
 EMPTY_SWAP_TERM = "terms to swap must not be empty"
-FOLDER_NOT_FOUND = "folder not found: {path}"
-EVAL_NOT_FOUND = "file not found: {path}"
-EVAL_UNSUPPORTED = "unsupported file type '{suffix}'; use .jsonl, .csv, .tsv or a suite .yaml"
 
 
 class _Strict(StrictModel):
@@ -353,11 +345,7 @@ class CounterfactualSpec(_Strict):
     @field_validator("swaps")
     @classmethod
     def _swaps(cls, value: dict[str, str]) -> dict[str, str]:
-        if not value:
-            raise ValueError(EMPTY_SWAPS)
-        if any(not k.strip() or not v.strip() for k, v in value.items()):
-            raise ValueError(EMPTY_SWAP_TERM)
-        return value
+        return checked_swaps(value, EMPTY_SWAPS, EMPTY_SWAP_TERM)
 
 
 class FairnessSpec(_Strict):
@@ -506,53 +494,13 @@ def load_config(path: str | Path, *, check_files: bool = True) -> FinetuneConfig
         if check_files:
             missing = file_problems(config, source.parent)
             if not missing:  # the files are there: do they have the fields named?
-                from finetune.data.examples import field_problems
-
-                missing = field_problems(config, _sources(config), source.parent, marks.values)
+                missing = field_problems(config, source.parent, marks.values)
             found += [(p, m, marks.value_at(p)) for p, m in missing]
         errors += [(*at, f"{yaml_marks.format_path(p)}: {m}") for p, m, at in found]
     if errors or config is None:
         raise UserError([located(file, msg, line, col) for line, col, msg in sorted(set(errors))])
     config._source_path = source
     return resolve_paths(config, source.parent)
-
-
-def _sources(config: FinetuneConfig) -> list[tuple[yaml_marks.Path, Any]]:
-    """Every data source of a config, with its path in the YAML."""
-    out: list[tuple[yaml_marks.Path, Any]] = [
-        (("data", "train", i), s) for i, s in enumerate(config.data.train)
-    ]
-    if config.data.validation is not None:
-        out.append((("data", "validation"), config.data.validation))
-    af = config.anti_forgetting
-    for key, spec in (("replay", af.replay), ("ewc", af.ewc)):
-        if spec is not None:
-            out += [(("anti_forgetting", key, "data", i), s) for i, s in enumerate(spec.data)]
-    return out
-
-
-def file_problems(config: FinetuneConfig, base: Path) -> list[tuple[yaml_marks.Path, str]]:
-    """Missing or unsupported local files and folders named by the config."""
-    found: list[tuple[yaml_marks.Path, str]] = []
-    model = config.base_model.path
-    if looks_local(model, base) and not resolve_path(model, base).is_dir():
-        found.append(
-            (("base_model", "path"), FOLDER_NOT_FOUND.format(path=resolve_path(model, base)))
-        )
-    for where, src in _sources(config):
-        found += [((*where, *sub), msg) for sub, msg in source_problems(src, base)]
-    for i, name in enumerate(config.eval_data):
-        found += [(("eval_data", i), msg) for msg in eval_path_problems(resolve_path(name, base))]
-    return found
-
-
-def eval_path_problems(path: Path) -> list[str]:
-    """Problems of one evaluation data path (a data file or a suite)."""
-    if path.suffix.lower() not in (".jsonl", ".ndjson", ".csv", ".tsv", *SUITE_SUFFIXES):
-        return [EVAL_UNSUPPORTED.format(suffix=path.suffix)]
-    if not path.is_file():
-        return [EVAL_NOT_FOUND.format(path=path)]
-    return []
 
 
 def resolve_paths(config: FinetuneConfig, base: Path) -> FinetuneConfig:

@@ -20,29 +20,20 @@ from typing import TYPE_CHECKING, Any
 from harness.config.suite import DatasetSource
 from harness.data.rows import (
     MAX_ERRORS,
-    absent_field,
-    columns,
     display_path,
-    field_list,
     load_rows,
-    resolve_path,
     sha256_file,
 )
 from harness.errors import UserError, row_error
 
 if TYPE_CHECKING:
-    from collections.abc import Collection
-
-    from finetune.config.schema import FinetuneConfig
+    pass
 
 # user-facing messages (tests assert them exactly)
 NEEDS_FIELDS = "needs fields '{prompt}' and '{completion}', or '{text}'"
 MISSING_FIELD = "missing field '{name}'"
 NOT_TEXT = "field '{name}' must be text, got {type}"
 EMPTY_FIELD = "field '{name}' is empty"
-NO_TEXT_FIELDS = (
-    "no row of {source} has fields '{prompt}' and '{completion}', or '{text}' (fields: {fields})"
-)
 TOO_FEW = "{where}: {n} usable row(s); a validation split needs at least 2"
 LISTED = 50  # duplicates listed in the manifest (all are counted)
 
@@ -248,71 +239,3 @@ def _local_files(data_files: Any) -> list[str]:
     if isinstance(data_files, list):
         return [f for v in data_files for f in _local_files(v)]
     return []
-
-
-FieldProblem = tuple[tuple[str | int, ...], str]
-
-
-def field_problems(
-    config: FinetuneConfig,
-    sources: Sequence[tuple[tuple[str | int, ...], Any]],
-    base: Path,
-    written: Collection[tuple[str | int, ...]],
-) -> list[FieldProblem]:
-    """The config's fields naming a data field that no row of a local file has (a typo):
-    one problem at the config's field, not one per row. ``sources`` are (path in the
-    YAML, source); ``written`` the paths the YAML sets. A file that cannot be read is
-    skipped (training reports its rows)."""
-    d = config.data
-    found: list[FieldProblem] = []
-    train_fields: list[str] = []
-    train_names: list[str] = []
-    for where, src in sources:
-        if not isinstance(src, str):
-            continue  # a `datasets` source is only read when training
-        try:
-            fields = columns(load_rows(src, base))
-        except UserError:
-            continue
-        name = display_path(resolve_path(src, base))
-        if where[:2] == ("data", "train"):
-            train_fields += fields
-            train_names.append(name)
-        found += _text_field_problems(d, where, fields, name, written)
-    rw = config.fairness.reweight
-    if rw is not None and train_names:
-        named = [("group", rw.group)] + ([("label", rw.label)] if rw.label else [])
-        for key, field_name in named:
-            msg = absent_field(
-                field_name, list(dict.fromkeys(train_fields)), ", ".join(train_names)
-            )
-            if msg is not None:
-                found.append((("fairness", "reweight", key), msg))
-    return found
-
-
-def _text_field_problems(
-    d: Any,
-    where: tuple[str | int, ...],
-    fields: list[str],
-    source: str,
-    written: Collection[tuple[str | int, ...]],
-) -> list[FieldProblem]:
-    names = {"prompt_field": d.prompt_field, "completion_field": d.completion_field}
-    present = [key for key, name in names.items() if name in fields]
-    if len(present) == 1:  # rows of prompt and completion: the other one is a typo
-        key = next(k for k in names if k not in present)
-        return [(("data", key), absent_field(names[key], fields, source) or "")]
-    if present or d.text_field in fields:
-        return []
-    keys = [k for k in ("prompt_field", "completion_field", "text_field") if ("data", k) in written]
-    if keys:
-        return [(("data", k), absent_field(getattr(d, k), fields, source) or "") for k in keys]
-    msg = NO_TEXT_FIELDS.format(
-        source=source,
-        prompt=d.prompt_field,
-        completion=d.completion_field,
-        text=d.text_field,
-        fields=field_list(fields),
-    )
-    return [(where, msg)]

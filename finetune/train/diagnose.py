@@ -26,28 +26,13 @@ The thresholds are recorded with the verdict, so a reader can see what was teste
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from typing import Any
 
+from finetune.config.diagnosis import Thresholds
 from finetune.train.validation import binomial_p
 
 VERDICTS = ("ok", "not_above_chance", "overfitting", "underfitting", "too_short")
-
-
-@dataclass(frozen=True)
-class Thresholds:
-    """Settings of the diagnosis."""
-
-    window: int = 3
-    """Evaluations the trend rules look at."""
-    gap: float = 0.5
-    """Relative train/validation gap that counts as overfitting."""
-    high: float = 0.9
-    """Training loss above this share of its first value counts as high."""
-    flat: float = 0.02
-    """Relative change below this over the window counts as flat."""
-    alpha: float = 0.05
-    """Significance level of the binomial test of accuracy against the majority baseline."""
 
 
 def _points(history: Sequence[dict[str, Any]]) -> list[tuple[int, float, float]]:

@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from finetune.config.schema import FinetuneConfig, eval_path_problems
+from finetune.config.files import eval_path_problems
+from finetune.config.schema import FinetuneConfig
 from finetune.data.curate import Curated, curate
 from finetune.train.diagnose import diagnose, print_diagnosis
 from finetune.train.manifest import (

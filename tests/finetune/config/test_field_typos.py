@@ -12,8 +12,9 @@ from typing import Any
 import pytest
 
 from finetune.cli import main
+from finetune.config.files import NO_TEXT_FIELDS
 from finetune.config.schema import load_config
-from finetune.data.examples import MISSING_FIELD, NO_TEXT_FIELDS, load_examples
+from finetune.data.examples import MISSING_FIELD, load_examples
 from harness.data.rows import DID_YOU_MEAN, NO_SUCH_FIELD
 from harness.errors import UserError
 

@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck install clean browser screenshot
+.PHONY: demo test lint typecheck imports install clean browser screenshot
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -31,6 +31,11 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy $(wildcard harness finetune)
 
+# The import contracts in pyproject.toml ([tool.importlinter]): stages import each other
+# in data-flow order only, and no module cycles.
+imports: $(STAMP)
+	$(BIN)/lint-imports --no-cache
+
 # Chromium for the browser test of the HTML report (tests/report/test_browser.py):
 # installed with apt-get when running as root; never fails the build (the test skips).
 browser:
@@ -38,7 +43,7 @@ browser:
 		&& (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver); } \
 		|| echo "chromium not installed: the browser test will be skipped"
 
-test: $(STAMP) lint typecheck browser
+test: $(STAMP) lint typecheck imports browser
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(BIN)/pytest -q
 
 clean:

@@ -15,8 +15,8 @@ import pytest
 from harness.audits import privacy
 from harness.cli.main import main
 from tests.audits.conftest import FAIR, FakeLM, write_jsonl, write_suite
-from tests.audits.pii_planted import PLANTED, planted_sentences
 from tests.audits.test_config import at, errors
+from tests.sensitive.pii_planted import PLANTED, planted_sentences
 from tests.tiny_models import corpus
 
 NEWS_TASK = """  - id: news

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from harness.sensitive.pii import PATTERN_ENTITIES, Span, counts, resolve_overlaps, scanner
-from tests.audits.pii_planted import PLANTED, SST2_DEV, clean_sentences, planted_sentences
+from tests.sensitive.pii_planted import PLANTED, SST2_DEV, clean_sentences, planted_sentences
 
 
 @pytest.fixture(scope="module")

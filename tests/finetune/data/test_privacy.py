@@ -13,8 +13,8 @@ from finetune.cli import main
 from finetune.config.schema import load_config
 from finetune.data.curate import curate
 from harness.errors import UserError
-from tests.audits.pii_planted import PLANTED, clean_sentences, planted_sentences
 from tests.finetune.conftest import write_config, write_jsonl
+from tests.sensitive.pii_planted import PLANTED, clean_sentences, planted_sentences
 
 
 def pii_rows() -> tuple[list[dict[str, Any]], set[int]]:

@@ -6,7 +6,8 @@ import io
 
 from rich.console import Console
 
-from finetune.train.diagnose import Thresholds, diagnose, print_diagnosis
+from finetune.config.diagnosis import Thresholds
+from finetune.train.diagnose import diagnose, print_diagnosis
 
 
 def history(train: list[float], val: list[float], every: int = 10) -> list[dict[str, float]]:

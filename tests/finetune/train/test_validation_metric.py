@@ -23,10 +23,11 @@ from typing import Any
 import pytest
 import torch
 
+from finetune.config.diagnosis import Thresholds
 from finetune.config.schema import load_config
 from finetune.data.examples import Example
 from finetune.search.trials import best_row, run_search
-from finetune.train.diagnose import Thresholds, diagnose
+from finetune.train.diagnose import diagnose
 from finetune.train.run import train
 from finetune.train.validation import (
     NO_LABEL_SET,

@@ -7,6 +7,11 @@ does a metric compare?). Each kind is one module of ``harness.tasks`` that regis
 instance of its ``TaskKind`` subclass; stages look the kind up by name (``get``) instead
 of comparing strings. The suite schema (harness.config.suite) stays the schema of the
 task configs; a test checks that the kinds it accepts are exactly the registered ones.
+
+Adding a kind: its config model in harness/config/suite.py (``kind: Literal[...]``, added
+to the ``Task`` union and ``TASK_CLASSES``); its record type in records.py; a module here
+with a ``TaskKind`` subclass that it registers, imported by ``harness/tasks/__init__.py``;
+and the kind named in the ``kinds`` of the metrics that apply to it.
 """
 
 from __future__ import annotations
@@ -14,12 +19,13 @@ from __future__ import annotations
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar, cast
 
 from jinja2 import TemplateError, UndefinedError
 
 from harness.errors import UserError, row_error
 from harness.tasks import prompt_template
+from harness.tasks.records import BaseRecord
 
 if TYPE_CHECKING:
     from harness.model.language_model import LanguageModel
@@ -32,7 +38,7 @@ FieldPath = tuple[Any, ...]
 MISSING_FIELD = "missing field '{field}'"
 UNDEFINED = re.compile(r"^'([^']+)' is undefined$")
 
-R = TypeVar("R")
+R = TypeVar("R", bound=BaseRecord)
 
 
 class TaskKind(ABC, Generic[R]):
@@ -63,10 +69,11 @@ class TaskKind(ABC, Generic[R]):
         """The data fields the task's config names, as (path under the task, field)."""
 
     @abstractmethod
-    def prepare_fields(self, task: Any, fields: dict[str, Any], file: str, line: int) -> Any:
-        """The kind's prepared fields of one row (UserError located at the row).
-
-        Returns the part of ``R`` beyond id, line and input."""
+    def prepare_fields(
+        self, task: Any, fields: dict[str, Any], file: str, line: int
+    ) -> dict[str, Any]:
+        """The kind's prepared fields of one row (UserError located at the row): the
+        part of ``R`` beyond id, line and input, in the order results.json stores them."""
 
     @abstractmethod
     def run(
@@ -96,7 +103,7 @@ class TaskKind(ABC, Generic[R]):
     def clear_outputs(self, record: R) -> R:
         """A copy of ``record`` as ``prepare`` made it, without model outputs or stats."""
         keep = ("id", "line", "input", *self.prepared_fields)
-        return {k: v for k, v in record.items() if k in keep}  # type: ignore[attr-defined, return-value]
+        return cast(R, {k: v for k, v in record.items() if k in keep})
 
 
 _REGISTRY: dict[str, TaskKind[Any]] = {}

@@ -84,7 +84,9 @@ class Classification(TaskKind[ClassificationRecord]):
     def data_fields(self, task: Any) -> list[tuple[FieldPath, str]]:
         return [(("label",), task.label)]
 
-    def prepare_fields(self, task: Any, fields: dict[str, Any], file: str, line: int) -> Any:
+    def prepare_fields(
+        self, task: Any, fields: dict[str, Any], file: str, line: int
+    ) -> dict[str, Any]:
         prompt = render_row(task.prompt, fields, file, line)
         value = require(fields, task.label, file, line)
         gold = resolve_label(value, task.choices)

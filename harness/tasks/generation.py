@@ -25,7 +25,9 @@ class Generation(TaskKind[GenerationRecord]):
             return [(("reference",), ref)]
         return [(("reference", j), name) for j, name in enumerate(ref)]
 
-    def prepare_fields(self, task: Any, fields: dict[str, Any], file: str, line: int) -> Any:
+    def prepare_fields(
+        self, task: Any, fields: dict[str, Any], file: str, line: int
+    ) -> dict[str, Any]:
         prompt = render_row(task.prompt, fields, file, line)
         names = [task.reference] if isinstance(task.reference, str) else list(task.reference)
         refs: list[str] = []

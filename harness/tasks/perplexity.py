@@ -25,7 +25,9 @@ class Perplexity(TaskKind[PerplexityRecord]):
     def data_fields(self, task: Any) -> list[tuple[FieldPath, str]]:
         return [(("text",), task.text)]
 
-    def prepare_fields(self, task: Any, fields: dict[str, Any], file: str, line: int) -> Any:
+    def prepare_fields(
+        self, task: Any, fields: dict[str, Any], file: str, line: int
+    ) -> dict[str, Any]:
         text = require(fields, task.text, file, line)
         if not isinstance(text, str) or not text:
             raise UserError(row_error(file, line, f"field '{task.text}' must be non-empty text"))

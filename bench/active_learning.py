@@ -14,7 +14,7 @@ of the pool rows stay hidden until a strategy chooses the rows, then the "annota
 * Each repeat starts from the same ``--seed-labels`` random rows for both strategies.
   Every round fine-tunes a LoRA adapter from the base on all labels so far with the
   bundled fine-tuner (``finetune.train.run.train`` on a config file, as ``finetune train``),
-  scores dev with the harness (``harness.tasks.kinds.score_choices``, as ``harness run``), and
+  scores dev with the harness (``harness.tasks.score_choices``, as ``harness run``), and
   lets the strategy choose ``--step`` more rows from the rest of the pool with
   ``finetune.active.select`` (as ``finetune select``).
 
@@ -261,7 +261,7 @@ class Simulation:
         """(dev accuracy, choice probabilities of the unlabelled rows) with the adapter."""
         from finetune.active.select import choice_probabilities
         from harness.model.language_model import ModelSource, load_model
-        from harness.tasks.kinds import score_choices
+        from harness.tasks import score_choices
 
         t = time.perf_counter()
         lm = load_model(ModelSource(path=str(self.base), adapter=str(adapter), device="cpu"))

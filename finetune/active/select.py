@@ -2,7 +2,7 @@
 
 ``finetune select`` scores every row of a pool with the model (base, or base plus the
 current adapter) on a suite's classification task, exactly as the harness scores that
-task (harness.tasks.kinds.score_choices: the log-likelihood of each choice after the rendered
+task (harness.tasks.score_choices: the log-likelihood of each choice after the rendered
 prompt, softmax over the choices), and keeps the ``budget`` rows the model is least
 sure about (Settles 2009, "Active Learning Literature Survey", section 3.1):
 
@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from harness.errors import UserError, row_error
+from harness.tasks import ChoiceRequest, kind_of, render, score_choices
 
 if TYPE_CHECKING:
     from harness.config.suite import ClassificationTask, Suite
@@ -124,7 +125,6 @@ def prompts_for(task: ClassificationTask, rows: Sequence[Row], file: str) -> lis
     from jinja2 import TemplateError
 
     from harness.audits.base import template_fields
-    from harness.tasks.kinds import render
 
     needed = template_fields(task.prompt)
     prompts: list[str] = []
@@ -165,9 +165,7 @@ def choice_probabilities(
     advance: Callable[[int], None] | None = None,
 ) -> np.ndarray:
     """(rows x choices) probabilities, scored as the harness scores the task."""
-    from harness.tasks.kinds import score_choices
-
-    records: list[dict[str, Any]] = [{"prompt": p, "choices": list(task.choices)} for p in prompts]
+    records: list[ChoiceRequest] = [{"prompt": p, "choices": list(task.choices)} for p in prompts]
     score_choices(records, lm, batch_size=batch_size, advance=advance)
     return np.array([r["probs"] for r in records], dtype=np.float64).reshape(
         len(records), len(task.choices)
@@ -200,7 +198,7 @@ def classification_task(suite: Suite, task_id: str | None) -> ClassificationTask
     from harness.data.rows import display_path
 
     file = display_path(suite.source_path) if suite.source_path else "suite"
-    candidates = [t for t in suite.tasks if t.kind == "classification"]
+    candidates = [t for t in suite.tasks if kind_of(t).has_choices]
     names = ", ".join(t.id for t in candidates) or "none"
     if task_id is None:
         if not candidates:
@@ -212,7 +210,7 @@ def classification_task(suite: Suite, task_id: str | None) -> ClassificationTask
         task = suite.task(task_id)
     except KeyError:
         raise UserError(NO_SUCH_TASK.format(task=task_id, file=file, tasks=names)) from None
-    if task.kind != "classification":
+    if not kind_of(task).has_choices:
         raise UserError(NOT_CLASSIFICATION.format(task=task_id, kind=task.kind))
     return task  # type: ignore[return-value]
 

@@ -16,6 +16,7 @@ from typing import Any
 
 from harness.audits.base import MAX_LISTED, AuditContext, choice_names, num
 from harness.sensitive.group_terms import compile_swaps, swap_table, swap_terms
+from harness.tasks import ChoiceRequest
 
 
 def run_counterfactual(
@@ -27,12 +28,12 @@ def run_counterfactual(
     fields: Sequence[str],
 ) -> dict[str, Any]:
     """Flip rate and change of P(positive) under the swaps (section in docs/results.md)."""
-    from harness.tasks.kinds import render, score_choices
+    from harness.tasks import render, score_choices
 
     table = swap_table(cfg.swaps, cfg.bidirectional)
     pattern = compile_swaps(table)
     originals: list[dict[str, Any]] = []
-    swapped: list[dict[str, Any]] = []
+    swapped: list[ChoiceRequest] = []
     changes: list[dict[str, str]] = []
     for rec in records:
         new_input = dict(rec["input"])
@@ -47,7 +48,7 @@ def run_counterfactual(
             continue
         prompt = render(task.prompt, new_input)
         originals.append(rec)
-        swapped.append({"prompt": prompt, "choices": rec["choices"], "gold": rec["gold"]})
+        swapped.append({"prompt": prompt, "choices": rec["choices"]})
         changes.append(changed)
     advance = ctx.progress(f"{task.id} (counterfactual)", len(swapped))
     if swapped:

@@ -44,6 +44,7 @@ from harness.audits.base import (
     template_fields,
 )
 from harness.errors import UserError, row_error
+from harness.tasks import get as get_kind
 
 if TYPE_CHECKING:
     from harness.gates.verdicts import GateValue
@@ -137,7 +138,7 @@ def check(cfg: ExplainConfig, ctx: CheckContext) -> list[Problem]:
     if facts is None:
         known = ", ".join(ctx.tasks) or "none"
         return [(("task",), NO_SUCH_TASK.format(task=cfg.task, tasks=known))]
-    if facts.kind is not None and facts.kind != "classification":
+    if facts.kind is not None and not get_kind(facts.kind).has_choices:
         return [(("task",), NOT_CLASSIFICATION.format(task=cfg.task, kind=facts.kind))]
     if facts.prompt is not None:
         _, problem = _explained_field(cfg, facts.prompt)
@@ -196,7 +197,7 @@ class ProbabilityFunction:
         self.model_time = 0.0
 
     def bind(self, fields: Mapping[str, Any]) -> Callable[[Sequence[str]], np.ndarray]:
-        from harness.tasks.kinds import render
+        from harness.tasks import render
 
         choices = list(self.task.choices)
 

@@ -44,6 +44,7 @@ from harness.audits.base import (
 )
 from harness.data.rows import absent_field
 from harness.errors import UserError, row_error
+from harness.tasks import get as get_kind
 
 if TYPE_CHECKING:
     from harness.gates.verdicts import GateValue
@@ -146,7 +147,7 @@ def check(cfg: FairnessConfig, ctx: CheckContext) -> list[Problem]:
     if facts is None:
         known = ", ".join(ctx.tasks) or "none"
         problems.append((("task",), NO_SUCH_TASK.format(task=cfg.task, tasks=known)))
-    elif facts.kind is not None and facts.kind != "classification":
+    elif facts.kind is not None and not get_kind(facts.kind).has_choices:
         problems.append((("task",), NOT_CLASSIFICATION.format(task=cfg.task, kind=facts.kind)))
     elif (
         facts.choices is not None

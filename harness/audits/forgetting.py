@@ -34,6 +34,8 @@ from harness.audits.base import (
     num,
     register,
 )
+from harness.tasks import kind_of
+from harness.tasks import run as run_task
 
 if TYPE_CHECKING:
     from harness.gates.verdicts import GateValue
@@ -45,8 +47,6 @@ NO_BASE = (
 DUPLICATE_TASK = "task '{task}' is listed twice"
 BASELINE_NOT_FOUND = "folder not found: {path}"
 
-# the fields a record has before any model output (tasks.prepare)
-_PREPARED_KEYS = ("id", "line", "input", "prompt", "choices", "gold", "text", "references")
 _MOST_MOVED = 10
 
 
@@ -130,14 +130,12 @@ def run(ctx: AuditContext) -> dict[str, Any]:
         base_lm = lm
         switch = lm.adapter_disabled()
         baseline = {"kind": "adapter_disabled", "path": lm.base.path}
-    from harness.tasks.kinds import run as run_task
-
     base_records: dict[str, list[dict[str, Any]]] = {}
     with switch:
         baseline["fingerprint"] = base_lm.fingerprint
         for task_id in cfg.tasks:
             p = ctx.prepared[task_id]
-            records = [{k: r[k] for k in _PREPARED_KEYS if k in r} for r in p.records]
+            records = [kind_of(p.task).clear_outputs(r) for r in p.records]
             advance = ctx.progress(f"{task_id} (base)", len(records))
             run_task(p.task, records, base_lm, batch_size=ctx.batch_size, advance=advance)
             base_records[task_id] = records
@@ -199,7 +197,7 @@ def compare_task(ctx: AuditContext, prepared: Any, base: list[dict[str, Any]]) -
                 ),
                 "n": int(pv["n"]),
             }
-            if task.kind != "classification":
+            if not kind_of(task).has_choices:
                 examples[output] = _moved(
                     metric, output, params, info, stats_b, stats_c, checkpoint
                 )
@@ -207,8 +205,8 @@ def compare_task(ctx: AuditContext, prepared: Any, base: list[dict[str, Any]]) -
         "kind": task.kind,
         "n_examples": len(checkpoint),
         "metrics": metrics,
-        "flips": _flips(base, checkpoint) if task.kind == "classification" else None,
-        "examples": examples if task.kind != "classification" else None,
+        "flips": _flips(base, checkpoint) if kind_of(task).has_choices else None,
+        "examples": examples if not kind_of(task).has_choices else None,
     }
 
 

@@ -43,6 +43,8 @@ from harness.audits.base import (
     num,
     register,
 )
+from harness.tasks import get as get_kind
+from harness.tasks import kind_of
 
 if TYPE_CHECKING:
     from harness.gates.verdicts import GateValue
@@ -142,14 +144,15 @@ class PrivacyConfig(AuditConfig):
 def check(cfg: PrivacyConfig, ctx: CheckContext) -> list[Problem]:
     problems: list[Problem] = []
     if cfg.pii is not None:
-        if cfg.pii.tasks is None and not any(f.kind == "generation" for f in ctx.tasks.values()):
+        generating = [f for f in ctx.tasks.values() if f.kind and get_kind(f.kind).generates]
+        if cfg.pii.tasks is None and not generating:
             problems.append((("pii",), NO_GENERATION_TASK))
         for i, task in enumerate(cfg.pii.tasks or []):
             facts = ctx.tasks.get(task)
             if facts is None:
                 known = ", ".join(ctx.tasks) or "none"
                 problems.append((("pii", "tasks", i), NO_SUCH_TASK.format(task=task, tasks=known)))
-            elif facts.kind is not None and facts.kind != "generation":
+            elif facts.kind is not None and not get_kind(facts.kind).generates:
                 msg = NOT_GENERATION.format(task=task, kind=facts.kind)
                 problems.append((("pii", "tasks", i), msg))
     if cfg.manifest is not None and ctx.check_files:
@@ -257,7 +260,7 @@ def scan_generations(ctx: AuditContext, cfg: PIIScanConfig) -> dict[str, Any]:
     from harness.sensitive.pii import counts, scanner
 
     scan = scanner()
-    task_ids = cfg.tasks or [t for t, p in ctx.prepared.items() if p.task.kind == "generation"]
+    task_ids = cfg.tasks or [t for t, p in ctx.prepared.items() if kind_of(p.task).generates]
     total: Counter[str] = Counter()
     listed: list[dict[str, Any]] = []
     n_outputs = with_pii = 0

@@ -23,8 +23,8 @@ Record = Mapping[str, Any]
 class TaskInfo:
     """What a metric may know about the task besides its records."""
 
-    kind: str  # "classification" | "generation" | "perplexity"
-    choices: tuple[str, ...] = ()  # classification only
+    kind: str  # a registered task kind (harness.tasks.available()), or "audit"
+    choices: tuple[str, ...] = ()  # a kind with choices only
 
 
 # The three functions a Metric is made of (aliases for metric modules and plug-ins).

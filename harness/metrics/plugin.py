@@ -39,6 +39,7 @@ import numpy as np
 
 from harness.errors import UserError
 from harness.metrics.base import Metric, Record, TaskInfo
+from harness.tasks import get as get_kind
 
 NOT_FOUND_ERROR = "evaluate module not found: {path}"
 NO_VALUE_ERROR = "{path}: the evaluate module returned no numeric value (got {result})"
@@ -77,12 +78,10 @@ def make_evaluate_metric(path: str, base_dir: Path) -> Metric:
 
     def stats(records: Sequence[Record], params: Mapping[str, Any], task: TaskInfo) -> np.ndarray:
         evaluator = load()
+        task_kind = get_kind(task.kind)
         rows: list[list[float]] = []
         for i, r in enumerate(records):
-            if task.kind == "classification":
-                pred, ref = r["pred"], r["gold"]
-            else:
-                pred, ref = r["prediction"], r["references"][0]
+            pred, ref = task_kind.metric_inputs(r)
             result = evaluator.compute(predictions=[pred], references=[ref], **params)
             values = _numeric(result, path)
             if not keys:

@@ -11,15 +11,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from harness import tasks
 from harness.metrics.base import Metric, TaskInfo, available, get
 
 REFERENCE = Path(__file__).resolve().parents[2] / "docs" / "metrics.md"
-KIND_ORDER = ("classification", "generation", "perplexity")
+KIND_ORDER = tuple(tasks.available())
+EXAMPLE_CHOICES = (" negative", " positive")
 # the task each example output list is computed for
 EXAMPLE_TASKS = {
-    "classification": TaskInfo("classification", (" negative", " positive")),
-    "generation": TaskInfo("generation"),
-    "perplexity": TaskInfo("perplexity"),
+    kind: TaskInfo(kind, EXAMPLE_CHOICES if tasks.get(kind).has_choices else ())
+    for kind in KIND_ORDER
 }
 
 HEADER = """\
@@ -66,7 +67,7 @@ def render() -> str:
         if not names:
             continue
         parts.append(f"\n## {kind.capitalize()} tasks\n")
-        if kind == "classification":
+        if tasks.get(kind).has_choices:
             parts.append(
                 '\nOutputs are shown for a task with choices `[" negative", " positive"]`;'
                 " per-class outputs are named after the choice, stripped.\n"

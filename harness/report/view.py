@@ -23,6 +23,7 @@ from harness.report import audits_view, charts, curation_view, privacy_view
 from harness.report.example_text import ExampleTexts, record_text, snippet
 from harness.report.formatting import flatten, fmt, fmt_ci, short_hash
 from harness.report.safe_text import clean, one_line
+from harness.tasks import find as find_kind
 
 SAMPLE_ROWS = 50
 """Per-example records shown per task (worst first); keeps a 5 x 1,000 report small."""
@@ -347,6 +348,7 @@ def _task_spec(suite: Mapping[str, Any], task_id: str) -> Mapping[str, Any]:
 def samples_view(task_id: str, task: Mapping[str, Any], suite: Mapping[str, Any]) -> dict[str, Any]:
     """The worst ``SAMPLE_ROWS`` records of a task, worst first, as display rows."""
     kind = task.get("kind")
+    task_kind = find_kind(kind)
     records = [r for r in task.get("records") or [] if isinstance(r, Mapping)]
     scored: list[tuple[float, int, Mapping[str, Any]]] = []
     for i, r in enumerate(records):
@@ -357,7 +359,7 @@ def samples_view(task_id: str, task: Mapping[str, Any], suite: Mapping[str, Any]
     errors = 0
     for bad, _, r in scored[:SAMPLE_ROWS]:
         row: dict[str, Any] = {"id": one_line(r.get("id", ""), 120), "line": fmt(r.get("line"))}
-        if kind == "classification":
+        if task_kind is not None and task_kind.has_choices:
             probs = r.get("probs") or []
             gold, pred = r.get("gold"), r.get("pred")
             row.update(
@@ -367,7 +369,7 @@ def samples_view(task_id: str, task: Mapping[str, Any], suite: Mapping[str, Any]
                 score=fmt(probs[gold]) if isinstance(gold, int) and gold < len(probs) else "–",
                 ok=gold == pred,
             )
-        elif kind == "generation":
+        elif task_kind is not None and task_kind.generates:
             refs = r.get("references") or []
             row.update(
                 text=snippet(record_text(r), r.get("prompt")),
@@ -398,19 +400,24 @@ def samples_view(task_id: str, task: Mapping[str, Any], suite: Mapping[str, Any]
         "shown": len(rows),
         "total": len(records),
         "headers": headers,
-        "text_header": "text" if kind == "perplexity" else "input (expand: the prompt)",
+        "text_header": (
+            "text"
+            if task_kind is not None and not task_kind.has_prompt
+            else "input (expand: the prompt)"
+        ),
     }
 
 
 def _badness(kind: Any, r: Mapping[str, Any]) -> float:
     """Higher is worse: 1 - p(gold), 1 - unigram F1, or per-token NLL."""
+    task_kind = find_kind(kind)
     try:
-        if kind == "classification":
+        if task_kind is not None and task_kind.has_choices:
             probs, gold = r.get("probs") or [], r.get("gold")
             wrong = 1.0 if r.get("pred") != gold else 0.0
             p = probs[gold] if isinstance(gold, int) and 0 <= gold < len(probs) else 0.0
             return wrong + (1.0 - float(p))
-        if kind == "generation":
+        if task_kind is not None and task_kind.generates:
             refs = [str(x) for x in r.get("references") or []]
             pred = str(r.get("prediction", ""))
             if any(pred.strip() == ref.strip() for ref in refs):

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from harness.gates import verdicts as gates_mod
+from harness.tasks import find as find_kind
 
 ALPHA = 0.05
 IDS_SHOWN = 50
@@ -55,12 +56,8 @@ def _task_spec(results: Mapping[str, Any], task_id: str) -> Mapping[str, Any]:
 def correct(kind: str, record: Mapping[str, Any]) -> bool | None:
     """Whether one example is right: the gold choice, or a generation equal to a
     reference after strip() (exact match); None for perplexity."""
-    if kind == "classification":
-        return record.get("pred") == record.get("gold")
-    if kind == "generation":
-        pred = str(record.get("prediction", "")).strip()
-        return any(pred == str(r).strip() for r in record.get("references") or [])
-    return None
+    task_kind = find_kind(kind)
+    return task_kind.correct(record) if task_kind is not None else None
 
 
 def _settings(results: Mapping[str, Any]) -> tuple[int, int, float]:
@@ -236,9 +233,10 @@ def _flips(
         if ca is None or cb is None or ca == cb:
             continue
         (worse if ca else better).append(i)
-    if kind not in ("classification", "generation"):
+    task_kind = find_kind(kind)
+    criterion = task_kind.criterion if task_kind is not None else None
+    if criterion is None:
         return None
-    criterion = "pred == gold" if kind == "classification" else "exact match with a reference"
     return {
         "criterion": criterion,
         "n_correct_to_wrong": len(worse),
@@ -250,7 +248,8 @@ def _flips(
 
 def _flip_row(kind: str, a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, Any]:
     row: dict[str, Any] = {"id": str(b.get("id")), "line": b.get("line"), "input": b.get("input")}
-    if kind == "classification":
+    task_kind = find_kind(kind)
+    if task_kind is not None and task_kind.has_choices:
         choices = b.get("choices") or []
 
         def label(i: Any) -> Any:

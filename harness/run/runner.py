@@ -16,11 +16,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from harness import __version__
 from harness.errors import UserError
 from harness.gates import verdicts as gates
+
+if TYPE_CHECKING:
+    from harness.tasks import AnyRecord
 
 RESULTS_SCHEMA_VERSION = 1
 SAME_OUTPUT = (
@@ -32,7 +35,7 @@ SAME_OUTPUT = (
 @dataclass
 class PreparedTask:
     task: Any
-    records: list[dict[str, Any]]
+    records: list[AnyRecord]
     data_path: str | None  # None for a `datasets` source
     data_sha256: str | None
 
@@ -41,7 +44,7 @@ def prepare_suite(suite: Any) -> list[PreparedTask]:
     """Load, sample and check the data of every task; all errors are reported together."""
     from harness.audits.base import locate as suite_error
     from harness.data.rows import display_path, load_rows, sample_rows, sha256_file
-    from harness.tasks.kinds import field_typos, prepare
+    from harness.tasks import field_typos, prepare
 
     prepared = []
     errors: list[str] = []
@@ -106,11 +109,11 @@ def model_source(suite: Any) -> Any:
 
 def score_task(prepared: PreparedTask, suite: Any) -> dict[str, dict[str, Any]]:
     """Every metric of one task with its bootstrap CI; per-example stats go to records."""
-    from harness.metrics import TaskInfo, get, score_stats
+    from harness.metrics import get, score_stats
     from harness.metrics.plugin import make_evaluate_metric
 
     task = prepared.task
-    info = TaskInfo(kind=task.kind, choices=tuple(getattr(task, "choices", ()) or ()))
+    info = task.info()
     values: dict[str, dict[str, Any]] = {}
     for spec in task.metrics:
         if _is_path(spec.name):
@@ -149,23 +152,6 @@ def score_task(prepared: PreparedTask, suite: Any) -> dict[str, dict[str, Any]]:
                 "signature": signature,
             }
     return values
-
-
-def note_truncation(task: Any, records: list[dict[str, Any]], lm: Any) -> int:
-    """Mark the records whose prompt was cut to the model's window before tokenizing
-    (``truncated_chars``: characters dropped from its start); returns how many were.
-
-    Perplexity texts are scored whole, never cut."""
-    if task.kind == "classification":
-        cut = [lm.context_tail(rec["prompt"])[1] for rec in records]
-    elif task.kind == "generation":
-        cut = [lm.prompt_tail(rec["prompt"], task.max_new_tokens)[1] for rec in records]
-    else:
-        return 0
-    for rec, chars in zip(records, cut, strict=True):
-        if chars:
-            rec["truncated_chars"] = chars
-    return sum(1 for chars in cut if chars)
 
 
 def _is_path(name: str) -> bool:
@@ -224,10 +210,10 @@ def run_suite(
             for p in prepared:
                 t = time.perf_counter()
                 advance = bar(p.task.id, len(p.records))
-                from harness.tasks.kinds import run
+                from harness.tasks import mark_truncation, run
 
                 run(p.task, p.records, lm, batch_size=suite.batch_size, advance=advance)
-                n_truncated = note_truncation(p.task, p.records, lm)
+                n_truncated = mark_truncation(p.task, p.records, lm)
                 metrics = score_task(p, suite)
                 timings[p.task.id] = round(time.perf_counter() - t, 3)
                 tasks_out[p.task.id] = {

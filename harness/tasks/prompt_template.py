@@ -13,7 +13,7 @@ of it this module refuses what a one-row prompt never needs and bounds what it m
   catches loops that print nothing.
 
 Every refusal is a :class:`TemplateLimit` (a Jinja ``TemplateError``) whose message
-names the limit; :func:`harness.tasks.kinds.prepare` reports it at the row, exit code 2.
+names the limit; :func:`harness.tasks.prepare` reports it at the row, exit code 2.
 """
 
 from __future__ import annotations

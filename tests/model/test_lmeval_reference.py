@@ -51,7 +51,7 @@ def load_ours(folder: Path):
 
 
 class _PerplexityTask:
-    """The one attribute ``harness.tasks.kinds.run`` reads of a perplexity task."""
+    """The one attribute ``harness.tasks.run`` reads of a perplexity task."""
 
     kind = "perplexity"
 
@@ -72,7 +72,7 @@ def xsum_docs(realdata: Path) -> list[str]:
 def test_classification_matches_lmeval_acc(
     arch: str, request: pytest.FixtureRequest, sst2_rows: list[dict], tmp_path: Path
 ) -> None:
-    from harness.tasks.kinds import render, score_choices
+    from harness.tasks import render, score_choices
 
     folder: Path = request.getfixturevalue(arch)
     task_dir = tmp_path / "tasks"
@@ -121,7 +121,7 @@ def test_classification_matches_lmeval_acc(
 def test_rolling_loglikelihood_matches_lmeval(
     arch: str, request: pytest.FixtureRequest, xsum_docs: list[str], tmp_path: Path
 ) -> None:
-    from harness.tasks.kinds import run
+    from harness.tasks import run
 
     folder: Path = request.getfixturevalue(arch)
     ref_lm = peer.hf_lm(folder, batch_size=16)

@@ -14,8 +14,8 @@ import pytest
 from harness.config.suite import BAD_TEMPLATE, ClassificationTask
 from harness.data.rows import Row
 from harness.errors import UserError
+from harness.tasks import prepare
 from harness.tasks import prompt_template as pt
-from harness.tasks.kinds import prepare
 
 LIMIT = pt.TOO_LONG_OUTPUT.format(limit=pt.MIN_OUTPUT + pt.OUTPUT_PER_INPUT * (2 + 8 + 8))
 BIG = pt.TOO_LARGE_NUMBER.format(value=10**10, limit=pt.MAX_COUNT)

@@ -1,4 +1,4 @@
-"""harness.tasks.kinds: rows -> records, label resolution, row-located errors."""
+"""harness.tasks: rows -> records, label resolution, row-located errors."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 
 from harness.data.rows import Row
 from harness.errors import UserError
-from harness.tasks.kinds import prepare, resolve_label, softmax
+from harness.tasks import prepare, resolve_label, softmax
 
 CHOICES = (" negative", " positive")
 

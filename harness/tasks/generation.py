@@ -1,0 +1,76 @@
+"""Generation: greedy decoding of the rendered prompt, cut at the first stop string,
+compared with one or more references."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from harness.tasks.base import Advance, FieldPath, TaskKind, register, render_row, require
+from harness.tasks.records import GenerationRecord
+
+if TYPE_CHECKING:
+    from harness.model.language_model import LanguageModel
+
+
+class Generation(TaskKind[GenerationRecord]):
+    name = "generation"
+    generates = True
+    prepared_fields = ("prompt", "references")
+    criterion = "exact match with a reference"
+
+    def data_fields(self, task: Any) -> list[tuple[FieldPath, str]]:
+        ref = task.reference
+        if isinstance(ref, str):
+            return [(("reference",), ref)]
+        return [(("reference", j), name) for j, name in enumerate(ref)]
+
+    def prepare_fields(
+        self, task: Any, fields: dict[str, Any], file: str, line: int
+    ) -> dict[str, Any]:
+        prompt = render_row(task.prompt, fields, file, line)
+        names = [task.reference] if isinstance(task.reference, str) else list(task.reference)
+        refs: list[str] = []
+        for name in names:
+            ref = require(fields, name, file, line)
+            if isinstance(ref, list):
+                refs.extend(str(r) for r in ref)
+            else:
+                refs.append(str(ref))
+        return {"prompt": prompt, "references": refs}
+
+    def run(
+        self,
+        task: Any,
+        records: Sequence[GenerationRecord],
+        lm: LanguageModel,
+        *,
+        batch_size: int,
+        advance: Advance | None = None,
+    ) -> None:
+        outputs = lm.generate(
+            [r["prompt"] for r in records],
+            max_new_tokens=task.max_new_tokens,
+            stop=task.stop,
+            batch_size=batch_size,
+            advance=advance,
+        )
+        for rec, text in zip(records, outputs, strict=True):
+            rec["prediction"] = text
+
+    def truncated_chars(
+        self, task: Any, records: Sequence[GenerationRecord], lm: LanguageModel
+    ) -> list[int]:
+        # the window keeps room for the tokens to generate
+        return [lm.prompt_tail(rec["prompt"], task.max_new_tokens)[1] for rec in records]
+
+    def metric_inputs(self, record: GenerationRecord) -> tuple[Any, Any]:
+        return record["prediction"], record["references"][0]
+
+    def correct(self, record: GenerationRecord) -> bool | None:
+        """Exact match with a reference after strip()."""
+        pred = str(record.get("prediction", "")).strip()
+        return any(pred == str(r).strip() for r in record.get("references") or [])
+
+
+GENERATION = register(Generation())

@@ -48,4 +48,4 @@ def run_command(args: argparse.Namespace) -> int:
         console.print(Text(f"results: {paths['results']}"))
         console.print(Text(f"report: {paths['html']}"))
     distributed.finish()
-    return exit_code(results["verdict"])
+    return exit_code(results.verdict)

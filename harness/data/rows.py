@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import difflib
-import hashlib
 import io
 import json
 import os
@@ -20,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from harness.data.hashing import sha256_file as sha256_file  # re-exported: the callers read it here
 from harness.errors import UserError, row_error
 
 if TYPE_CHECKING:
@@ -120,15 +120,6 @@ def file_problem(path: str | Path) -> str | None:
     except OSError as exc:  # permission denied on a folder on the way, a loop of links
         return f"cannot read: {exc.strerror or exc}"
     return None if stat.S_ISREG(mode) else NOT_REGULAR
-
-
-def sha256_file(path: str | Path) -> str:
-    """Hex sha256 of a file's bytes, read in chunks (provenance of data, suite, weights)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def sample_rows(rows: Sequence[Row], limit: int | None, seed: int) -> list[Row]:

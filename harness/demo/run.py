@@ -92,7 +92,7 @@ def _run(out_dir: Path, console: Any) -> dict[str, Any]:
         results[variant], written = evaluate_and_report(suite, show_progress=True, console=console)
         timings[f"evaluate_{variant}_s"] = time.perf_counter() - t
         console.print(
-            Text(f"{variant}: verdict {results[variant]['verdict'].upper()} - {written['html']}")
+            Text(f"{variant}: verdict {results[variant].verdict.upper()} - {written['html']}")
         )
     comparison = compare(
         results["naive"], results["mitigated"], baseline_path="naive", new_path="mitigated"

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from harness.data.hashing import sha256_file
+
 WEIGHT_SAFE = (".safetensors",)
 WEIGHT_PICKLE = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 # Files that change what the model computes, hashed into the fingerprint.
@@ -50,11 +52,7 @@ class Fingerprint:
 
 
 def sha256_of(path: Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        while block := fh.read(chunk):
-            h.update(block)
-    return h.hexdigest()
+    return sha256_file(path, chunk)
 
 
 def fingerprint_folder(folder: Path, *, allow_pickle: bool) -> Fingerprint:

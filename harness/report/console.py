@@ -9,7 +9,6 @@ fold a long name onto more lines rather than cut it with an ellipsis.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 from rich.console import Console
@@ -18,6 +17,7 @@ from rich.text import Text
 
 from harness.report.formatting import fmt, fmt_ci
 from harness.report.safe_text import one_line
+from harness.results.schema import Results
 
 NAME_LIMIT = 300  # characters of a name shown (a name longer than that is cut, marked)
 MESSAGE_LIMIT = 600
@@ -41,45 +41,38 @@ def _table(title: str, columns: list[tuple[str, str]]) -> Table:
     return table
 
 
-def metrics_table(results: Mapping[str, Any]) -> Table:
+def metrics_table(results: Results) -> Table:
     """Every task metric with its value, bootstrap CI and number of examples."""
     columns = [("task", "name"), ("metric", "name"), ("value", "number")]
     table = _table("metrics", [*columns, ("95% CI", "name"), ("n", "number")])
-    for task_id, task in (results.get("tasks") or {}).items():
-        metrics = task.get("metrics") if isinstance(task, Mapping) else None
-        for name, m in (metrics or {}).items():
-            m = m if isinstance(m, Mapping) else {}
+    for task_id, task in results.tasks.items():
+        for name, m in task.metrics.items():
             table.add_row(
                 _text(task_id),
                 _text(name),
-                Text(fmt(m.get("value"))),
-                Text(fmt_ci(m.get("ci_low"), m.get("ci_high"))),
-                Text(fmt(m.get("n"))),
+                Text(fmt(m.value)),
+                Text(fmt_ci(m.ci_low, m.ci_high)),
+                Text(fmt(m.n)),
             )
     return table
 
 
-def gates_table(results: Mapping[str, Any]) -> Table:
+def gates_table(results: Results) -> Table:
     """Every gate with its verdict and the reason for it."""
     table = _table("gates", [("gate", "name"), ("verdict", "word"), ("detail", "name")])
-    for g in results.get("gates") or []:
-        if not isinstance(g, Mapping):
-            continue
-        verdict = str(g.get("verdict"))
-        verdict = verdict if verdict in VERDICT_STYLE else "fail"
+    for g in results.gates:
         table.add_row(
-            _text(g.get("metric", "?")),
-            Text(verdict, style=VERDICT_STYLE[verdict]),
-            _text(g.get("message", ""), MESSAGE_LIMIT),
+            _text(g.metric),
+            Text(g.verdict, style=VERDICT_STYLE[g.verdict]),
+            _text(g.message, MESSAGE_LIMIT),
         )
     return table
 
 
-def print_summary(results: Mapping[str, Any], console: Console) -> None:
+def print_summary(results: Results, console: Console) -> None:
     """Metric table with CIs, then the gate table (when there are gates) and the verdict."""
     console.print(metrics_table(results))
-    if results.get("gates"):
+    if results.gates:
         console.print(gates_table(results))
-    verdict = str(results.get("verdict"))
-    verdict = verdict if verdict in VERDICT_LINE else "fail"
+    verdict = results.verdict
     console.print(Text(f"verdict: {verdict.upper()}", style=VERDICT_LINE[verdict]))

@@ -15,6 +15,8 @@ from typing import Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
+from harness.results.schema import Results
+
 
 @functools.lru_cache(maxsize=1)
 def environment() -> Environment:
@@ -32,11 +34,11 @@ def render_template(name: str, **context: Any) -> str:
     return environment().get_template(name).render(**context)
 
 
-def render_html(results: Mapping[str, Any]) -> str:
+def render_html(results: Results) -> str:
     """The compliance report of one run."""
     from harness.report.view import build
 
-    return render_template("report.html.j2", v=build(results))
+    return render_template("report.html.j2", v=build(results.document()))
 
 
 def render_compare_html(comparison: Mapping[str, Any]) -> str:

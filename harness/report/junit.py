@@ -23,13 +23,13 @@ from __future__ import annotations
 
 import math
 import xml.etree.ElementTree as ET
-from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 from harness.report.formatting import fmt
 from harness.report.safe_text import clean, one_line
 from harness.report.view import threshold_text
+from harness.results.schema import GateResult, Results
 
 MESSAGE_LIMIT = 1000
 HOSTNAME = "localhost"  # the run does not record its host; Ant's schema asks for this then
@@ -59,21 +59,21 @@ def _seconds(value: Any) -> str:
     return f"{max(float(value), 0.0):.3f}" if ok else "0"
 
 
-def _details(g: Mapping[str, Any]) -> str:
+def _details(g: GateResult) -> str:
     """The gate's condition and numbers, one line."""
     return (
-        f"condition {threshold_text(g)}; value {fmt(g.get('value'))}; "
-        f"reference {fmt(g.get('reference'))}; p-value {fmt(g.get('p_value'), 3)}; "
-        f"severity {one_line(g.get('severity', 'fail'), 20)}"
+        f"condition {threshold_text(g.model_dump())}; value {fmt(g.value)}; "
+        f"reference {fmt(g.reference)}; p-value {fmt(g.p_value, 3)}; "
+        f"severity {one_line(g.severity, 20)}"
     )
 
 
-def render_junit(results: Mapping[str, Any]) -> str:
-    suite = results.get("suite") or {}
-    name = one_line(suite.get("name") or "suite", 200).strip() or "suite"
-    prov = results.get("provenance") or {}
-    gates = [g for g in results.get("gates") or [] if isinstance(g, Mapping)]
-    verdicts = [g.get("verdict") for g in gates]
+def render_junit(results: Results) -> str:
+    name = one_line(results.suite.name or "suite", 200).strip() or "suite"
+    prov = results.provenance
+    timings = prov.timings if prov else None
+    gates = results.gates
+    verdicts = [g.verdict for g in gates]
     attrs = {
         "name": f"gates.{name}",
         "package": f"gates.{name}",
@@ -82,27 +82,29 @@ def render_junit(results: Mapping[str, Any]) -> str:
         "failures": str(sum(v == "fail" for v in verdicts)),
         "errors": "0",
         "skipped": str(sum(v == "warn" for v in verdicts)),
-        "time": _seconds((prov.get("timings") or {}).get("total_s")),
-        "timestamp": _timestamp(prov.get("started_at")),
+        "time": _seconds(timings.total_s if timings else None),
+        "timestamp": _timestamp(prov.started_at if prov else None),
         "hostname": HOSTNAME,
     }
     root = ET.Element("testsuites")
     ts = ET.SubElement(root, "testsuite", attrs)
     props = ET.SubElement(ts, "properties")
-    _prop(props, "verdict", results.get("verdict", ""))
-    _prop(props, "harness_version", results.get("harness_version", ""))
-    _prop(props, "model_fingerprint", (prov.get("model") or {}).get("fingerprint") or "")
-    _prop(props, "adapter_fingerprint", (prov.get("adapter") or {}).get("fingerprint") or "")
+    given = results.model_fields_set
+    _prop(props, "verdict", results.verdict if "verdict" in given else "")
+    _prop(props, "harness_version", results.harness_version if "harness_version" in given else "")
+    model, adapter = (prov.model, prov.adapter) if prov else (None, None)
+    _prop(props, "model_fingerprint", (model.fingerprint if model else None) or "")
+    _prop(props, "adapter_fingerprint", (adapter.fingerprint if adapter else None) or "")
     lines = []
     for g in gates:
-        metric = one_line(g.get("metric", "?"), 300)
-        message = clean(g.get("message", ""), MESSAGE_LIMIT)
-        verdict = one_line(g.get("verdict", "?"), 20)
+        metric = one_line(g.metric, 300)
+        message = clean(g.message, MESSAGE_LIMIT)
+        verdict = one_line(g.verdict, 20)
         lines.append(f"{verdict.upper()} {metric}: {one_line(message)} ({_details(g)})")
         case = ET.SubElement(ts, "testcase", classname=f"gates.{name}", name=metric, time="0")
         detail = f"{metric}: {message}\n{_details(g)}"
-        if g.get("description"):
-            detail += f"\n{clean(g['description'], MESSAGE_LIMIT)}"
+        if g.description:
+            detail += f"\n{clean(g.description, MESSAGE_LIMIT)}"
         if verdict == "fail":
             el = ET.SubElement(
                 case, "failure", message=one_line(message, MESSAGE_LIMIT), type="gate"

@@ -1,19 +1,19 @@
-"""Every output format as a pure function of results.json, and writing them all."""
+"""Every output format as a pure function of a run's ``Results``, and writing them all."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
 
 from harness.errors import UserError
-from harness.results.store import write_or_fail
+from harness.results.schema import Results
+from harness.results.store import dumps, write_or_fail
 
 FORMATS = ("html", "junit", "md")
 FILE_NAMES = {"html": "report.html", "junit": "junit.xml", "md": "summary.md"}
 
 
-def renderer(fmt: str) -> Callable[[Mapping[str, Any]], str]:
+def renderer(fmt: str) -> Callable[[Results], str]:
     if fmt == "html":
         from harness.report.html import render_html
 
@@ -25,14 +25,14 @@ def renderer(fmt: str) -> Callable[[Mapping[str, Any]], str]:
     if fmt == "md":
         from harness.report.markdown import render_markdown
 
-        return render_markdown
+        return lambda results: render_markdown(results.document())
     raise ValueError(f"unknown report format {fmt!r}; formats: {', '.join(FORMATS)}")
 
 
 RENDER_ERROR = "cannot render {fmt}: results.json has an unexpected structure ({reason})"
 
 
-def render(results: Mapping[str, Any], fmt: str) -> str:
+def render(results: Results, fmt: str) -> str:
     """``results`` rendered as ``fmt`` (html | junit | md).
 
     ``load_results`` checks the shape renderers rely on; free-form parts (audit
@@ -53,7 +53,7 @@ def write_output(path: Path, text: str) -> Path:
     return path
 
 
-def render_all(results: Mapping[str, Any]) -> dict[str, str]:
+def render_all(results: Results) -> dict[str, str]:
     """Every format, rendered in memory: ``{format: text}``.
 
     A run that used the response cache keeps its charts beside it (``charts/``) and
@@ -61,14 +61,14 @@ def render_all(results: Mapping[str, Any]) -> dict[str, str]:
     """
     from harness.report.charts import memo
 
-    cache = (results.get("provenance") or {}).get("cache")
-    path = cache.get("path") if isinstance(cache, Mapping) and cache.get("enabled") else None
-    with memo(Path(path).parent / "charts" if isinstance(path, str) else None):
+    cache = results.provenance.cache if results.provenance else None
+    path = cache.path if cache is not None and cache.enabled else None
+    with memo(Path(path).parent / "charts" if path is not None else None):
         return {fmt: render(results, fmt) for fmt in FORMATS}
 
 
 def write_reports(
-    results: Mapping[str, Any], out_dir: Path, rendered: Mapping[str, str] | None = None
+    results: Results, out_dir: Path, rendered: Mapping[str, str] | None = None
 ) -> dict[str, Path]:
     """Write report.html, junit.xml and summary.md, each atomically. Everything is
     rendered before the first write, so a rendering error leaves the folder as it was."""
@@ -78,15 +78,13 @@ def write_reports(
     return paths
 
 
-def publish(results: Mapping[str, Any], out_dir: Path) -> dict[str, Path]:
+def publish(results: Results, out_dir: Path) -> dict[str, Path]:
     """Render every format, then write results.json and the renderings as one set: a
     failure (rendering, full disk, permissions) leaves the folder's earlier run whole,
     never a new results.json beside an old report. Returns the paths by format."""
-    from harness.results.store import dumps
-
     rendered = render_all(results)
     paths = {"results": out_dir / "results.json"}
     paths.update({fmt: out_dir / FILE_NAMES[fmt] for fmt in rendered})
-    texts = {"results": dumps(dict(results)), **rendered}
+    texts = {"results": dumps(results), **rendered}
     write_or_fail({paths[key]: texts[key] for key in paths})
     return paths

@@ -16,14 +16,16 @@ file must not make the harness run code); they get deltas without a test.
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
+from harness.data.rows import display_path, sha256_file
 from harness.gates import verdicts as gates_mod
+from harness.results.finite import none_if_nan
+from harness.results.schema import BaselineRef, GateResult, Results, Verdict
 from harness.tasks import find as find_kind
 
 ALPHA = 0.05
@@ -60,13 +62,15 @@ def correct(kind: str, record: Mapping[str, Any]) -> bool | None:
     return task_kind.correct(record) if task_kind is not None else None
 
 
-def _settings(results: Mapping[str, Any]) -> tuple[int, int, float]:
-    suite = results.get("suite") or {}
-    boot = suite.get("bootstrap") or {}
+def _settings(results: Results) -> tuple[int, int, float]:
+    """The run's bootstrap samples, seed and confidence; the suite's defaults where
+    the file does not say."""
+    given = {**results.suite.model_dump(include={"seed"}, exclude_unset=True)}
+    given.update(results.suite.bootstrap.model_dump(exclude_unset=True))
     return (
-        int(boot.get("samples", 1000)),
-        int(suite.get("seed", 1234)),
-        float(boot.get("confidence", 0.95)),
+        int(given.get("samples", 1000)),
+        int(given.get("seed", 1234)),
+        float(given.get("confidence", 0.95)),
     )
 
 
@@ -177,10 +181,6 @@ def compare_task(
     }
 
 
-def _nan_to_none(x: Any) -> Any:
-    return None if isinstance(x, float) and math.isnan(x) else x
-
-
 def _metric_row(
     output: str,
     metric: str,
@@ -192,7 +192,7 @@ def _metric_row(
     hib = bool(new.get("higher_is_better", base.get("higher_is_better", True)))
     p = paired.get(output)
     if p is not None:
-        row = {k: _nan_to_none(v) for k, v in p.items()}
+        row = {k: none_if_nan(v) for k, v in p.items()}
     else:
         a, b = base.get("value"), new.get("value")
         delta = b - a if isinstance(a, int | float) and isinstance(b, int | float) else None
@@ -266,22 +266,23 @@ def _flip_row(kind: str, a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str
     return row
 
 
-def _run_info(results: Mapping[str, Any], path: str | None) -> dict[str, Any]:
-    prov = results.get("provenance") or {}
+def _run_info(results: Results, path: str | None) -> dict[str, Any]:
+    prov = results.provenance
+    given = results.model_fields_set
     return {
         "path": path,
-        "suite": (results.get("suite") or {}).get("name"),
-        "verdict": results.get("verdict"),
-        "model": (prov.get("model") or {}).get("fingerprint"),
-        "adapter": (prov.get("adapter") or {}).get("fingerprint"),
-        "started_at": prov.get("started_at"),
-        "harness_version": results.get("harness_version"),
+        "suite": results.suite.name if "name" in results.suite.model_fields_set else None,
+        "verdict": results.verdict if "verdict" in given else None,
+        "model": prov.model.fingerprint if prov and prov.model else None,
+        "adapter": prov.adapter.fingerprint if prov and prov.adapter else None,
+        "started_at": prov.started_at if prov else None,
+        "harness_version": results.harness_version,
     }
 
 
 def compare(
-    baseline: Mapping[str, Any],
-    new: Mapping[str, Any],
+    baseline: Results,
+    new: Results,
     *,
     baseline_path: str | None = None,
     new_path: str | None = None,
@@ -294,14 +295,16 @@ def compare(
     samples = s if samples is None else samples
     seed = sd if seed is None else seed
     confidence = c if confidence is None else confidence
-    a_tasks, b_tasks = baseline.get("tasks") or {}, new.get("tasks") or {}
+    # the per-task comparison walks the records as the file holds them
+    a_doc, b_doc = baseline.document(), new.document()
+    a_tasks, b_tasks = a_doc["tasks"], b_doc["tasks"]
     tasks = [
         compare_task(
             tid,
             a_tasks[tid],
             b_tasks[tid],
-            baseline,
-            new,
+            a_doc,
+            b_doc,
             samples=samples,
             seed=seed,
             confidence=confidence,
@@ -341,52 +344,52 @@ def needs_baseline(gate: Any) -> bool:
     return is_relative(gate) and not gate.metric.startswith(BASE_REFERENCED)
 
 
-def baseline_values(
-    baseline: Mapping[str, Any], results: Mapping[str, Any]
-) -> dict[str, gates_mod.GateValue]:
+def baseline_values(baseline: Results, results: Results) -> dict[str, gates_mod.GateValue]:
     """``{"task.output": GateValue}``: this run's value, the baseline run's value as
     reference and the paired bootstrap p-value over the shared examples."""
     comparison = compare(baseline, results)
-    new_tasks = results.get("tasks") or {}
-    base_tasks = baseline.get("tasks") or {}
     out: dict[str, gates_mod.GateValue] = {}
     for t in comparison["tasks"]:
         for m in t["metrics"]:
             name = f"{t['id']}.{m['output']}"
             out[name] = {
-                "value": new_tasks[t["id"]]["metrics"][m["output"]].get("value"),
-                "reference": base_tasks[t["id"]]["metrics"][m["output"]].get("value"),
+                "value": results.tasks[t["id"]].metrics[m["output"]].value,
+                "reference": baseline.tasks[t["id"]].metrics[m["output"]].value,
                 "p_value": m["p_value"],
                 "source": "baseline",
             }
     return out
 
 
-def apply_baseline(
-    results: dict[str, Any], suite: Any, baseline: Mapping[str, Any], baseline_path: Path
-) -> None:
+def _task_values(results: Results) -> dict[str, gates_mod.GateValue]:
+    """The gates' values of this run's task metrics (``gates.task_values``)."""
+    metrics = {
+        task_id: {"metrics": {out: m.model_dump() for out, m in task.metrics.items()}}
+        for task_id, task in results.tasks.items()
+    }
+    return gates_mod.task_values(metrics)
+
+
+def apply_baseline(results: Results, suite: Any, baseline: Results, baseline_path: Path) -> None:
     """Re-check the gates that read a baseline run, with its values as references;
     record which baseline run was used (its sha256, for ``harness verify``)."""
-    from harness.data.rows import display_path, sha256_file
-
     # a gate on a value the baseline run lacks keeps this run's value, with no reference
     values: dict[str, gates_mod.GateValue] = {
         name: {"value": entry.get("value"), "source": "baseline"}
-        for name, entry in gates_mod.task_values(results.get("tasks") or {}).items()
+        for name, entry in _task_values(results).items()
     }
     values.update(baseline_values(baseline, results))
     _recheck(results, suite, lambda gate: gates_mod.check(gate, values.get(gate.metric)))
-    results["baseline"] = {
-        **_run_info(baseline, display_path(baseline_path)),
-        "sha256": sha256_file(baseline_path),
-    }
+    results.baseline = BaselineRef.model_validate(
+        {**_run_info(baseline, display_path(baseline_path)), "sha256": sha256_file(baseline_path)}
+    )
 
 
-def apply_no_baseline(results: dict[str, Any], suite: Any, *, required: bool = False) -> None:
+def apply_no_baseline(results: Results, suite: Any, *, required: bool = False) -> None:
     """Re-check the gates that read a baseline run when none was given: their absolute
     bounds as usual, their relative bounds reported as ``no baseline`` (a warning, or a
     failure when ``required``: ``harness run --require-baseline``)."""
-    values = gates_mod.task_values(results.get("tasks") or {})
+    values = _task_values(results)
     policy = gates_mod.FAIL if required else gates_mod.WARN
     _recheck(
         results,
@@ -400,10 +403,11 @@ def baseline_gates(suite: Any) -> list[Any]:
     return [g for g in suite.gates if needs_baseline(g)]
 
 
-def _recheck(results: dict[str, Any], suite: Any, check: Callable[[Any], dict[str, Any]]) -> None:
-    verdicts = list(results.get("gates") or [])
+def _recheck(results: Results, suite: Any, check: Callable[[Any], dict[str, Any]]) -> None:
+    verdicts = list(results.gates)
     for i, gate in enumerate(suite.gates):
-        if needs_baseline(gate) and i < len(verdicts) and verdicts[i]["metric"] == gate.metric:
-            verdicts[i] = check(gate)
-    results["gates"] = verdicts
-    results["verdict"] = gates_mod.overall(verdicts)
+        if needs_baseline(gate) and i < len(verdicts) and verdicts[i].metric == gate.metric:
+            verdicts[i] = GateResult.model_validate(check(gate))
+    results.gates = verdicts
+    worst = gates_mod.overall({"verdict": g.verdict} for g in verdicts)
+    results.verdict = cast(Verdict, worst)

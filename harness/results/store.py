@@ -16,15 +16,14 @@ non-finite number as null, so the writer never fails on a value.
 ``load_results`` is the one reader of a stored results.json (``harness report``,
 ``compare``, ``verify``, ``--baseline-results``). The file is untrusted: only a regular
 file is read (a FIFO or ``/dev/zero`` would hang), at most ``MAX_RESULTS_BYTES``,
-nested at most ``MAX_DEPTH`` levels, and it must match the schema
-(``results_schema``); anything else is one located error (exit 2).
+nested at most ``MAX_DEPTH`` levels, and it must match the model
+(``harness.results.schema.Results``); anything else is one located error (exit 2).
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-import math
 import os
 import stat
 import tempfile
@@ -32,7 +31,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
+from harness.data.rows import FILE_NOT_FOUND, NOT_REGULAR
 from harness.errors import UserError
+from harness.metrics.plugin import is_plugin_name
+from harness.results.finite import is_finite, null_non_finite
+from harness.results.schema import Results, located
 
 NOT_RESULTS = "{path}: not a results file of this harness ({reason})"
 MAX_RESULTS_BYTES = 512 * 2**20
@@ -137,16 +142,20 @@ def write_or_fail(files: Mapping[Path, str | bytes]) -> None:
         raise UserError(f"{exc.filename}: cannot write: {exc.strerror or exc}") from None
 
 
-def dumps(results: dict[str, Any]) -> str:
-    """results.json text: ``json_safe(results)``, indented, UTF-8 kept."""
-    doc = json_safe(results)
-    return json.dumps(doc, indent=1, ensure_ascii=False, allow_nan=False) + "\n"
+def dumps(results: Results) -> str:
+    """results.json text of ``results``: the keys it was built with, in its fields'
+    order, every task metric as ``mark_undefined`` leaves it and every other NaN or inf
+    null (module doc), indented, UTF-8 kept."""
+    doc = results.document()
+    _mark(doc["tasks"], doc["tasks"])
+    text = json.dumps(null_non_finite(doc), indent=1, ensure_ascii=False, allow_nan=False)
+    return text + "\n"
 
 
 def json_safe(results: dict[str, Any]) -> dict[str, Any]:
-    """A copy of ``results`` that is valid JSON (module doc): every task metric as
-    ``mark_undefined`` leaves it, every other NaN or inf null."""
-    doc: dict[str, Any] = _finite(results)
+    """A copy of a results document that is valid JSON (module doc): every task metric
+    as ``mark_undefined`` leaves it, every other NaN or inf null."""
+    doc: dict[str, Any] = null_non_finite(results)
     tasks = results.get("tasks")
     if isinstance(tasks, dict):
         _mark(tasks, doc["tasks"])
@@ -168,7 +177,7 @@ def _mark(tasks: dict[str, Any], into: dict[str, Any]) -> None:
         if not isinstance(metrics, dict):
             continue
         for output, entry in metrics.items():
-            if not isinstance(entry, dict) or _is_finite(entry.get("value")):
+            if not isinstance(entry, dict) or is_finite(entry.get("value")):
                 continue
             reason = entry.get("reason") or undefined_reason(entry, task.get("records"))
             target = into[task_id]["metrics"][output]
@@ -178,8 +187,6 @@ def _mark(tasks: dict[str, Any], into: dict[str, Any]) -> None:
 
 def undefined_reason(entry: Mapping[str, Any], records: Any) -> str:
     """Why a task metric has no finite value: what its metric returned."""
-    from harness.metrics.plugin import is_plugin_name
-
     name = str(entry.get("metric") or "?")
     plugin = is_plugin_name(name)
     value = entry.get("value")
@@ -190,7 +197,7 @@ def undefined_reason(entry: Mapping[str, Any], records: Any) -> str:
             for r in records
             if isinstance(r, dict)
             and isinstance(stats := (r.get("stats") or {}).get(name), list)
-            and not all(_is_finite(x) for x in stats)
+            and not all(is_finite(x) for x in stats)
         )
         if bad:
             return UNDEFINED_PLUGIN.format(name=name, bad=bad, n=len(records))
@@ -200,40 +207,24 @@ def undefined_reason(entry: Mapping[str, Any], records: Any) -> str:
     return UNDEFINED_ON_DATA.format(n=entry.get("n", len(records)))
 
 
-def _is_finite(x: Any) -> bool:
-    return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
-
-
-def _finite(obj: Any) -> Any:
-    """A copy of a JSON-like value with every NaN and inf replaced by None."""
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_finite(v) for v in obj]
-    return obj
-
-
-def write_results(results: dict[str, Any], out_dir: Path) -> Path:
+def write_results(results: Results, out_dir: Path) -> Path:
     """Write ``out_dir/results.json`` atomically and return its path."""
     path = out_dir / "results.json"
     write_or_fail({path: dumps(results)})
     return path
 
 
-def load_results(path: Path) -> dict[str, Any]:
-    """Read a stored results.json, checking that it is one (module doc)."""
+def load_results(path: Path) -> Results:
+    """Read a stored results.json into the model, checking that it is one (module doc)."""
     data = _parse(path, _read_capped(Path(path)))
     if not isinstance(data, dict) or "schema_version" not in data or "tasks" not in data:
         raise UserError(NOT_RESULTS.format(path=path, reason="missing schema_version or tasks"))
-    from harness.results.schema import problems
-
-    found = problems(data)
-    if found:
-        more = f"; and {len(found) - 3} more" if len(found) > 3 else ""
-        raise UserError(NOT_RESULTS.format(path=path, reason="; ".join(found[:3]) + more))
-    return data
+    try:
+        return Results.model_validate(data)
+    except ValidationError as exc:
+        found = located(exc)
+    more = f"; and {len(found) - 3} more" if len(found) > 3 else ""
+    raise UserError(NOT_RESULTS.format(path=path, reason="; ".join(found[:3]) + more))
 
 
 def _read_capped(path: Path) -> bytes:
@@ -241,8 +232,6 @@ def _read_capped(path: Path) -> bytes:
 
     Opened without blocking (a FIFO would wait for a writer) and checked on the open
     file, so a path swapped after a check cannot slip a device in."""
-    from harness.data.rows import FILE_NOT_FOUND, NOT_REGULAR
-
     limit = MAX_RESULTS_BYTES // 2**20
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))

@@ -19,7 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from harness.data.hashing import sha256_file
 from harness.errors import UserError
+from harness.results.schema import Folder, Results
+from harness.results.store import load_results
 
 OK, MISMATCH, MISSING, UNEXPECTED, SKIPPED = "ok", "mismatch", "missing", "unexpected", "skipped"
 NO_PROVENANCE = "{path}: no provenance section; nothing to verify"
@@ -49,12 +52,6 @@ class Check:
         return text
 
 
-def _sha256(path: Path) -> str:
-    from harness.data.rows import sha256_file
-
-    return sha256_file(path)
-
-
 def _resolve(path: str, root: Path) -> Path:
     p = Path(path).expanduser()
     return p if p.is_absolute() else root / p
@@ -70,23 +67,20 @@ def check_file(role: str, path: str | None, expected: Any, root: Path) -> Check:
     if not full.is_file():
         return Check(role, path, MISSING, expected)
     try:
-        actual = _sha256(full)
+        actual = sha256_file(full)
     except OSError as exc:
         return Check(role, path, MISSING, expected, f"unreadable: {exc.strerror or exc}")
     return Check(role, path, OK if actual == expected else MISMATCH, expected, actual)
 
 
-def _folder_checks(role: str, entry: Mapping[str, Any], root: Path) -> Iterator[Check]:
-    folder = entry.get("path")
-    if not isinstance(folder, str):
+def _folder_checks(role: str, entry: Folder, root: Path) -> Iterator[Check]:
+    folder = entry.path
+    if folder is None:
         return
     listed = set()
-    for f in entry.get("files") or []:
-        if not isinstance(f, Mapping):
-            continue
-        name = str(f.get("name", ""))
-        listed.add(name)
-        yield check_file(role, str(Path(folder) / name), f.get("sha256"), root)
+    for f in entry.files:
+        listed.add(f.name)
+        yield check_file(role, str(Path(folder) / f.name), f.sha256, root)
     base = _resolve(folder, root)
     if base.is_dir():
         for p in sorted(base.iterdir()):
@@ -111,43 +105,36 @@ def _audit_data_checks(audits: Any, root: Path) -> Iterator[Check]:
                     yield check_file(f"data ({name}.{key})", path, entry.get("sha256"), root)
 
 
-def verify(results: Mapping[str, Any], root: Path | None = None) -> list[Check]:
+def verify(results: Results, root: Path | None = None) -> list[Check]:
     """One Check per file named in the results' provenance (see module doc)."""
     root = Path.cwd() if root is None else root
-    prov = results.get("provenance")
-    if not isinstance(prov, Mapping):
+    prov = results.provenance
+    if prov is None:
         raise ValueError("no provenance")
     checks: list[Check] = []
-    suite = prov.get("suite")
-    if isinstance(suite, Mapping):
-        checks.append(check_file("suite", suite.get("path"), suite.get("sha256"), root))
-    for d in prov.get("data") or []:
-        if isinstance(d, Mapping):
-            role = f"data ({d.get('task', '?')})"
-            if d.get("path") is None:
-                checks.append(Check(role, "(datasets source)", SKIPPED, "not a local file"))
-            else:
-                checks.append(check_file(role, d.get("path"), d.get("sha256"), root))
-    for role in ("model", "adapter"):
-        entry = prov.get(role)
-        if isinstance(entry, Mapping):
+    if prov.suite is not None:
+        checks.append(check_file("suite", prov.suite.path, prov.suite.sha256, root))
+    for d in prov.data:
+        role = f"data ({d.task if 'task' in d.model_fields_set else '?'})"
+        if d.path is None:
+            checks.append(Check(role, "(datasets source)", SKIPPED, "not a local file"))
+        else:
+            checks.append(check_file(role, d.path, d.sha256, root))
+    for role, entry in (("model", prov.model), ("adapter", prov.adapter)):
+        if entry is not None:
             checks.extend(_folder_checks(role, entry, root))
-    checks.extend(_audit_data_checks(results.get("audits"), root))
-    ft = results.get("finetune")
-    if isinstance(ft, Mapping):
-        for f in ft.get("files") or []:
-            if isinstance(f, Mapping):
-                checks.append(check_file("finetune", f.get("path"), f.get("sha256"), root))
-    base = results.get("baseline")
-    if isinstance(base, Mapping) and base.get("path"):
-        checks.append(check_file("baseline", base.get("path"), base.get("sha256"), root))
+    checks.extend(_audit_data_checks(results.audits, root))
+    if results.finetune is not None:
+        for f in results.finetune.files:
+            checks.append(check_file("finetune", f.path, f.sha256, root))
+    base = results.baseline
+    if base is not None and base.path:
+        checks.append(check_file("baseline", base.path, base.sha256, root))
     return checks
 
 
 def verify_file(path: Path, root: Path | None = None) -> list[Check]:
     """``verify`` on a stored results.json; a bad results file is a UserError."""
-    from harness.report import load_results
-
     results = load_results(path)
     try:
         return verify(results, root)

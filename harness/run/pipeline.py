@@ -10,6 +10,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from harness.model.distributed import is_main
+from harness.report.render import publish
+from harness.results.compare import apply_baseline, apply_no_baseline
+from harness.results.schema import Results
+from harness.results.store import load_results
+from harness.run.runner import run_suite
+
 
 def evaluate_and_report(
     suite: Any,
@@ -18,29 +25,22 @@ def evaluate_and_report(
     require_baseline: bool = False,
     show_progress: bool = True,
     console: Any = None,
-) -> tuple[dict[str, Any], dict[str, Path]]:
+) -> tuple[Results, dict[str, Path]]:
     """Run ``suite`` (optionally against a baseline run) and write all its outputs.
 
     Gates that compare against a baseline run take their references from
     ``baseline_results``; without one they report ``no baseline``, a warning, or a
     failure when ``require_baseline`` (docs/gates.md: the first run of a CI suite).
 
-    Returns the results document and the written paths by format (``results``,
+    Returns the run's ``Results`` and the written paths by format (``results``,
     ``html``, ``junit``, ``md``). Run as one of several processes (harness.model.distributed),
-    every process returns the same document and only the main one writes (the others
+    every process returns the same results and only the main one writes (the others
     get no paths).
     """
-    from harness.report import load_results
-    from harness.report.render import publish
-    from harness.results.compare import apply_baseline, apply_no_baseline
-    from harness.run.runner import run_suite
-
     baseline = load_results(baseline_results) if baseline_results else None
     results = run_suite(suite, show_progress=show_progress, console=console)
     if baseline is not None and baseline_results is not None:
         apply_baseline(results, suite, baseline, baseline_results)
     else:
         apply_no_baseline(results, suite, required=require_baseline)
-    from harness.model.distributed import is_main
-
     return results, publish(results, suite.output_dir) if is_main() else {}

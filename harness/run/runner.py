@@ -3,29 +3,30 @@
 ``prepare_suite`` reads and checks every data file without a model (what ``harness
 validate`` runs); ``run_suite`` then loads the model once, runs each task with a
 progress bar, scores the metrics with bootstrap CIs over the stored per-example
-statistics, checks the gates and returns the results document (docs/results.md).
+statistics, checks the gates and returns the run's ``Results`` (harness.results.schema;
+docs/results.md).
 """
 
 from __future__ import annotations
 
-import json
 import platform
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness import __version__
 from harness.errors import UserError
 from harness.gates import verdicts as gates
+from harness.results.finetune_record import finetune_record
+from harness.results.finite import none_if_nan
+from harness.results.schema import RESULTS_SCHEMA_VERSION, Results
 
 if TYPE_CHECKING:
     from harness.tasks import AnyRecord
 
-RESULTS_SCHEMA_VERSION = 1
 SAME_OUTPUT = (
     "task {task}: metric {metric!r} gives {output!r}, which metric {first!r} already gives; "
     "rename the plug-in's key or drop one of the metrics"
@@ -160,10 +161,7 @@ def _is_path(name: str) -> bool:
 
 def _clean(entry: dict[str, Any]) -> dict[str, Any]:
     """NaN is not valid JSON: store it as null."""
-    out = {}
-    for k, v in entry.items():
-        out[k] = None if isinstance(v, float) and v != v else v
-    return out
+    return {k: none_if_nan(v) for k, v in entry.items()}
 
 
 def run_suite(
@@ -172,8 +170,8 @@ def run_suite(
     show_progress: bool = True,
     console: Any = None,
     on_model_loaded: Callable[[Any], None] | None = None,
-) -> dict[str, Any]:
-    """Run ``suite`` and return the results document (not yet written)."""
+) -> Results:
+    """Run ``suite`` and return its results (not yet written)."""
     started = datetime.now(UTC)
     t0 = time.perf_counter()
     prepared = prepare_suite(suite)
@@ -236,17 +234,19 @@ def run_suite(
     provenance = _provenance(suite, prepared, lm, started, load_s + lm.load_s, timings, t0)
     provenance["cache"] = cache_stats
     provenance["processes"] = group.size if group is not None else 1
-    return {
-        "schema_version": RESULTS_SCHEMA_VERSION,
-        "harness_version": __version__,
-        "suite": suite.model_dump(mode="json"),
-        "provenance": provenance,
-        "tasks": tasks_out,
-        "audits": audits_out,
-        "gates": verdicts,
-        "verdict": gates.overall(verdicts),
-        "finetune": finetune_record(lm.adapter.path if lm.adapter else None),
-    }
+    return Results.model_validate(
+        {
+            "schema_version": RESULTS_SCHEMA_VERSION,
+            "harness_version": __version__,
+            "suite": suite.model_dump(mode="json"),
+            "provenance": provenance,
+            "tasks": tasks_out,
+            "audits": audits_out,
+            "gates": verdicts,
+            "verdict": gates.overall(verdicts),
+            "finetune": finetune_record(lm.adapter.path if lm.adapter else None),
+        }
+    )
 
 
 def _provenance(
@@ -302,60 +302,6 @@ def library_versions() -> dict[str, str]:
             out[name] = version(name)
         except PackageNotFoundError:
             out[name] = "absent"
-    return out
-
-
-FINETUNE_MANIFEST, FINETUNE_HISTORY = "manifest.json", "history.jsonl"
-HISTORY_CAP = 100_000  # logged points embedded at most
-PROBLEMS_CAP = 20
-
-
-def finetune_record(folder: str | None) -> dict[str, Any] | None:
-    """The manifest and learning history `finetune train` saves beside an adapter.
-
-    Embedded in results.json (docs/results.md, "finetune") so the report can show the
-    learning curves and settings of the checkpoint it audits, with their sha256 for
-    `harness verify`. None when the adapter folder has neither file. A file that does
-    not parse is reported under "problems" rather than failing the evaluation; NaN and
-    infinities become null (results.json is strict JSON).
-    """
-    if not folder:
-        return None
-    from harness.data.rows import display_path, sha256_file
-
-    manifest_path, history_path = Path(folder) / FINETUNE_MANIFEST, Path(folder) / FINETUNE_HISTORY
-    if not (manifest_path.is_file() or history_path.is_file()):
-        return None
-    out: dict[str, Any] = {"manifest": None, "history": [], "files": [], "problems": []}
-    problems: list[str] = out["problems"]
-    for path in (manifest_path, history_path):
-        if path.is_file():
-            out["files"].append({"path": display_path(path), "sha256": sha256_file(path)})
-    if manifest_path.is_file():
-        try:
-            manifest = json.loads(
-                manifest_path.read_text(encoding="utf-8"), parse_constant=lambda _c: None
-            )
-        except (UnicodeDecodeError, ValueError) as exc:
-            problems.append(f"{FINETUNE_MANIFEST}: not valid JSON ({str(exc)[:120]})")
-        else:
-            if isinstance(manifest, dict):
-                out["manifest"] = manifest
-            else:
-                problems.append(f"{FINETUNE_MANIFEST}: not a JSON object")
-    if history_path.is_file():
-        text = history_path.read_text(encoding="utf-8", errors="replace")
-        for n, line in enumerate(text.splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line, parse_constant=lambda _c: None)
-            except ValueError:
-                row = None
-            if isinstance(row, dict) and len(out["history"]) < HISTORY_CAP:
-                out["history"].append(row)
-            elif not isinstance(row, dict) and len(problems) < PROBLEMS_CAP:
-                problems.append(f"{FINETUNE_HISTORY} line {n}: not a JSON object")
     return out
 
 

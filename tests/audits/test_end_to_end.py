@@ -70,7 +70,7 @@ def test_all_audits_on_a_tiny_real_model(
         )
     )
     calls: list[list[int]] = []
-    first = run_suite(suite, show_progress=False, on_model_loaded=lambda lm: calls.append(forward_counter(lm)))  # fmt: skip
+    first = run_suite(suite, show_progress=False, on_model_loaded=lambda lm: calls.append(forward_counter(lm))).document()  # fmt: skip
     json.dumps(first, allow_nan=False)  # strict JSON
     assert [g["verdict"] for g in first["gates"]] == ["pass"] * 9, first["gates"]
     audits = first["audits"]
@@ -126,7 +126,7 @@ def test_all_audits_on_a_tiny_real_model(
     assert set(ex["examples"][0]) == {"id", "line", "group", "label", "pred", "prob", "shap",
                                       "lime"}  # fmt: skip
 
-    second = run_suite(suite, show_progress=False, on_model_loaded=lambda lm: calls.append(forward_counter(lm)))  # fmt: skip
+    second = run_suite(suite, show_progress=False, on_model_loaded=lambda lm: calls.append(forward_counter(lm))).document()  # fmt: skip
     assert len(calls[0]) > 0 and len(calls[1]) == 0  # tasks, base runs, swaps, pairs, SHAP, LIME
     assert second["audits"]["explain"]["methods"]["shap"]["forward_passes"] == 0
     assert comparable(first) == comparable(second)

@@ -23,7 +23,7 @@ from harness.gates import verdicts as gates
 from harness.gates.verdicts import NO_BASELINE, NO_BASELINE_REQUIRED, NOT_IN_BASELINE
 from harness.results.compare import apply_baseline, apply_no_baseline
 from tests.cli.test_cli import write_suite
-from tests.report.synthetic import make_results
+from tests.report.synthetic import as_results, make_results
 
 CI_TEMPLATE = Path(__file__).resolve().parents[2] / "suites" / "templates" / "ci-regression.yaml"
 
@@ -85,24 +85,24 @@ def run() -> dict[str, Any]:
 def test_apply_no_baseline(
     run: dict[str, Any], required: bool, verdicts: list[str], overall: str
 ) -> None:
-    results = copy.deepcopy(run)
+    results = as_results(copy.deepcopy(run))
     apply_no_baseline(results, Suite, required=required)
-    assert [g["verdict"] for g in results["gates"]] == verdicts
-    assert results["verdict"] == overall
+    assert [g.verdict for g in results.gates] == verdicts
+    assert results.verdict == overall
     expected = NO_BASELINE_REQUIRED if required else NO_BASELINE
-    assert [results["gates"][i]["message"] for i in (0, 2)] == [expected, expected]
-    assert "baseline" not in results
+    assert [results.gates[i].message for i in (0, 2)] == [expected, expected]
+    assert "baseline" not in results.document()
 
 
 def test_a_value_the_baseline_run_lacks(run: dict[str, Any]) -> None:
     baseline = copy.deepcopy(run)
     del baseline["tasks"]["perp2"]
-    results = copy.deepcopy(run)
-    apply_baseline(results, Suite, baseline, Path(__file__))
-    gate = results["gates"][2]
+    results = as_results(copy.deepcopy(run))
+    apply_baseline(results, Suite, as_results(baseline), Path(__file__))
+    gate = results.gates[2]
     value = run["tasks"]["perp2"]["metrics"]["perplexity"]["value"]
-    assert (gate["verdict"], gate["message"], gate["value"]) == ("warn", NOT_IN_BASELINE, value)
-    assert results["gates"][0]["verdict"] == "pass"  # same run as its own baseline
+    assert (gate.verdict, gate.message, gate.value) == ("warn", NOT_IN_BASELINE, value)
+    assert results.gates[0].verdict == "pass"  # same run as its own baseline
 
 
 RELATIVE = "  - {metric: sentiment.accuracy, max_drop: 0.01, significant: true}\n"

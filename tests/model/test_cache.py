@@ -119,7 +119,7 @@ def test_second_run_calls_the_model_for_nothing(tmp_path: Path, tiny_gpt2: Path)
                 suite,
                 show_progress=False,
                 on_model_loaded=lambda lm: calls.append(forward_counter(lm)),
-            )
+            ).document()
         )
     assert len(calls[0]) > 0
     assert len(calls[1]) == 0  # classification, generation and perplexity all cached
@@ -135,7 +135,10 @@ def test_a_rerun_on_the_cache_never_loads_the_weights(tmp_path: Path, tiny_gpt2:
 
     suite = load_suite(write_suite(tmp_path, tiny_gpt2, "  - {metric: lm.perplexity, max: 1e9}"))
     models: list[Any] = []
-    runs = [run_suite(suite, show_progress=False, on_model_loaded=models.append) for _ in range(2)]
+    runs = [
+        run_suite(suite, show_progress=False, on_model_loaded=models.append).document()
+        for _ in range(2)
+    ]
     assert [lm.weights_loaded for lm in models] == [True, False]
     assert runs[1]["provenance"]["cache"]["misses"] == 0
     assert comparable(runs[0]) == comparable(runs[1])

@@ -177,7 +177,7 @@ def test_cut_prompts_are_marked_and_counted(tiny_gpt2: Path, tmp_path: Path) -> 
         fh.write(json.dumps({"document": long, "summary": "x"}) + "\n")
     with (data / "wiki.jsonl").open("a") as fh:
         fh.write(json.dumps({"text": long}) + "\n")
-    results = run_suite(load_suite(suite_path), show_progress=False)
+    results = run_suite(load_suite(suite_path), show_progress=False).document()
     for task_id in ("sentiment", "summarize"):
         task = results["tasks"][task_id]
         marked = [r for r in task["records"] if "truncated_chars" in r]

@@ -25,12 +25,12 @@ def main(argv: list[str]) -> int:
     from tests.report.skeleton import skeleton
 
     if "--results" in argv:
-        from tests.report.synthetic import make_results
+        from tests.report.synthetic import as_results, make_results
 
-        write_atomic(RESULTS, dumps(make_results(3, 12, seed=0, samples=50)))
+        write_atomic(RESULTS, dumps(as_results(make_results(3, 12, seed=0, samples=50))))
         print(f"wrote {RESULTS}")
     results = json.loads(RESULTS.read_text(encoding="utf-8"))
-    write_atomic(SKELETON, skeleton(render_html(results)))
+    write_atomic(SKELETON, skeleton(render_html(as_results(results))))
     print(f"wrote {SKELETON}")
     return 0
 

@@ -16,6 +16,7 @@ from typing import Any
 from harness.config.suite import Gate
 from harness.gates import verdicts as gates
 from harness.metrics import TaskInfo, get, score_stats
+from harness.results.schema import Results
 
 WORDS = [
     "the",
@@ -628,3 +629,9 @@ def make_privacy(hostile: bool) -> dict[str, Any]:
         },
         "time_s": 1.5,
     }
+
+
+def as_results(doc: dict[str, Any]) -> Results:
+    """A synthetic document as the model every reader takes (what ``load_results``
+    gives for the same file)."""
+    return Results.model_validate(doc)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from harness.report.html import render_html
-from tests.report.synthetic import HOSTILE, make_results
+from tests.report.synthetic import HOSTILE, as_results, make_results
 from tests.report.test_html import parse
 
 CHROMIUM = next(
@@ -76,7 +76,7 @@ def test_payloads_do_not_run_and_page_renders(tmp_path: Path) -> None:
     for g in results["gates"]:
         g["description"] = HOSTILE
     page = tmp_path / "report.html"
-    page.write_text(render_html(results), encoding="utf-8")
+    page.write_text(render_html(as_results(results)), encoding="utf-8")
     title = "Release audit: synthetic"
 
     dom = chromium(tmp_path, "--dump-dom", page.as_uri())

@@ -10,7 +10,7 @@ import pytest
 
 from harness.report import charts
 from harness.report.render import render_all
-from tests.report.synthetic import make_results
+from tests.report.synthetic import as_results, make_results
 
 ROWS = [("accuracy", 0.8, 0.75, 0.85), ("f1", 0.7, 0.6, 0.8)]
 
@@ -75,14 +75,16 @@ def test_reports_keep_charts_only_for_runs_that_used_the_cache(
     results = make_results(n_tasks=2, n_examples=20, audits=False, finetune=False)
     results["provenance"]["cache"] = None  # --no-cache: nothing is kept
     drawn = count_drawing(monkeypatch)
-    plain = svgs(render_all(results))
+    plain = svgs(render_all(as_results(results)))
     assert drawn and not list(tmp_path.rglob("*.svg"))
     store = tmp_path / "responses.sqlite"
     results["provenance"]["cache"] = {"path": str(store), "enabled": True, "hits": 0}
     drawn.clear()
-    first = render_all(results)
+    first = render_all(as_results(results))
     assert svgs(first) == plain
     assert len(drawn) == len(plain) == len(list((tmp_path / "charts").glob("*.svg")))
     drawn.clear()
-    assert render_all(results) == first  # the re-run's report: byte for byte, from the memo
+    assert (
+        render_all(as_results(results)) == first
+    )  # the re-run's report: byte for byte, from the memo
     assert drawn == []

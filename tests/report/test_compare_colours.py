@@ -27,7 +27,7 @@ def stored_run(folder: Path, name: str, quality: float) -> Path:
         1, 80, seed=3, quality=quality, audits=False, finetune=False, samples=100
     )
     path = folder / f"{name}.json"
-    path.write_text(dumps(results), encoding="utf-8")
+    path.write_text(dumps(synthetic.as_results(results)), encoding="utf-8")
     return path
 
 

@@ -15,6 +15,7 @@ import pytest
 from rich.console import Console
 
 from harness.report.console import print_summary
+from harness.results.schema import Results
 
 LONG = "forgetting.original_lm.perplexity.relative_change"
 GATES = ["sst2.f1[negative]", LONG, "sst2.f1[bold]", "sst2.f1[/]"]
@@ -25,15 +26,17 @@ def metric(value: float) -> dict[str, Any]:
 
 
 RESULTS: dict[str, Any] = {
+    "schema_version": 1,
     "tasks": {
         "sst2": {
+            "kind": "classification",
             "metrics": {
                 "accuracy": metric(0.81),
                 "f1[negative]": metric(0.79),
                 "f1[positive]": metric(0.83),
                 "f1[bold]": metric(0.5),
                 "f1[/]": metric(0.5),
-            }
+            },
         }
     },
     "gates": [
@@ -48,7 +51,7 @@ RESULTS: dict[str, Any] = {
 
 def render(results: dict[str, Any], width: int = 60) -> str:
     console = Console(file=io.StringIO(), width=width)
-    print_summary(results, console)
+    print_summary(Results.model_validate(results), console)
     out = console.file.getvalue()  # type: ignore[attr-defined]
     assert isinstance(out, str)
     return out
@@ -94,6 +97,7 @@ def test_a_long_name_is_folded_not_cut() -> None:
 
 def test_control_characters_do_not_reach_the_terminal() -> None:
     hostile = {
+        "schema_version": 1,
         "tasks": {},
         "gates": [{"metric": "a.b\x1b[2J", "verdict": "pass", "message": "ok\x07"}],
         "verdict": "pass",

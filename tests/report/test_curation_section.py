@@ -22,7 +22,7 @@ from harness.report.html import render_html
 from harness.report.markdown import render_markdown
 from tests.finetune.conftest import write_config, write_jsonl
 from tests.finetune.data.test_leakage import EVAL, TRAIN
-from tests.report.synthetic import HOSTILE, make_results
+from tests.report.synthetic import HOSTILE, as_results, make_results
 from tests.report.test_html import parse
 
 # TRAIN has 8 rows, 5 of them leaking into EVAL (3 exact, 2 by 8-grams); two repeats
@@ -81,7 +81,7 @@ def section(html: str) -> str:
 
 
 def test_leakage_kept_is_a_flagged_row_an_alert_and_an_open_list(kept: dict[str, Any]) -> None:
-    html = render_html(kept)
+    html = render_html(as_results(kept))
     cur = section(html)
     assert LEAK_ROW in cur
     header = html[: html.index("</header>")]
@@ -97,7 +97,7 @@ def test_leakage_kept_is_a_flagged_row_an_alert_and_an_open_list(kept: dict[str,
 
 def test_every_check_has_its_row(kept: dict[str, Any]) -> None:
     curation = kept["finetune"]["manifest"]["curation"]
-    cur = section(render_html(kept))
+    cur = section(render_html(as_results(kept)))
     rows = re.findall(r'<tr class="(?:worse|)"><td>([^<]*)</td><td class="text">([^<]*)</td>', cur)
     assert rows == [
         ("training rows loaded", "8"),
@@ -117,14 +117,14 @@ def test_every_check_has_its_row(kept: dict[str, Any]) -> None:
 def test_dropped_leaks_are_reported_not_flagged(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    html = render_html(report_with(curated_manifest(tmp_path, monkeypatch, drop=True)))
+    html = render_html(as_results(report_with(curated_manifest(tmp_path, monkeypatch, drop=True))))
     assert DROPPED_ROW in section(html)
     assert 'class="alert' not in html
     assert '<details class="listed">' in section(html)  # listed, collapsed
 
 
 def test_raw_manifest_is_collapsed_below(kept: dict[str, Any]) -> None:
-    html = render_html(kept)
+    html = render_html(as_results(kept))
     ft = html[html.index('<section id="finetune">') : html.index('<section id="samples">')]
     raw = ft[ft.index('<details class="manifest">') :]
     assert "curation.leakage.listed[0].train" in raw  # everything is still there, folded
@@ -153,7 +153,7 @@ def test_markdown_nothing_flagged(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
 def test_no_curation_no_section() -> None:
     results = make_results(3, 12, samples=20)
     del results["finetune"]["manifest"]["curation"]
-    html = render_html(results)
+    html = render_html(as_results(results))
     assert 'id="curation"' not in html and 'class="alert' not in html
     assert "Training data" not in render_markdown(results)
 
@@ -167,7 +167,7 @@ def test_unknown_and_damaged_keys_still_render() -> None:
     cur["duplicates"] = ["not", "a", "mapping"]
     cur["future_step"] = {"rows": 4, "note": "new"}
     cur["reweight"] = {"by": "group", "cells": [{"count": None}, 7]}
-    html = render_html(results)
+    html = render_html(as_results(results))
     cur_html = section(html)
     assert (
         '<tr class="worse"><td>leakage into the evaluation data (–)</td>'
@@ -180,7 +180,7 @@ def test_unknown_and_damaged_keys_still_render() -> None:
 
 def test_hostile_curation_is_text() -> None:
     results = make_results(3, 12, samples=20, hostile=True)
-    html = render_html(results)
+    html = render_html(as_results(results))
     cur = section(html)
     tags = parse(cur).tags
     assert {t for t, _ in tags} <= {

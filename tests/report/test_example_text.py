@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from harness.report.html import render_compare_html, render_html
-from tests.report.synthetic import make_results
+from tests.report.synthetic import as_results, make_results
 from tests.report.test_html import parse
 
 LONG = "word " * 100  # 500 characters
@@ -32,7 +32,7 @@ def results() -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def html(results: dict[str, Any]) -> str:
-    return render_html(results)
+    return render_html(as_results(results))
 
 
 def text_of(results: dict[str, Any], task: str, example_id: str) -> str:
@@ -96,7 +96,7 @@ def test_long_text_is_cut_to_a_line_with_the_whole_text_on_expanding(
 ) -> None:
     r = copy.deepcopy(results)
     r["tasks"]["clas0"]["records"][1]["input"]["text"] = LONG
-    part = between(render_html(r), 'id="forgetting"', 'id="fairness"')
+    part = between(render_html(as_results(r)), 'id="forgetting"', 'id="fairness"')
     short = LONG[:120].rstrip() + "…"
     assert (
         f'<td class="mono">clas0-1</td><td class="num">2</td><td class="text">'
@@ -109,7 +109,7 @@ def test_an_unknown_id_shows_a_dash(results: dict[str, Any]) -> None:
     r = copy.deepcopy(results)
     r["audits"]["forgetting"]["tasks"]["clas0"]["flips"]["correct_to_wrong"][1]["id"] = "nope"
     del r["tasks"]["gene1"]["records"]
-    html = render_html(r)
+    html = render_html(as_results(r))
     part = between(html, 'id="forgetting"', 'id="fairness"')
     assert '<td class="mono">nope</td><td class="num">2</td><td class="text">–</td>' in part
     assert '<td class="mono">gene1-3</td><td class="num">4</td><td class="text">–</td>' in part
@@ -119,7 +119,7 @@ def test_hostile_input_is_inert_text(results: dict[str, Any]) -> None:
     r = copy.deepcopy(results)
     for rec in r["tasks"]["clas0"]["records"]:
         rec["input"]["text"] = HOSTILE_INPUT
-    html = render_html(r)
+    html = render_html(as_results(r))
     tags = parse(html)
     names = [t for t, _ in tags.tags]
     assert "script" not in names and "img" not in names
@@ -146,7 +146,7 @@ def test_compare_flips_show_the_input_when_the_comparison_carries_it(
     new = copy.deepcopy(results)
     for rec in new["tasks"]["clas0"]["records"][:4]:
         rec["pred"] = 1 - rec["pred"]
-    comparison = compare(results, new)
+    comparison = compare(as_results(results), as_results(new))
     flips = comparison["tasks"][0]["flips"]
     rows = flips["correct_to_wrong"] + flips["wrong_to_correct"]
     by_id = {rec["id"]: rec for rec in new["tasks"]["clas0"]["records"]}
@@ -166,5 +166,5 @@ def test_compare_document_flips_carry_the_input(results: dict[str, Any]) -> None
     new = copy.deepcopy(results)
     for rec in new["tasks"]["clas0"]["records"][:4]:
         rec["pred"] = 1 - rec["pred"]
-    flips = compare(results, new)["tasks"][0]["flips"]
+    flips = compare(as_results(results), as_results(new))["tasks"][0]["flips"]
     assert all("input" in r for r in flips["correct_to_wrong"] + flips["wrong_to_correct"])

@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from harness.results.finetune_record import finetune_record
+from harness.results.schema import Results
 from harness.results.store import dumps
-from harness.run.runner import finetune_record
 
 
 def test_absent(tmp_path: Path) -> None:
@@ -34,7 +35,7 @@ def test_embedded_with_hashes(tmp_path: Path) -> None:
     ]
     assert [Path(f["path"]).name for f in rec["files"]] == ["manifest.json", "history.jsonl"]
     assert all(len(f["sha256"]) == 64 for f in rec["files"])
-    json.loads(dumps({"finetune": rec}))  # strict JSON (no NaN)
+    json.loads(dumps(Results(schema_version=1, tasks={}, finetune=rec)))  # strict JSON (no NaN)
 
 
 def test_bad_manifest_is_a_problem_not_an_error(tmp_path: Path) -> None:

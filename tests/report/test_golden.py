@@ -11,17 +11,17 @@ the skeleton explicitly and review the diff:
 from __future__ import annotations
 
 import difflib
-import json
 from pathlib import Path
 
 from harness.report.html import render_html
+from harness.results.store import load_results
 from tests.report.skeleton import skeleton
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden"
 
 
 def test_report_structure_matches_golden() -> None:
-    results = json.loads((GOLDEN / "results.json").read_text(encoding="utf-8"))
+    results = load_results(GOLDEN / "results.json")
     got = skeleton(render_html(results))
     want = (GOLDEN / "report.skeleton").read_text(encoding="utf-8")
     if got != want:

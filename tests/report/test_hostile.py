@@ -15,7 +15,7 @@ from harness.report.html import render_compare_html, render_html
 from harness.report.junit import render_junit
 from harness.report.markdown import render_compare_markdown, render_markdown
 from harness.report.safe_text import BIDI_CONTROLS, REPLACEMENT, clean, md_escape
-from tests.report.synthetic import HOSTILE, LONG_TOKEN, make_results
+from tests.report.synthetic import HOSTILE, LONG_TOKEN, as_results, make_results
 from tests.report.test_html import parse
 
 CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f" + BIDI_CONTROLS + "]")
@@ -62,7 +62,7 @@ def test_md_escape(raw: str, expected: str) -> None:
 
 
 def test_html_payloads_are_text(hostile: dict[str, Any]) -> None:
-    html = render_html(hostile)
+    html = render_html(as_results(hostile))
     tags = parse(html)
     names = [t for t, _ in tags.tags]
     assert "script" not in names and "img" not in names and "textarea" not in names
@@ -87,14 +87,14 @@ def test_html_payloads_are_text(hostile: dict[str, Any]) -> None:
 
 
 def test_html_svg_labels_are_escaped(hostile: dict[str, Any]) -> None:
-    html = render_html(hostile)
+    html = render_html(as_results(hostile))
     for svg in re.findall(r"<svg.*?</svg>", html, flags=re.S):
         assert "<script" not in svg and "onerror" not in svg.replace("onerror=&quot;", "")
         assert "<img" not in svg
 
 
 def test_junit_payloads_are_text(hostile: dict[str, Any]) -> None:
-    xml = render_junit(hostile)
+    xml = render_junit(as_results(hostile))
     assert not CONTROL.search(xml.replace("\n", "").replace("\t", ""))
     root = ET.fromstring(xml.encode("utf-8"))  # well-formed despite the payloads
     cases = root.findall("./testsuite/testcase")
@@ -132,7 +132,7 @@ def test_compare_outputs_are_inert(hostile: dict[str, Any]) -> None:
     new = copy.deepcopy(hostile)
     for r in new["tasks"]["clas0"]["records"][:8]:
         r["pred"] = 1 - r["pred"]
-    comparison = compare(hostile, new)
+    comparison = compare(as_results(hostile), as_results(new))
     md = render_compare_markdown(comparison)
     assert "<" not in md and not CONTROL.search(md.replace("\n", ""))
     html = render_compare_html(comparison)

@@ -13,7 +13,7 @@ import pytest
 
 from harness.report.html import environment, render_html
 from harness.report.view import SAMPLE_ROWS
-from tests.report.synthetic import make_results
+from tests.report.synthetic import as_results, make_results
 
 MAX_BYTES = 2_000_000  # issue 5: under 2 MB for 5 tasks x 1,000 examples
 
@@ -46,7 +46,7 @@ def results() -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def html(results: dict[str, Any]) -> str:
-    return render_html(results)
+    return render_html(as_results(results))
 
 
 def test_self_contained_no_network_no_script(html: str) -> None:
@@ -115,7 +115,7 @@ def test_provenance_shows_cache_and_baseline_run(results: dict[str, Any]) -> Non
     r = copy.deepcopy(results)
     r["provenance"]["cache"] = {"hits": 3, "misses": 5, "bypassed": None}
     r["baseline"] = {"path": "runs/base.json", "sha256": "ab" * 32}
-    html = render_html(r)
+    html = render_html(as_results(r))
     assert '<th>response cache</th><td class="text">3 hits, 5 misses</td>' in html
     assert f"runs/base.json (sha256 {'ab' * 32})" in html
 
@@ -191,12 +191,12 @@ def test_samples_worst_first_and_capped(results: dict[str, Any]) -> None:
 def test_absent_sections_are_skipped(results: dict[str, Any]) -> None:
     bare = copy.deepcopy(results)
     del bare["audits"], bare["finetune"]
-    html = render_html(bare)
+    html = render_html(as_results(bare))
     for section in ("forgetting", "fairness", "explain", "privacy", "finetune", "other-audits"):
         assert f'id="{section}"' not in html
     partial = copy.deepcopy(results)
     partial["audits"] = {"fairness": {"task": "clas0"}, "novel_audit": {"score": 0.5}}
-    html = render_html(partial)
+    html = render_html(as_results(partial))
     assert 'id="fairness"' in html and 'id="forgetting"' not in html
     assert 'id="other-audits"' in html and "novel_audit" in html
 
@@ -215,14 +215,14 @@ def test_templates_are_package_data_with_autoescape() -> None:
 
 
 def test_deterministic(results: dict[str, Any], html: str) -> None:
-    assert render_html(results) == html
+    assert render_html(as_results(results)) == html
 
 
 @pytest.mark.slow
 def test_size_and_time_for_5_tasks_of_1000_examples(capsys: pytest.CaptureFixture[str]) -> None:
     big = make_results(5, 1000, samples=200)
     start = time.perf_counter()
-    html = render_html(big)
+    html = render_html(as_results(big))
     seconds = time.perf_counter() - start
     size = len(html.encode("utf-8"))
     with capsys.disabled():
@@ -252,7 +252,7 @@ def test_damaged_privacy_section_still_renders(results: dict[str, Any]) -> None:
         }
     }
     damaged["finetune"]["manifest"]["curation"] = {"pii": {"counts": None}}
-    html = render_html(damaged)
+    html = render_html(as_results(damaged))
     pv = html[html.index('id="privacy"') : html.index('id="finetune"')]
     assert '<mark title="">' not in pv and "<mark" in pv  # the one well-formed span
     assert "Canary exposure" in pv and "Verbatim extraction" in pv

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from harness.report.junit import render_junit
-from tests.report.synthetic import make_results
+from tests.report.synthetic import as_results, make_results
 
 
 @pytest.fixture(scope="module")
@@ -23,7 +23,7 @@ def props(el: ET.Element) -> dict[str, str]:
 
 
 def test_one_testcase_per_gate_with_verdict_mapping(results: dict[str, Any]) -> None:
-    root = ET.fromstring(render_junit(results))
+    root = ET.fromstring(render_junit(as_results(results)))
     assert root.tag == "testsuites"
     suite = root.find("testsuite")
     assert suite is not None and suite.get("name") == "gates.synthetic"
@@ -51,7 +51,7 @@ def details(xml: str) -> list[str]:
 
 
 def test_details_carry_value_and_threshold(results: dict[str, Any]) -> None:
-    xml = render_junit(results)
+    xml = render_junit(as_results(results))
     root = ET.fromstring(xml)
     gate = results["gates"][0]
     lines = details(xml)
@@ -84,7 +84,7 @@ def test_relative_gate_details(results: dict[str, Any]) -> None:
             "message": "drop 0.1 vs baseline 0.9 > max_drop 0.01, p=0.002",
         }
     ]
-    (line,) = details(render_junit(r))
+    (line,) = details(render_junit(as_results(r)))
     assert line.endswith(
         "(condition drop ≤ 0.01, if significant (α=0.05); value 0.8; reference 0.9; "
         "p-value 0.002; severity fail)"
@@ -92,7 +92,7 @@ def test_relative_gate_details(results: dict[str, Any]) -> None:
 
 
 def test_suite_time_and_timestamp(results: dict[str, Any]) -> None:
-    suite = ET.fromstring(render_junit(results)).find("testsuite")
+    suite = ET.fromstring(render_junit(as_results(results))).find("testsuite")
     assert suite is not None
     assert (suite.get("time"), suite.get("timestamp"), suite.get("hostname")) == (
         "12.000",
@@ -101,12 +101,12 @@ def test_suite_time_and_timestamp(results: dict[str, Any]) -> None:
     )
     r = copy.deepcopy(results)
     r["provenance"]["started_at"] = "2025-01-01T02:30:00+02:00"  # written in UTC
-    suite = ET.fromstring(render_junit(r)).find("testsuite")
+    suite = ET.fromstring(render_junit(as_results(r))).find("testsuite")
     assert suite is not None and suite.get("timestamp") == "2025-01-01T00:30:00"
 
 
 def test_no_gates_is_an_empty_suite(results: dict[str, Any]) -> None:
     r = {**results, "gates": [], "verdict": "pass"}
-    root = ET.fromstring(render_junit(r))
+    root = ET.fromstring(render_junit(as_results(r)))
     assert root.find("testsuite").get("tests") == "0"  # type: ignore[union-attr]
     assert root.findall("./testsuite/testcase") == []

@@ -22,7 +22,7 @@ import pytest
 import xmlschema
 
 from harness.report.junit import render_junit
-from tests.report.synthetic import HOSTILE, make_results
+from tests.report.synthetic import HOSTILE, as_results, make_results
 
 SCHEMAS = Path(__file__).parent / "junit_schemas"
 JENKINS = xmlschema.XMLSchema(SCHEMAS / "jenkins-xunit-junit-10.xsd")
@@ -100,12 +100,12 @@ def variants(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
 def test_output_is_valid(
     results: dict[str, Any], schema: xmlschema.XMLSchema, variant: str
 ) -> None:
-    schema.validate(render_junit(variants(results)[variant]))
+    schema.validate(render_junit(as_results(variants(results)[variant])))
 
 
 def test_junitparser_reads_verdicts(results: dict[str, Any], tmp_path: Path) -> None:
     path = tmp_path / "junit.xml"
-    path.write_text(render_junit(results), encoding="utf-8")
+    path.write_text(render_junit(as_results(results)), encoding="utf-8")
     xml = junitparser.JUnitXml.fromfile(str(path))
     suites = list(xml)
     assert len(suites) == 1

@@ -11,13 +11,13 @@ import pytest
 from harness.cli.main import main
 from harness.results.store import dumps
 from tests.report.stored_run import copy_run, stored_run  # noqa: F401 (fixtures)
-from tests.report.synthetic import make_results
+from tests.report.synthetic import as_results, make_results
 
 
 @pytest.fixture(scope="module")
 def results_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("report-cli") / "results.json"
-    path.write_text(dumps(make_results(3, 20)), encoding="utf-8")
+    path.write_text(dumps(as_results(make_results(3, 20))), encoding="utf-8")
     return path
 
 

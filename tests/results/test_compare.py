@@ -17,7 +17,7 @@ from harness.results.compare import apply_baseline, baseline_values, compare
 from harness.results.store import dumps
 from tests.cli.test_cli import write_suite
 from tests.report.stored_run import stored_run  # noqa: F401 (fixture)
-from tests.report.synthetic import CHOICES, make_results, score_records
+from tests.report.synthetic import CHOICES, as_results, make_results, score_records
 
 N = 200
 
@@ -47,7 +47,7 @@ def worse_run(base: dict[str, Any], n_flips: int = 40) -> tuple[dict[str, Any], 
 
 
 def test_identical_runs_delta_zero_p_one(baseline: dict[str, Any]) -> None:
-    c = compare(baseline, copy.deepcopy(baseline))
+    c = compare(as_results(baseline), as_results(copy.deepcopy(baseline)))
     rows = [m for t in c["tasks"] for m in t["metrics"]]
     assert len(rows) == sum(len(t["metrics"]) for t in baseline["tasks"].values())
     for m in rows:
@@ -64,7 +64,7 @@ def test_identical_runs_delta_zero_p_one(baseline: dict[str, Any]) -> None:
 
 def test_clearly_worse_run_is_significant(baseline: dict[str, Any]) -> None:
     new, flipped = worse_run(baseline)
-    c = compare(baseline, new)
+    c = compare(as_results(baseline), as_results(new))
     by = {(t["id"], m["output"]): m for t in c["tasks"] for m in t["metrics"]}
     acc = by[("clas0", "accuracy")]
     assert acc["delta"] == pytest.approx(-len(flipped) / N)
@@ -78,7 +78,7 @@ def test_clearly_worse_run_is_significant(baseline: dict[str, Any]) -> None:
     assert [r["id"] for r in flips["correct_to_wrong"]] == flipped
     assert flips["correct_to_wrong"][0]["new"] != flips["correct_to_wrong"][0]["gold"]
     # and the other way round: the baseline is significantly better than the new run
-    back = compare(new, baseline)
+    back = compare(as_results(new), as_results(baseline))
     acc_back = next(m for m in back["tasks"][0]["metrics"] if m["output"] == "accuracy")
     assert acc_back["direction"] == "better" and acc_back["significant"]
     assert back["tasks"][0]["flips"]["n_wrong_to_correct"] == len(flipped)
@@ -87,7 +87,7 @@ def test_clearly_worse_run_is_significant(baseline: dict[str, Any]) -> None:
 def test_uses_the_stored_statistics(baseline: dict[str, Any]) -> None:
     """Same numbers as paired_bootstrap on records[i]["stats"] directly (no model)."""
     new, _ = worse_run(baseline)
-    c = compare(baseline, new, samples=300, seed=11)
+    c = compare(as_results(baseline), as_results(new), samples=300, seed=11)
     rec_a = baseline["tasks"]["gene1"]["records"]
     rec_b = new["tasks"]["gene1"]["records"]
     direct = paired_bootstrap(
@@ -119,7 +119,7 @@ def test_examples_matched_by_id_and_mismatches_reported(baseline: dict[str, Any]
     task["records"].append(extra)
     task["records"][1]["input"] = {"text": "edited", "label": 0}
     task["metrics"] = score_records("classification", task["records"], 100, seed=1234)
-    t = compare(baseline, new)["tasks"][0]
+    t = compare(as_results(baseline), as_results(new))["tasks"][0]
     assert t["n_shared"] == N - 5
     assert t["only_in_baseline"] == dropped and t["n_only_in_baseline"] == 5
     assert t["only_in_new"] == ["brand-new"] and t["n_only_in_new"] == 1
@@ -131,7 +131,7 @@ def test_examples_matched_by_id_and_mismatches_reported(baseline: dict[str, Any]
 def test_tasks_in_one_run_only(baseline: dict[str, Any]) -> None:
     new = copy.deepcopy(baseline)
     new["tasks"]["extra"] = new["tasks"].pop("perp2")
-    c = compare(baseline, new)
+    c = compare(as_results(baseline), as_results(new))
     assert c["tasks_only_in_baseline"] == ["perp2"] and c["tasks_only_in_new"] == ["extra"]
 
 
@@ -140,8 +140,8 @@ def test_compare_cli_md_and_html(
 ) -> None:
     new, _ = worse_run(baseline)
     a, b = tmp_path / "base.json", tmp_path / "new.json"
-    a.write_text(dumps(baseline))
-    b.write_text(dumps(new))
+    a.write_text(dumps(as_results(baseline)))
+    b.write_text(dumps(as_results(new)))
     assert main(["compare", str(a), str(b)]) == 0  # a report, not a gate: always exit 0
     md = capsys.readouterr().out
     assert md.startswith("## Run comparison: new vs baseline")
@@ -161,7 +161,7 @@ def test_compare_cli_md_and_html(
 
 def test_baseline_values_feed_relative_gates(baseline: dict[str, Any]) -> None:
     new, flipped = worse_run(baseline)
-    values = baseline_values(baseline, new)
+    values = baseline_values(as_results(baseline), as_results(new))
     acc = values["clas0.accuracy"]
     assert acc["reference"] == baseline["tasks"]["clas0"]["metrics"]["accuracy"]["value"]
     assert acc["value"] == new["tasks"]["clas0"]["metrics"]["accuracy"]["value"]
@@ -177,27 +177,28 @@ def test_baseline_values_feed_relative_gates(baseline: dict[str, Any]) -> None:
 
     from harness.gates import verdicts as gates
 
-    results = copy.deepcopy(new)
-    results["gates"] = gates.evaluate(FakeSuite.gates, gates.task_values(results["tasks"]))
-    assert [g["verdict"] for g in results["gates"]] == ["fail", "fail", "warn", "pass"]
+    doc = copy.deepcopy(new)
+    doc["gates"] = gates.evaluate(FakeSuite.gates, gates.task_values(doc["tasks"]))
+    results = as_results(doc)
+    assert [g.verdict for g in results.gates] == ["fail", "fail", "warn", "pass"]
     path = Path(__file__)  # any file: its sha256 is recorded as the baseline's
-    apply_baseline(results, FakeSuite, baseline, path)
-    verdicts = [g["verdict"] for g in results["gates"]]
+    apply_baseline(results, FakeSuite, as_results(baseline), path)
+    verdicts = [g.verdict for g in results.gates]
     assert verdicts == ["fail", "pass", "warn", "pass"]
-    assert (
-        "vs baseline" in results["gates"][0]["message"] and "p=" in results["gates"][0]["message"]
-    )
-    assert results["verdict"] == "fail"
-    assert results["baseline"]["sha256"] and results["baseline"]["suite"] == "synthetic"
+    assert "vs baseline" in results.gates[0].message and "p=" in results.gates[0].message
+    assert results.verdict == "fail"
+    assert results.baseline is not None
+    assert results.baseline.sha256 and results.baseline.suite == "synthetic"
 
-    identical = copy.deepcopy(baseline)
-    identical["gates"] = gates.evaluate(FakeSuite.gates[:1], gates.task_values(identical["tasks"]))
+    doc = copy.deepcopy(baseline)
+    doc["gates"] = gates.evaluate(FakeSuite.gates[:1], gates.task_values(doc["tasks"]))
+    identical = as_results(doc)
 
     class OneGate:
         gates = FakeSuite.gates[:1]
 
-    apply_baseline(identical, OneGate, baseline, path)
-    assert identical["gates"][0]["verdict"] == "pass" and identical["gates"][0]["p_value"] == 1.0
+    apply_baseline(identical, OneGate, as_results(baseline), path)
+    assert identical.gates[0].verdict == "pass" and identical.gates[0].p_value == 1.0
 
 
 RELATIVE = "  - {metric: sentiment.accuracy, max_drop: 0.01, significant: true}\n"
@@ -239,7 +240,7 @@ def test_run_with_baseline_results(
             r["stats"][name] = [float(x) for x in row]
     perfect["tasks"]["sentiment"]["metrics"]["accuracy"]["value"] = 1.0
     perfect_file = tmp_path / "perfect.json"
-    perfect_file.write_text(dumps(perfect))
+    perfect_file.write_text(dumps(as_results(perfect)))
     out2 = tmp_path / "worse"
     assert main([*args, "--out", str(out2), "--baseline-results", str(perfect_file)]) == 1
     gate = json.loads((out2 / "results.json").read_text())["gates"][0]

@@ -103,7 +103,7 @@ def test_a_results_file_of_the_cap_is_read(tmp_path: Path, monkeypatch: pytest.M
     monkeypatch.setattr(store, "MAX_RESULTS_BYTES", len(data))
     path = tmp_path / "results.json"
     path.write_bytes(data)
-    assert store.load_results(path)["schema_version"] == 1
+    assert store.load_results(path).schema_version == 1
     path.write_bytes(data + b" ")
     with pytest.raises(store.UserError):
         store.load_results(path)

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from harness.errors import UserError
+from harness.results.schema import Results
 from harness.results.store import load_results, write_atomic, write_results
 
 
@@ -30,7 +31,7 @@ def test_failed_write_keeps_previous_output(
 
     monkeypatch.setattr("os.replace", boom)
     with pytest.raises(UserError) as err:
-        write_results({"schema_version": 1, "tasks": {}}, tmp_path)
+        write_results(Results.model_validate({"schema_version": 1, "tasks": {}}), tmp_path)
     assert err.value.messages == [f"{target}: cannot write: No space left on device"]
     assert target.read_text() == "previous"
     assert [p.name for p in tmp_path.iterdir()] == ["results.json"]
@@ -39,7 +40,9 @@ def test_failed_write_keeps_previous_output(
 def test_nan_is_written_as_null(tmp_path: Path) -> None:
     """JSON has no NaN: the writer stores null rather than fail (issue #24, defect 9);
     tests/metrics/test_plugin_keys.py has the metric values with their reason."""
-    path = write_results({"schema_version": 1, "tasks": {}, "x": float("nan")}, tmp_path)
+    path = write_results(
+        Results.model_validate({"schema_version": 1, "tasks": {}, "x": float("nan")}), tmp_path
+    )
     assert json.loads(path.read_text()) == {"schema_version": 1, "tasks": {}, "x": None}
 
 

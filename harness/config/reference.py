@@ -18,7 +18,8 @@ from harness.config.schema_docs import main as schema_main
 
 REFERENCE = Path(__file__).resolve().parents[2] / "docs" / "suite-reference.md"
 
-# (model, heading, anchor) in reading order: top level first, then what it contains
+# (model, heading, anchor) in reading order: top level first, then what it contains;
+# the audits' sections come from the audit registry (harness.audits.base.Audit.reference)
 SECTIONS: list[tuple[type[BaseModel], str, str]] = [
     (spec.Suite, "Top level", "top-level"),
     (spec.ModelSpec, "model", "model"),
@@ -29,16 +30,6 @@ SECTIONS: list[tuple[type[BaseModel], str, str]] = [
     (spec.MetricSpec, "metrics entries", "metrics"),
     (spec.Bootstrap, "bootstrap", "bootstrap"),
     (spec.Gate, "gates", "gates"),
-    (spec.Audits, "audits", "audits"),
-    (audits.ForgettingConfig, "audits: forgetting", "forgetting"),
-    (audits.FairnessConfig, "audits: fairness", "fairness"),
-    (audits.CounterfactualConfig, "fairness: counterfactual", "counterfactual"),
-    (audits.PairsConfig, "fairness: pairs", "pairs"),
-    (audits.ExplainConfig, "audits: explain", "explain"),
-    (audits.PrivacyConfig, "audits: privacy", "privacy"),
-    (audits.privacy.PIIScanConfig, "privacy: pii", "privacy-pii"),
-    (audits.privacy.CanaryAuditConfig, "privacy: canaries", "privacy-canaries"),
-    (audits.privacy.ExtractionConfig, "privacy: extraction", "privacy-extraction"),
 ]
 _LABELS: dict[type, str] = {
     spec.ModelSpec: "model",
@@ -49,17 +40,20 @@ _LABELS: dict[type, str] = {
     spec.MetricSpec: "metric",
     spec.Bootstrap: "bootstrap settings",
     spec.Gate: "gate",
-    spec.Audits: "audits",
-    audits.ForgettingConfig: "forgetting audit",
-    audits.FairnessConfig: "fairness audit",
-    audits.CounterfactualConfig: "counterfactual settings",
-    audits.PairsConfig: "pairs file",
-    audits.ExplainConfig: "explain audit",
-    audits.PrivacyConfig: "privacy audit",
-    audits.privacy.PIIScanConfig: "PII scan settings",
-    audits.privacy.CanaryAuditConfig: "canary settings",
-    audits.privacy.ExtractionConfig: "extraction settings",
 }
+
+
+def _audit_sections() -> tuple[list[tuple[type[BaseModel], str, str]], dict[type, str]]:
+    """The ``audits`` section and each registered audit's, with their type labels."""
+    model = spec.sync_audits()
+    sections: list[tuple[type[BaseModel], str, str]] = [(model, "audits", "audits")]
+    labels: dict[type, str] = {model: "audits"}
+    for name in audits.available():
+        for doc in audits.get(name).reference:
+            sections.append((doc.model, doc.heading, doc.anchor))
+            labels[doc.model] = doc.label
+    return sections, labels
+
 
 INTRO = """\
 # Suite reference
@@ -125,19 +119,25 @@ def _yaml_hook(value: Any) -> str | None:
     return None
 
 
-SUITE_REFERENCE = SchemaReference(
-    intro=INTRO, sections=SECTIONS, labels=_LABELS, yaml_hook=_yaml_hook
-)
+def suite_reference() -> SchemaReference:
+    """How to render the suite reference, with the audits registered now."""
+    sections, labels = _audit_sections()
+    return SchemaReference(
+        intro=INTRO,
+        sections=SECTIONS + sections,
+        labels={**_LABELS, **labels},
+        yaml_hook=_yaml_hook,
+    )
 
 
 def render_reference() -> str:
     """The suite reference in Markdown, built from the schema models."""
-    return SUITE_REFERENCE.render()
+    return suite_reference().render()
 
 
 def main(argv: list[str] | None = None) -> int:
     """Rewrite docs/suite-reference.md, or with --check exit 1 if it is stale."""
-    return schema_main(SUITE_REFERENCE, REFERENCE, "harness.config.reference", argv)
+    return schema_main(suite_reference(), REFERENCE, "harness.config.reference", argv)
 
 
 if __name__ == "__main__":

@@ -23,12 +23,12 @@ from pydantic import (
     TypeAdapter,
     ValidationError,
     ValidationInfo,
+    create_model,
     field_validator,
     model_validator,
 )
 
 from harness import audits
-from harness.audits import ExplainConfig, FairnessConfig, ForgettingConfig, PrivacyConfig
 from harness.config import yaml_marks
 from harness.config.schema_base import StrictModel
 from harness.data.rows import (
@@ -39,6 +39,7 @@ from harness.data.rows import (
     source_problems,
 )
 from harness.errors import UserError, located
+from harness.metrics.resolve import is_plugin_metric
 
 if TYPE_CHECKING:
     from harness.metrics.base import TaskInfo
@@ -71,11 +72,6 @@ CHOICE_TEMPLATE = (
 
 class _Strict(StrictModel):
     """Base of the suite's schemas (harness.config.schema_base)."""
-
-
-def is_plugin_metric(name: str) -> bool:
-    """A metric named by a local path is an `evaluate` plug-in (harness.metrics.plugin)."""
-    return name.startswith(("./", "../", "/")) or name.endswith(".py")
 
 
 def _check_template(template: str) -> str:
@@ -410,17 +406,7 @@ class Audits(_Strict):
     """Audits run after the tasks, on the same loaded model; each is optional, and the
     values they publish can be gated (docs/gates.md)."""
 
-    forgetting: ForgettingConfig | None = None
-    """Base model vs checkpoint on the original tasks: deltas with paired bootstrap CIs,
-    flipped examples."""
-    fairness: FairnessConfig | None = None
-    """Per-group metrics and disparities (fairlearn), counterfactual swaps, CrowS-Pairs
-    style sentence pairs."""
-    explain: ExplainConfig | None = None
-    """SHAP and LIME word attributions, and the attribution share of sensitive terms."""
-    privacy: PrivacyConfig | None = None
-    """Personal data in generated outputs (presidio), exposure of the fine-tune run's
-    canaries, verbatim extraction of its training examples (docs/privacy.md)."""
+    # one optional field per registered audit, added by sync_audits()
 
 
 class Suite(_Strict):
@@ -502,6 +488,34 @@ _TAGS: dict[str, type[BaseModel] | None] = {**TASK_CLASSES, "datasets": DatasetS
 # --- loading -------------------------------------------------------------------------
 
 
+_SYNCED = [-1]
+
+
+def sync_audits() -> type[Audits]:
+    """The ``audits`` section's schema: one optional field per registered audit (its
+    config model, documented by the audit's ``doc``), in registry order.
+
+    Rebuilt, and put into ``Suite``, whenever the audit registry has changed since the
+    last call (harness.audits.base.version), so an audit registered after this module
+    was imported is validated like the built-in ones."""
+    if _SYNCED[0] == audits.version():
+        return Suite.model_fields["audits"].annotation  # type: ignore[return-value]
+    fields: dict[str, Any] = {
+        name: (
+            audits.get(name).config | None,
+            Field(default=None, description=audits.get(name).doc),
+        )
+        for name in audits.available()
+    }
+    model = create_model("Audits", __base__=Audits, __doc__=Audits.__doc__, **fields)
+    model.__module__ = __name__
+    field = Suite.model_fields["audits"]
+    field.annotation, field.default_factory = model, model
+    Suite.model_rebuild(force=True)
+    _SYNCED[0] = audits.version()
+    return model
+
+
 def load_suite(path: str | Path, *, check_files: bool = True) -> Suite:
     """Read, validate and resolve a suite file; every problem raises one UserError.
 
@@ -514,6 +528,7 @@ def load_suite(path: str | Path, *, check_files: bool = True) -> Suite:
     file = display_path(source)
     raw, marks, problems = yaml_marks.read_mapping(source, file)
     yaml_marks.check_version(raw, marks, file, SCHEMA_VERSION)
+    sync_audits()
     errors = [p.located() for p in problems]
     suite: Suite | None = None
     try:
@@ -635,3 +650,6 @@ def task_outputs(task: AnyTask) -> list[str]:
         produced, _ = metric_outputs(spec, task.kind, task.info(), [], None)
         outs += [o for o in produced if o not in outs]
     return outs
+
+
+sync_audits()

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from harness.gates import verdicts as gates_mod
+from harness.metrics.paired import direction, flips
 
 ALPHA = 0.05
 IDS_SHOWN = 50
@@ -110,8 +111,8 @@ def compare_task(
     confidence: float,
 ) -> dict[str, Any]:
     """One task of both runs: matched examples, per-metric paired tests, flips."""
-    from harness.config.suite import is_plugin_metric
     from harness.metrics import TaskInfo, get, paired_bootstrap
+    from harness.metrics.resolve import is_plugin_metric
 
     kind = str(new.get("kind") or base.get("kind") or "")
     a_by, b_by = _by_id(_records(base)), _by_id(_records(new))
@@ -203,9 +204,7 @@ def _metric_row(
         row.update(p_value=None, n=None)
     delta, p_value = row.get("delta"), row.get("p_value")
     significant = p_value is not None and p_value < ALPHA
-    direction = "same"
-    if isinstance(delta, int | float) and delta != 0:
-        direction = "better" if (delta > 0) == hib else "worse"
+    moved = direction(delta if isinstance(delta, int | float) else None, hib)
     return {
         "output": output,
         "metric": metric,
@@ -218,7 +217,7 @@ def _metric_row(
         "p_value": p_value,
         "n": row.get("n"),
         "significant": significant,
-        "direction": direction,
+        "direction": moved,
         "note": note,
     }
 
@@ -229,13 +228,9 @@ def _flips(
     a_by: Mapping[str, Mapping[str, Any]],
     b_by: Mapping[str, Mapping[str, Any]],
 ) -> dict[str, Any] | None:
-    worse: list[str] = []
-    better: list[str] = []
-    for i in shared:
-        ca, cb = correct(kind, a_by[i]), correct(kind, b_by[i])
-        if ca is None or cb is None or ca == cb:
-            continue
-        (worse if ca else better).append(i)
+    flipped = flips((correct(kind, a_by[i]), correct(kind, b_by[i])) for i in shared)
+    worse = [shared[k] for k in flipped.lost]
+    better = [shared[k] for k in flipped.gained]
     if kind not in ("classification", "generation"):
         return None
     criterion = "pred == gold" if kind == "classification" else "exact match with a reference"

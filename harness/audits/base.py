@@ -22,7 +22,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from harness.config.schema_base import StrictModel
-from harness.errors import located
 from harness.metrics.resolve import resolve_metric
 
 if TYPE_CHECKING:
@@ -263,14 +262,10 @@ def hook(value: Hook) -> Callable[..., Any]:
 
 
 def locate(suite: Any, path: SubPath, message: str) -> str:
-    """``FILE:LINE:COL: audits.x.y: message`` for a value of a loaded suite."""
-    from harness.config import yaml_marks
-    from harness.data.rows import display_path
-
-    file = display_path(suite.source_path) if suite.source_path else "suite"
-    marks = getattr(suite, "_marks", None)
-    line, col = marks.value_at(path) if marks is not None else (None, None)
-    return located(file, f"{yaml_marks.format_path(path)}: {message}", line, col)
+    """``FILE:LINE:COL: audits.x.y: message`` for a value of a loaded suite (the suite
+    knows its YAML positions: harness.config.schema.Suite.locate)."""
+    text: str = suite.locate(path, message)
+    return text
 
 
 def template_fields(template: str) -> list[str]:

@@ -53,6 +53,7 @@ from harness.config.schema import (
     data_tag,
     sync_audits,
 )
+from harness.config.schema import _check_template as _check_template  # tests use it
 from harness.data.rows import (
     display_path,
     looks_local,

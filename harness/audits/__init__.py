@@ -2,7 +2,11 @@
 engine (harness.audits.base, harness.audits.engine), declared in a suite's `audits:`
 section and gateable by the names in docs/gates.md.
 
-Importing this package registers the built-in audits, in the order they run.
+Each audit module registers itself (harness.audits.base.register_module); the registry
+is the one source the suite schema, its reference, the report and the Markdown summary
+are built from. Importing this package registers the built-in audits, in the order they
+run. The package sits below the suite schema and the runner: it imports neither, and
+reaches the run through its context (AuditContext).
 """
 
 # the registration order is the order audits run in
@@ -10,7 +14,19 @@ Importing this package registers the built-in audits, in the order they run.
 from harness.audits import forgetting, fairness, explain, privacy  # noqa: F401
 
 # isort: on
-from harness.audits.base import Audit, AuditConfig, AuditContext, available, get, register
+from harness.audits.base import (
+    Audit,
+    AuditConfig,
+    AuditContext,
+    DocSection,
+    available,
+    get,
+    hook,
+    register,
+    register_module,
+    unregister,
+    version,
+)
 from harness.audits.engine import (
     config_problems,
     data_problems,
@@ -20,29 +36,24 @@ from harness.audits.engine import (
     resolve_paths,
     run_audits,
 )
-from harness.audits.explain import ExplainConfig
-from harness.audits.fairness import CounterfactualConfig, FairnessConfig, PairsConfig
-from harness.audits.forgetting import ForgettingConfig
-from harness.audits.privacy import PrivacyConfig
 
 __all__ = [
     "Audit",
     "AuditConfig",
     "AuditContext",
-    "CounterfactualConfig",
-    "ExplainConfig",
-    "FairnessConfig",
-    "ForgettingConfig",
-    "PairsConfig",
-    "PrivacyConfig",
+    "DocSection",
     "available",
     "config_problems",
     "data_problems",
     "gate_problem",
     "get",
+    "hook",
     "is_audit_name",
     "preflight",
     "register",
+    "register_module",
     "resolve_paths",
     "run_audits",
+    "unregister",
+    "version",
 ]

@@ -12,16 +12,17 @@ through the batched, cached scoring API of ``harness.model.language_model.Langua
 from __future__ import annotations
 
 import functools
+import importlib
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from harness.config.schema_base import StrictModel
-from harness.errors import located
+from harness.metrics.resolve import resolve_metric
 
 if TYPE_CHECKING:
     from harness.gates.verdicts import GateValue
@@ -37,6 +38,7 @@ NO_AUDIT_VALUE = "audit '{audit}' publishes no '{name}'; it publishes: {names}"
 RESERVED_TASK_ID = "'{id}' is reserved for the {id} audit's gate names; choose another task id"
 
 SubPath = tuple[str | int, ...]
+RunTask = Callable[..., None]
 Problem = tuple[SubPath, str]
 """A problem in an audit's config: (path below ``audits.<name>``, message)."""
 
@@ -67,19 +69,39 @@ class CheckContext:
     check_files: bool
 
 
+def _not_given(service: str) -> Callable[..., Any]:
+    def missing(*_args: Any, **_kwargs: Any) -> Any:
+        raise RuntimeError(f"this audit context has no {service} service (given by the runner)")
+
+    return missing
+
+
 @dataclass
 class AuditContext:
-    """What an audit's ``run`` gets: the suite, its config, the model, the task data."""
+    """What an audit's ``run`` gets: the suite, its config, the model, the task data, and
+    the run's services. Audits reach the rest of the harness only through these (they
+    never import the runner), so a test or another runner can supply its own."""
 
     suite: Any
     config: Any
     lm: Any
+    """The checkpoint's scoring model (harness.model), with this run's cache."""
     prepared: Mapping[str, Any]
     """PreparedTask by task id; records already hold the checkpoint's outputs."""
     task_results: Mapping[str, Any]
     """The results' ``tasks`` section (metrics with CIs) of this run."""
     progress: Callable[[str, int], Callable[[float], None]] = lambda _n, _t: lambda _k: None
     warn: Callable[[str], None] = lambda _msg: None
+    model_source: Any = None
+    """The checkpoint's ``ModelSource`` (harness.model.language_model), as the suite
+    gives it; ``dataclasses.replace`` it to name another model for ``load_model``."""
+    run_task: RunTask = field(default_factory=lambda: _not_given("run_task"))
+    """``run_task(task, records, model, advance=None)``: a task's model calls on
+    ``records`` (prepared, no outputs yet) with another model, in the suite's batches;
+    the records get that model's outputs (harness.tasks.kinds.run)."""
+    load_model: Callable[[Any], Any] = field(default_factory=lambda: _not_given("load_model"))
+    """``load_model(source)``: another model, loaded with this run's cache and process
+    group (device placement included), as the runner loads the checkpoint."""
 
     @property
     def batch_size(self) -> int:
@@ -98,14 +120,45 @@ class AuditContext:
             seed=self.seed,
         )
 
+    def metric(self, name: str) -> Any:
+        """The metric a suite names: a registry name or an ``evaluate`` plug-in path
+        (relative to the suite file), as the tasks resolve it."""
+        return resolve_metric(name, self.suite.resolve("."))
+
+    def locate(self, path: SubPath, message: str) -> str:
+        """``FILE:LINE:COL: path: message`` for a value of this run's suite."""
+        return locate(self.suite, path, message)
+
 
 def _no_problems(*_args: Any) -> list[Any]:
     return []
 
 
 @dataclass(frozen=True)
+class DocSection:
+    """A config model documented in the suite reference (docs/suite-reference.md)."""
+
+    model: type[AuditConfig]
+    heading: str
+    anchor: str
+    label: str
+    """Words for the model in a type column (``forgetting audit``)."""
+
+
+Hook = Callable[..., Any] | str
+"""A function, or ``"package.module:function"`` imported when first used (so an audit
+can name its report view without importing the report package)."""
+
+
+@dataclass(frozen=True)
 class Audit:
-    """A registered audit (see the module docstring)."""
+    """A registered audit (see the module docstring).
+
+    Everything the rest of the harness knows of an audit comes from here: the suite
+    schema's ``audits.<name>`` field (``config``, ``doc``), the suite reference
+    (``label``, ``docs``), the checks at each stage, the run, the gate values, and the
+    report's section (``title``, ``view``, ``macro``) and Markdown line (``summary``).
+    """
 
     name: str
     config: type[AuditConfig]
@@ -122,16 +175,49 @@ class Audit:
     """Checks before the model loads ``(config, suite)``, after command-line overrides."""
     resolve_paths: Callable[[Any, Path], Any] = field(default=lambda cfg, _base: cfg)
     """The config with its local paths made absolute (relative to the suite file)."""
+    doc: str = ""
+    """What the audit does: the description of ``audits.<name>`` in the suite reference."""
+    label: str = ""
+    """Words for its config in the reference's type column (default: ``<name> audit``)."""
+    docs: tuple[DocSection, ...] = ()
+    """Further config models (nested settings) documented after the audit's own."""
+    title: str = ""
+    """Its name in the report's table of contents (default: the audit name)."""
+    view: Hook | None = None
+    """``view(section, texts) -> dict | None``: the view-model of its results section for
+    the HTML report (None: the section is shown as a key/value table)."""
+    macro: str = "facts"
+    """The macro of harness/report/templates/audits.j2 that renders ``view``'s dict."""
+    summary: Hook | None = None
+    """``summary(section) -> str``: its line in the Markdown summary (None: no line)."""
+
+    @property
+    def reference(self) -> list[DocSection]:
+        """The suite reference's sections for this audit, in reading order."""
+        own = DocSection(self.config, f"audits: {self.name}", self.name, self.label)
+        return [own, *self.docs]
 
 
 _REGISTRY: dict[str, Audit] = {}
+_VERSION = [0]
 
 
 def register(audit: Audit) -> Audit:
-    """Add an audit; a duplicate name is refused."""
+    """Add an audit (it runs after those registered before it); a duplicate name is
+    refused. The suite schema picks it up on the next ``load_suite``."""
     if audit.name in _REGISTRY:
         raise ValueError(f"audit {audit.name!r} is already registered")
+    if not audit.label:
+        audit = replace(audit, label=f"{audit.name} audit")
     _REGISTRY[audit.name] = audit
+    _VERSION[0] += 1
+    return audit
+
+
+def unregister(name: str) -> Audit:
+    """Remove an audit (KeyError if none); for tests and plug-ins that clean up."""
+    audit = _REGISTRY.pop(name)
+    _VERSION[0] += 1
     return audit
 
 
@@ -145,18 +231,41 @@ def available() -> list[str]:
     return list(_REGISTRY)
 
 
+def version() -> int:
+    """A number that changes whenever an audit is registered or removed (the suite
+    schema rebuilds its ``audits`` section when it moves)."""
+    return _VERSION[0]
+
+
+HOOKS = ("run", "gate_values", "gate_names", "check", "check_data", "preflight", "resolve_paths")
+
+
+def register_module(namespace: Mapping[str, Any], **fields: Any) -> Audit:
+    """Register the audit a module defines, taking its hooks by name from the module's
+    ``namespace`` (``globals()``): ``run``, ``gate_values`` and ``gate_names``, and the
+    optional ``check``, ``check_data``, ``preflight`` and ``resolve_paths``; ``fields``
+    gives the rest (name, config, docs, view, ...)."""
+    hooks = {h: namespace[h] for h in HOOKS if h in namespace}
+    return register(Audit(**hooks, **fields))
+
+
+def hook(value: Hook) -> Callable[..., Any]:
+    """A hook as a function (a ``"module:function"`` string is imported now)."""
+    if isinstance(value, str):
+        module, _, name = value.partition(":")
+        fn: Callable[..., Any] = getattr(importlib.import_module(module), name)
+        return fn
+    return value
+
+
 # --- helpers shared by the audits -----------------------------------------------------
 
 
 def locate(suite: Any, path: SubPath, message: str) -> str:
-    """``FILE:LINE:COL: audits.x.y: message`` for a value of a loaded suite."""
-    from harness.config import yaml_marks
-    from harness.data.rows import display_path
-
-    file = display_path(suite.source_path) if suite.source_path else "suite"
-    marks = getattr(suite, "_marks", None)
-    line, col = marks.value_at(path) if marks is not None else (None, None)
-    return located(file, f"{yaml_marks.format_path(path)}: {message}", line, col)
+    """``FILE:LINE:COL: audits.x.y: message`` for a value of a loaded suite (the suite
+    knows its YAML positions: harness.config.schema.Suite.locate)."""
+    text: str = suite.locate(path, message)
+    return text
 
 
 def template_fields(template: str) -> list[str]:

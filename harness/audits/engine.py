@@ -2,7 +2,7 @@
 
 * load time (``harness.config.suite``): ``config_problems`` checks each audit's config against
   the suite's tasks and files; ``gate_problem`` checks a gate naming an audit value;
-* data time (``harness.run.runner.prepare_suite``, so also ``harness validate``):
+* data time (the runner's ``prepare_suite``, so also ``harness validate``):
   ``data_problems`` reports located row errors (a missing group field, ...);
 * run time: ``preflight`` before the model loads, then ``run_audits`` after the tasks.
 """
@@ -21,6 +21,7 @@ from harness.audits.base import (
     NO_AUDIT_VALUE,
     AuditContext,
     CheckContext,
+    RunTask,
     TaskFacts,
     available,
     get,
@@ -130,8 +131,14 @@ def run_audits(
     *,
     progress: Callable[[str, int], Callable[[float], None]] | None = None,
     warn: Callable[[str], None] | None = None,
+    model_source: Any = None,
+    run_task: RunTask | None = None,
+    load_model: Callable[[Any], Any] | None = None,
 ) -> tuple[dict[str, Any], dict[str, GateValue]]:
-    """Run every declared audit: (the results' ``audits`` section, gate values)."""
+    """Run every declared audit: (the results' ``audits`` section, gate values).
+
+    The keyword arguments are the run's services, passed on in each audit's context
+    (harness.audits.base.AuditContext); the runner gives them all."""
     sections: dict[str, Any] = {}
     values: dict[str, GateValue] = {}
     by_id = {p.task.id: p for p in prepared}
@@ -148,6 +155,11 @@ def run_audits(
             ctx.progress = progress
         if warn is not None:
             ctx.warn = warn
+        ctx.model_source = model_source
+        if run_task is not None:
+            ctx.run_task = run_task
+        if load_model is not None:
+            ctx.load_model = load_model
         t0 = time.perf_counter()
         section = audit.run(ctx)
         section["time_s"] = round(time.perf_counter() - t0, 3)

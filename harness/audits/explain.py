@@ -31,7 +31,6 @@ from pydantic import Field, field_validator
 from harness.audits.base import (
     NO_SUCH_TASK,
     NOT_CLASSIFICATION,
-    Audit,
     AuditConfig,
     AuditContext,
     CheckContext,
@@ -40,7 +39,7 @@ from harness.audits.base import (
     choice_names,
     data_label,
     num,
-    register,
+    register_module,
     template_fields,
 )
 from harness.errors import UserError, row_error
@@ -434,14 +433,13 @@ def gate_values(section: Mapping[str, Any]) -> dict[str, GateValue]:
     return out
 
 
-register(
-    Audit(
-        name="explain",
-        config=ExplainConfig,
-        run=run,
-        gate_values=gate_values,
-        gate_names=gate_names,
-        check=check,
-        check_data=check_data,
-    )
+register_module(
+    globals(),
+    name="explain",
+    config=ExplainConfig,
+    doc="SHAP and LIME word attributions, and the attribution share of sensitive terms.",
+    title="Explanations",
+    view="harness.report.audits_view:explain",
+    macro="explain",
+    summary="harness.report.markdown:explain_summary",
 )

@@ -27,10 +27,10 @@ from pydantic import Field, field_validator
 from harness.audits.base import (
     NO_SUCH_TASK,
     NOT_CLASSIFICATION,
-    Audit,
     AuditConfig,
     AuditContext,
     CheckContext,
+    DocSection,
     Problem,
     TaskFacts,
     choice_index,
@@ -39,7 +39,7 @@ from harness.audits.base import (
     data_label,
     locate,
     num,
-    register,
+    register_module,
     template_fields,
 )
 from harness.data.rows import absent_field
@@ -498,15 +498,23 @@ def gate_values(section: Mapping[str, Any]) -> dict[str, GateValue]:
     return out
 
 
-register(
-    Audit(
-        name="fairness",
-        config=FairnessConfig,
-        run=run,
-        gate_values=gate_values,
-        gate_names=gate_names,
-        check=check,
-        check_data=check_data,
-        resolve_paths=resolve_paths,
-    )
+register_module(
+    globals(),
+    name="fairness",
+    config=FairnessConfig,
+    doc="""Per-group metrics and disparities (fairlearn), counterfactual swaps, CrowS-Pairs
+    style sentence pairs.""",
+    docs=(
+        DocSection(
+            CounterfactualConfig,
+            "fairness: counterfactual",
+            "counterfactual",
+            "counterfactual settings",
+        ),
+        DocSection(PairsConfig, "fairness: pairs", "pairs", "pairs file"),
+    ),
+    title="Fairness",
+    view="harness.report.audits_view:fairness",
+    macro="fairness",
+    summary="harness.report.markdown:fairness_summary",
 )

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,7 +24,6 @@ from pydantic import Field
 from harness.audits.base import (
     MAX_LISTED,
     NO_SUCH_TASK,
-    Audit,
     AuditConfig,
     AuditContext,
     CheckContext,
@@ -32,10 +32,10 @@ from harness.audits.base import (
     choice_names,
     clean_interval,
     num,
-    register,
+    register_module,
 )
+from harness.metrics.paired import direction, flips, relative_change
 from harness.tasks import kind_of
-from harness.tasks import run as run_task
 
 if TYPE_CHECKING:
     from harness.gates.verdicts import GateValue
@@ -117,13 +117,7 @@ def run(ctx: AuditContext) -> dict[str, Any]:
     cfg: ForgettingConfig = ctx.config
     lm = ctx.lm
     if cfg.baseline is not None:
-        from dataclasses import replace
-
-        from harness.model.language_model import load_model
-        from harness.run.runner import model_source
-
-        base_lm = load_model(replace(model_source(ctx.suite), path=cfg.baseline, adapter=None))
-        base_lm.cache = lm.cache
+        base_lm = ctx.load_model(replace(ctx.model_source, path=cfg.baseline, adapter=None))
         switch: Any = contextlib.nullcontext()
         baseline = {"kind": "model", "path": cfg.baseline}
     else:
@@ -137,23 +131,13 @@ def run(ctx: AuditContext) -> dict[str, Any]:
             p = ctx.prepared[task_id]
             records = [kind_of(p.task).clear_outputs(r) for r in p.records]
             advance = ctx.progress(f"{task_id} (base)", len(records))
-            run_task(p.task, records, base_lm, batch_size=ctx.batch_size, advance=advance)
+            ctx.run_task(p.task, records, base_lm, advance=advance)
             base_records[task_id] = records
     tasks = {
         task_id: compare_task(ctx, ctx.prepared[task_id], base_records[task_id])
         for task_id in cfg.tasks
     }
     return {"baseline": baseline, "tasks": tasks}
-
-
-def _metric(spec: Any, suite: Any) -> Any:
-    from harness.config.suite import is_plugin_metric
-    from harness.metrics import get
-    from harness.metrics.plugin import make_evaluate_metric
-
-    if is_plugin_metric(spec.name):
-        return make_evaluate_metric(spec.name, suite.resolve("."))
-    return get(spec.name)
 
 
 def compare_task(ctx: AuditContext, prepared: Any, base: list[dict[str, Any]]) -> dict[str, Any]:
@@ -168,7 +152,7 @@ def compare_task(ctx: AuditContext, prepared: Any, base: list[dict[str, Any]]) -
     metrics: dict[str, Any] = {}
     examples: dict[str, Any] = {}
     for spec in task.metrics:
-        metric = _metric(spec, suite)
+        metric = ctx.metric(spec.name)
         params = {**metric.params, **spec.params}
         stats_b = np.asarray(metric.stats(base, params, info), dtype=float)
         stats_c = np.asarray(metric.stats(checkpoint, params, info), dtype=float)
@@ -192,9 +176,7 @@ def compare_task(ctx: AuditContext, prepared: Any, base: list[dict[str, Any]]) -
                 "delta_ci_low": num(pv["ci_low"]),
                 "delta_ci_high": num(pv["ci_high"]),
                 "p_value": num(pv["p_value"]),
-                "relative_change": (
-                    delta / abs(base_value) if delta is not None and base_value else None
-                ),
+                "relative_change": relative_change(delta, base_value),
                 "n": int(pv["n"]),
             }
             if not kind_of(task).has_choices:
@@ -212,14 +194,15 @@ def compare_task(ctx: AuditContext, prepared: Any, base: list[dict[str, Any]]) -
 
 def _flips(base: list[dict[str, Any]], checkpoint: list[dict[str, Any]]) -> dict[str, Any]:
     """Examples correct on the base and wrong on the checkpoint, and the other way."""
-    lost: list[dict[str, Any]] = []
-    gained: list[dict[str, Any]] = []
-    for b, c in zip(base, checkpoint, strict=True):
-        was, now = b["pred"] == b["gold"], c["pred"] == c["gold"]
-        if was == now:
-            continue
+    flipped = flips(
+        (b["pred"] == b["gold"], c["pred"] == c["gold"])
+        for b, c in zip(base, checkpoint, strict=True)
+    )
+
+    def entry(i: int) -> dict[str, Any]:
+        b, c = base[i], checkpoint[i]
         names = choice_names(c["choices"])
-        entry = {
+        return {
             "id": c["id"],
             "line": c["line"],
             "gold": names[c["gold"]],
@@ -228,7 +211,9 @@ def _flips(base: list[dict[str, Any]], checkpoint: list[dict[str, Any]]) -> dict
             "base_prob": num(b["probs"][b["gold"]]),
             "prob": num(c["probs"][c["gold"]]),
         }
-        (lost if was else gained).append(entry)
+
+    lost = [entry(i) for i in flipped.lost]
+    gained = [entry(i) for i in flipped.gained]
     return {
         "n_correct_to_wrong": len(lost),
         "n_wrong_to_correct": len(gained),
@@ -258,8 +243,9 @@ def _moved(
     sign = 1.0 if metric.higher_is_better else -1.0
     for r in rows:
         r["delta"] = r["checkpoint"] - r["base"]
-    worse = [r for r in rows if sign * r["delta"] < 0]
-    better = [r for r in rows if sign * r["delta"] > 0]
+    moved = [direction(r["delta"], metric.higher_is_better) for r in rows]
+    worse = [r for r, d in zip(rows, moved, strict=True) if d == "worse"]
+    better = [r for r, d in zip(rows, moved, strict=True) if d == "better"]
     worse.sort(key=lambda r: sign * r["delta"])
     return {
         "n_worse": len(worse),
@@ -291,15 +277,14 @@ def gate_values(section: Mapping[str, Any]) -> dict[str, GateValue]:
     return out
 
 
-register(
-    Audit(
-        name="forgetting",
-        config=ForgettingConfig,
-        run=run,
-        gate_values=gate_values,
-        gate_names=gate_names,
-        check=check,
-        preflight=preflight,
-        resolve_paths=resolve_paths,
-    )
+register_module(
+    globals(),
+    name="forgetting",
+    config=ForgettingConfig,
+    doc="""Base model vs checkpoint on the original tasks: deltas with paired bootstrap CIs,
+    flipped examples.""",
+    title="Forgetting",
+    view="harness.report.audits_view:forgetting",
+    macro="forgetting",
+    summary="harness.report.markdown:forgetting_summary",
 )

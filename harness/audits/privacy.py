@@ -34,14 +34,14 @@ from pydantic import Field, field_validator, model_validator
 from harness.audits.base import (
     MAX_LISTED,
     NO_SUCH_TASK,
-    Audit,
     AuditConfig,
     AuditContext,
     CheckContext,
+    DocSection,
     Problem,
     TaskFacts,
     num,
-    register,
+    register_module,
 )
 from harness.tasks import get as get_kind
 from harness.tasks import kind_of
@@ -469,15 +469,21 @@ def gate_values(section: Mapping[str, Any]) -> dict[str, GateValue]:
     return out
 
 
-register(
-    Audit(
-        name="privacy",
-        config=PrivacyConfig,
-        run=run,
-        gate_values=gate_values,
-        gate_names=gate_names,
-        check=check,
-        preflight=preflight,
-        resolve_paths=resolve_paths,
-    )
+register_module(
+    globals(),
+    name="privacy",
+    config=PrivacyConfig,
+    doc="""Personal data in generated outputs (presidio), exposure of the fine-tune run's
+    canaries, verbatim extraction of its training examples (docs/privacy.md).""",
+    docs=(
+        DocSection(PIIScanConfig, "privacy: pii", "privacy-pii", "PII scan settings"),
+        DocSection(CanaryAuditConfig, "privacy: canaries", "privacy-canaries", "canary settings"),
+        DocSection(
+            ExtractionConfig, "privacy: extraction", "privacy-extraction", "extraction settings"
+        ),
+    ),
+    title="Privacy",
+    view="harness.report.privacy_view:build",
+    macro="privacy",
+    summary="harness.report.markdown:privacy_summary",
 )

@@ -14,7 +14,7 @@ from pydantic import ValidationError
 
 from harness import audits
 from harness.config import yaml_marks
-from harness.config.suite import (
+from harness.config.schema import (
     DUPLICATE_OUTPUT,
     DUPLICATE_TASK,
     FOLDER_NOT_FOUND,
@@ -33,10 +33,10 @@ from harness.config.suite import (
     _check_template,
     _validate_data,
     _validate_task,
-    is_plugin_metric,
 )
 from harness.data.rows import looks_local, resolve_path, source_problems
 from harness.metrics.base import TaskInfo
+from harness.metrics.resolve import is_plugin_metric
 
 
 class Checks:

@@ -2,9 +2,13 @@
 
 Each section is rendered from whatever keys it holds: a missing key shows as '–' or
 drops its table, an absent section drops its part of the report, and a section this
-module does not know is shown as a flat key/value table, so a new audit is never lost
-from the compliance document. Examples named by id are shown with their input text,
-looked up in the run's stored records (``example_text.ExampleTexts``).
+harness does not know (or an audit that registers no view) is shown as a flat key/value
+table, so a new audit is never lost from the compliance document. Which audits have a
+section, its title and the template macro that renders it come from the audit registry
+(harness.audits.base.Audit: ``view``, ``title``, ``macro``); the built-in audits' views
+are the functions below and harness.report.privacy_view.build. Examples named by id
+are shown with their input text, looked up in the run's stored records
+(``example_text.ExampleTexts``).
 """
 
 from __future__ import annotations
@@ -13,12 +17,12 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from harness.report import charts, privacy_view
+from harness import audits as registry
+from harness.report import charts
 from harness.report.example_text import NO_TEXTS, ExampleTexts
 from harness.report.formatting import flatten, fmt, fmt_ci
 from harness.report.safe_text import clean, one_line
 
-KNOWN = ("forgetting", "fairness", "explain", "privacy")
 EXAMPLES_SHOWN = 20
 """Explained examples shown (each can hold hundreds of highlighted tokens)."""
 TOKENS_SHOWN = 400
@@ -30,17 +34,24 @@ ROWS_SHOWN = 50
 
 
 def build(audits: Mapping[str, Any], texts: ExampleTexts = NO_TEXTS) -> dict[str, Any]:
-    """One entry per known section (None when absent) and ``other`` for the rest."""
-    out: dict[str, Any] = {"forgetting": None, "fairness": None, "explain": None}
-    if isinstance(audits.get("forgetting"), Mapping):
-        out["forgetting"] = forgetting(audits["forgetting"], texts)
-    if isinstance(audits.get("fairness"), Mapping):
-        out["fairness"] = fairness(audits["fairness"], texts)
-    if isinstance(audits.get("explain"), Mapping):
-        out["explain"] = explain(audits["explain"], texts)
-    out["privacy"] = privacy_view.build(audits.get("privacy"), texts)
-    out["other"] = [(one_line(k, 80), flatten(v)) for k, v in audits.items() if k not in KNOWN]
-    return out
+    """``sections``: one entry ``{name, title, macro, view}`` per registered audit that
+    has a view and a section in this run, in the order audits run; ``other``: every other
+    section (an audit without a view, or one this harness does not know) as a flat
+    key/value table, so no section is lost from the report."""
+    sections: list[dict[str, Any]] = []
+    shown: set[str] = set()
+    for name in registry.available():
+        audit = registry.get(name)
+        if audit.view is None:
+            continue
+        shown.add(name)
+        sec = audits.get(name)
+        view = registry.hook(audit.view)(sec, texts) if isinstance(sec, Mapping) else None
+        if view:
+            title = audit.title or name
+            sections.append({"name": name, "title": title, "macro": audit.macro, "view": view})
+    other = [(one_line(k, 80), flatten(v)) for k, v in audits.items() if k not in shown]
+    return {"sections": sections, "other": other}
 
 
 def ci(obj: Any) -> dict[str, str]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from harness import audits as registry
 from harness.report import curation_view
 from harness.report.formatting import fmt, fmt_ci, short_hash
 from harness.report.safe_text import md_escape
@@ -107,61 +108,72 @@ def _value(obj: Any) -> str:
 
 
 def _audits(audits: Mapping[str, Any]) -> list[str]:
+    """One line per audit section, from the audit's registered ``summary`` (in the order
+    audits run); an audit without one, or unknown here, has no line."""
     out = []
-    fg = audits.get("forgetting")
-    if isinstance(fg, Mapping):
-        worse = []
-        for task_id, t in (fg.get("tasks") or {}).items():
-            for name, m in (t.get("metrics") or {}).items() if isinstance(t, Mapping) else []:
-                delta, p = m.get("delta"), m.get("p_value")
-                if not isinstance(delta, int | float) or not isinstance(p, int | float):
-                    continue
-                bad = delta < 0 if m.get("higher_is_better", True) else delta > 0
-                if bad and p < 0.05:
-                    worse.append(f"{md_escape(task_id)}.{md_escape(name)} {delta:+.4g} (p={p:.3g})")
-        text = ", ".join(worse) if worse else "no significant drop"
-        out.append(f"- **Forgetting** (checkpoint vs base): {text}")
-    fa = audits.get("fairness")
-    if isinstance(fa, Mapping):
-        disp = fa.get("disparity") or {}
-        parts = [f"{md_escape(k)} {_value(v)}" for k, v in disp.items()]
-        cf = fa.get("counterfactual")
-        if isinstance(cf, Mapping) and "flip_rate" in cf:
-            parts.append(f"counterfactual flip rate {_value(cf['flip_rate'])}")
-        out.append(
-            f"- **Fairness** ({md_escape(fa.get('task', '?'))}): " + ("; ".join(parts) or "–")
-        )
-    ex = audits.get("explain")
-    if isinstance(ex, Mapping):
-        out.append(
-            f"- **Explanations** ({md_escape(ex.get('task', '?'))}): sensitive share "
-            f"{fmt(ex.get('sensitive_share'))}"
-        )
-    pv = audits.get("privacy")
-    if isinstance(pv, Mapping):
-        parts = []
-        pii = pv.get("pii")
-        if isinstance(pii, Mapping):
-            found = [f"{md_escape(k)} {fmt(n)}" for k, n in (pii.get("counts") or {}).items() if n]
-            parts.append(
-                f"PII in generations {fmt(pii.get('total'))}"
-                + (f" ({', '.join(found)})" if found else "")
-            )
-        can = pv.get("canaries")
-        if isinstance(can, Mapping):
-            parts.append(
-                f"canary exposure max {fmt(can.get('exposure_max'))} bits "
-                f"(of {fmt(can.get('max_exposure'))}; controls {fmt(can.get('control_exposure_max'))})"
-            )
-        ext = pv.get("extraction")
-        if isinstance(ext, Mapping):
-            base = ext.get("base_rate")
-            parts.append(
-                f"extraction rate {_value(ext.get('rate'))}"
-                + (f" (base {_value(base)})" if isinstance(base, Mapping) else "")
-            )
-        out.append("- **Privacy**: " + ("; ".join(parts) or "–"))
+    for name in registry.available():
+        summary, sec = registry.get(name).summary, audits.get(name)
+        if summary is not None and isinstance(sec, Mapping):
+            out.append("- " + registry.hook(summary)(sec))
     return out
+
+
+# --- the built-in audits' lines (named by their registration, harness/audits) -----------
+
+
+def forgetting_summary(fg: Mapping[str, Any]) -> str:
+    worse = []
+    for task_id, t in (fg.get("tasks") or {}).items():
+        for name, m in (t.get("metrics") or {}).items() if isinstance(t, Mapping) else []:
+            delta, p = m.get("delta"), m.get("p_value")
+            if not isinstance(delta, int | float) or not isinstance(p, int | float):
+                continue
+            bad = delta < 0 if m.get("higher_is_better", True) else delta > 0
+            if bad and p < 0.05:
+                worse.append(f"{md_escape(task_id)}.{md_escape(name)} {delta:+.4g} (p={p:.3g})")
+    text = ", ".join(worse) if worse else "no significant drop"
+    return f"**Forgetting** (checkpoint vs base): {text}"
+
+
+def fairness_summary(fa: Mapping[str, Any]) -> str:
+    disp = fa.get("disparity") or {}
+    parts = [f"{md_escape(k)} {_value(v)}" for k, v in disp.items()]
+    cf = fa.get("counterfactual")
+    if isinstance(cf, Mapping) and "flip_rate" in cf:
+        parts.append(f"counterfactual flip rate {_value(cf['flip_rate'])}")
+    return f"**Fairness** ({md_escape(fa.get('task', '?'))}): " + ("; ".join(parts) or "–")
+
+
+def explain_summary(ex: Mapping[str, Any]) -> str:
+    return (
+        f"**Explanations** ({md_escape(ex.get('task', '?'))}): sensitive share "
+        f"{fmt(ex.get('sensitive_share'))}"
+    )
+
+
+def privacy_summary(pv: Mapping[str, Any]) -> str:
+    parts = []
+    pii = pv.get("pii")
+    if isinstance(pii, Mapping):
+        found = [f"{md_escape(k)} {fmt(n)}" for k, n in (pii.get("counts") or {}).items() if n]
+        parts.append(
+            f"PII in generations {fmt(pii.get('total'))}"
+            + (f" ({', '.join(found)})" if found else "")
+        )
+    can = pv.get("canaries")
+    if isinstance(can, Mapping):
+        parts.append(
+            f"canary exposure max {fmt(can.get('exposure_max'))} bits "
+            f"(of {fmt(can.get('max_exposure'))}; controls {fmt(can.get('control_exposure_max'))})"
+        )
+    ext = pv.get("extraction")
+    if isinstance(ext, Mapping):
+        base = ext.get("base_rate")
+        parts.append(
+            f"extraction rate {_value(ext.get('rate'))}"
+            + (f" (base {_value(base)})" if isinstance(base, Mapping) else "")
+        )
+    return "**Privacy**: " + ("; ".join(parts) or "–")
 
 
 def render_compare_markdown(comparison: Mapping[str, Any]) -> str:

@@ -5,7 +5,7 @@ sort and selection made here, from the results document alone. Text that comes f
 data or a model is passed through ``safe_text.clean`` (and later autoescaped).
 
 Sections follow the order a reviewer reads: verdict and gates, provenance, task
-metrics, audits (forgetting, fairness, explanations, when present), the fine-tune
+metrics, audits (each registered audit's section, when present), the fine-tune
 data's curation and the fine-tuning run (when the checkpoint carried a manifest or
 history), per-example samples. Every per-example table shows the example's input text
 beside its id (``example_text``).
@@ -65,14 +65,7 @@ def build(results: Mapping[str, Any]) -> dict[str, Any]:
 
 def _toc(view: Mapping[str, Any]) -> list[tuple[str, str]]:
     toc = [("gates", "Gates"), ("provenance", "Provenance"), ("metrics", "Task metrics")]
-    for key, label in (
-        ("forgetting", "Forgetting"),
-        ("fairness", "Fairness"),
-        ("explain", "Explanations"),
-        ("privacy", "Privacy"),
-    ):
-        if view["audits"].get(key):
-            toc.append((key, label))
+    toc += [(s["name"], s["title"]) for s in view["audits"]["sections"]]
     if view["audits"].get("other"):
         toc.append(("other-audits", "Other audits"))
     if view["curation"]:

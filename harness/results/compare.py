@@ -24,6 +24,7 @@ import numpy as np
 
 from harness.data.rows import display_path, sha256_file
 from harness.gates import verdicts as gates_mod
+from harness.metrics.paired import direction, flips
 from harness.results.finite import none_if_nan
 from harness.results.schema import BaselineRef, GateResult, Results, Verdict
 from harness.tasks import find as find_kind
@@ -111,8 +112,8 @@ def compare_task(
     confidence: float,
 ) -> dict[str, Any]:
     """One task of both runs: matched examples, per-metric paired tests, flips."""
-    from harness.config.suite import is_plugin_metric
     from harness.metrics import TaskInfo, get, paired_bootstrap
+    from harness.metrics.resolve import is_plugin_metric
 
     kind = str(new.get("kind") or base.get("kind") or "")
     a_by, b_by = _by_id(_records(base)), _by_id(_records(new))
@@ -200,9 +201,7 @@ def _metric_row(
         row.update(p_value=None, n=None)
     delta, p_value = row.get("delta"), row.get("p_value")
     significant = p_value is not None and p_value < ALPHA
-    direction = "same"
-    if isinstance(delta, int | float) and delta != 0:
-        direction = "better" if (delta > 0) == hib else "worse"
+    moved = direction(delta if isinstance(delta, int | float) else None, hib)
     return {
         "output": output,
         "metric": metric,
@@ -215,7 +214,7 @@ def _metric_row(
         "p_value": p_value,
         "n": row.get("n"),
         "significant": significant,
-        "direction": direction,
+        "direction": moved,
         "note": note,
     }
 
@@ -226,13 +225,9 @@ def _flips(
     a_by: Mapping[str, Mapping[str, Any]],
     b_by: Mapping[str, Mapping[str, Any]],
 ) -> dict[str, Any] | None:
-    worse: list[str] = []
-    better: list[str] = []
-    for i in shared:
-        ca, cb = correct(kind, a_by[i]), correct(kind, b_by[i])
-        if ca is None or cb is None or ca == cb:
-            continue
-        (worse if ca else better).append(i)
+    flipped = flips((correct(kind, a_by[i]), correct(kind, b_by[i])) for i in shared)
+    worse = [shared[k] for k in flipped.lost]
+    better = [shared[k] for k in flipped.gained]
     task_kind = find_kind(kind)
     criterion = task_kind.criterion if task_kind is not None else None
     if criterion is None:

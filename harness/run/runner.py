@@ -108,19 +108,29 @@ def model_source(suite: Any) -> Any:
     )
 
 
+def _open_model(source: Any, cache: Any, group: Any) -> Any:
+    """Another model for an audit, loaded as the checkpoint is: on this process's
+    device, with the run's cache and process group."""
+    from harness.model.language_model import load_model
+
+    if group is not None:
+        source = replace(source, device=group.model_device(source.device))
+    m = load_model(source)
+    m.cache = cache
+    m.group = group
+    return m
+
+
 def score_task(prepared: PreparedTask, suite: Any) -> dict[str, dict[str, Any]]:
     """Every metric of one task with its bootstrap CI; per-example stats go to records."""
-    from harness.metrics import get, score_stats
-    from harness.metrics.plugin import make_evaluate_metric
+    from harness.metrics import score_stats
+    from harness.metrics.resolve import resolve_metric
 
     task = prepared.task
     info = task.info()
     values: dict[str, dict[str, Any]] = {}
     for spec in task.metrics:
-        if _is_path(spec.name):
-            metric = make_evaluate_metric(spec.name, suite.resolve("."))
-        else:
-            metric = get(spec.name)
+        metric = resolve_metric(spec.name, suite.resolve("."))
         params = {**metric.params, **spec.params}
         stats = metric.stats(prepared.records, params, info)
         for rec, row in zip(prepared.records, stats, strict=True):
@@ -153,10 +163,6 @@ def score_task(prepared: PreparedTask, suite: Any) -> dict[str, dict[str, Any]]:
                 "signature": signature,
             }
     return values
-
-
-def _is_path(name: str) -> bool:
-    return name.startswith(("./", "../", "/")) or name.endswith(".py")
 
 
 def _clean(entry: dict[str, Any]) -> dict[str, Any]:
@@ -221,7 +227,18 @@ def run_suite(
                     "metrics": metrics,
                     "records": p.records,
                 }
-            audits_out, audit_values = run_audits(suite, lm, prepared, tasks_out, progress=bar)
+            audits_out, audit_values = run_audits(
+                suite,
+                lm,
+                prepared,
+                tasks_out,
+                progress=bar,
+                model_source=model_source(suite),
+                run_task=lambda task, records, model, advance=None: run(
+                    task, records, model, batch_size=suite.batch_size, advance=advance
+                ),
+                load_model=lambda other: _open_model(other, cache, group),
+            )
     finally:
         cache_stats = cache.stats() if cache is not None else None
         if cache is not None:

@@ -12,7 +12,7 @@ import argparse
 from collections.abc import Sequence
 from typing import Any
 
-from harness import __version__
+from harness.version import __version__
 
 EXIT_OK, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 2, 130
 INTERRUPTED = "interrupted; continue from the last checkpoint with --resume"

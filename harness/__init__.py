@@ -6,7 +6,7 @@ The public API is re-exported lazily so that ``import harness`` and
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+from harness.version import __version__
 
 __all__ = ["__version__", "UserError", "load_suite", "run_suite"]
 

@@ -124,7 +124,7 @@ def prompts_for(task: ClassificationTask, rows: Sequence[Row], file: str) -> lis
     """Render the task's prompt over each row; every bad row is reported (``FILE line N``)."""
     from jinja2 import TemplateError
 
-    from harness.audits.base import template_fields
+    from harness.tasks.prompt_template import template_fields
 
     needed = template_fields(task.prompt)
     prompts: list[str] = []
@@ -184,7 +184,7 @@ def selected_rows(
 
 def write_selection(rows: Sequence[dict[str, Any]], out: Path) -> None:
     """JSON lines, written atomically (the old file survives a failed write)."""
-    from harness.results.store import write_atomic
+    from harness.atomic import write_atomic
 
     text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
     write_atomic(out, text)
@@ -264,10 +264,10 @@ def select(
         raise UserError(OUT_IS_POOL.format(path=display_path(target)))
     probs = None
     if strategy != "random":
+        from harness.model.factory import source_of
         from harness.model.language_model import load_model
-        from harness.run.runner import model_source
 
-        lm = load_model(model_source(suite))
+        lm = load_model(source_of(suite.model))
         with _bar(progress, console, f"{task.id}: scoring the pool", len(data.prompts)) as advance:
             probs = choice_probabilities(
                 lm, task, data.prompts, batch_size=batch_size or suite.batch_size, advance=advance

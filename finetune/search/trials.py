@@ -29,9 +29,9 @@ import yaml
 from finetune.config.schema import FinetuneConfig
 from finetune.config.space import SearchParam, searchable, with_values
 from finetune.train.validation import resolve_metric
+from harness.atomic import write_atomic
 from harness.data.rows import display_path, resolve_path
 from harness.errors import UserError
-from harness.results.store import write_atomic
 
 # user-facing messages (tests assert them exactly)
 NO_SEARCH = "{config}: no `search` section; declare the space to search there"

@@ -20,7 +20,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from harness.results.store import write_atomic
+from harness.atomic import write_atomic
 
 MANIFEST = "manifest.json"
 HISTORY = "history.jsonl"

@@ -30,9 +30,9 @@ from finetune.train.manifest import (
     write_run_record,
 )
 from finetune.train.validation import resolve_metric
+from harness.atomic import write_atomic
 from harness.data.rows import display_path, resolve_path
 from harness.errors import UserError
-from harness.results.store import write_atomic
 
 CHECKPOINTS = "checkpoints"
 RUN_CONFIG = "run-config.json"  # the resolved config a resumable run started with

@@ -11,7 +11,6 @@ through the batched, cached scoring API of ``harness.model.language_model.Langua
 
 from __future__ import annotations
 
-import functools
 import importlib
 import math
 from collections.abc import Callable, Mapping, Sequence
@@ -266,23 +265,6 @@ def locate(suite: Any, path: SubPath, message: str) -> str:
     knows its YAML positions: harness.config.schema.Suite.locate)."""
     text: str = suite.locate(path, message)
     return text
-
-
-def template_fields(template: str) -> list[str]:
-    """The record fields a prompt template reads, sorted."""
-    return list(_template_fields(template))
-
-
-@functools.lru_cache(maxsize=256)
-def _template_fields(template: str) -> tuple[str, ...]:
-    """Parsed once per template (audits ask once per example)."""
-    from jinja2 import meta
-    from jinja2.sandbox import SandboxedEnvironment
-
-    try:
-        return tuple(sorted(meta.find_undeclared_variables(SandboxedEnvironment().parse(template))))
-    except Exception:  # a syntax error is reported by the task's own check
-        return ()
 
 
 def choice_names(choices: Sequence[str]) -> list[str]:

@@ -40,10 +40,10 @@ from harness.audits.base import (
     data_label,
     num,
     register_module,
-    template_fields,
 )
 from harness.errors import UserError, row_error
 from harness.tasks import get as get_kind
+from harness.tasks.prompt_template import template_fields
 
 if TYPE_CHECKING:
     from harness.gates.verdicts import GateValue

@@ -40,11 +40,11 @@ from harness.audits.base import (
     locate,
     num,
     register_module,
-    template_fields,
 )
 from harness.data.rows import absent_field
 from harness.errors import UserError, row_error
 from harness.tasks import get as get_kind
+from harness.tasks.prompt_template import template_fields
 
 if TYPE_CHECKING:
     from harness.gates.verdicts import GateValue

@@ -113,7 +113,7 @@ def log_dirs() -> list[Path]:
 def write_log(exc: BaseException, program: str, argv: Sequence[str] = ()) -> Path:
     """Write the traceback of ``exc`` (and what ran) to a new file readable by the
     user only (tracebacks may quote data); return its path."""
-    from harness import __version__
+    from harness.version import __version__
 
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
     name = f"{program}-error-{stamp}-{os.getpid()}.log"

@@ -13,8 +13,8 @@ import argparse
 import importlib
 from collections.abc import Sequence
 
-from harness import __version__
 from harness.cli.boundary import guarded
+from harness.version import __version__
 
 INTERRUPTED = (
     "interrupted: nothing was written; the model answers computed so far are in the "

@@ -146,7 +146,7 @@ def write_generated(path: Path, text: str, module: str, argv: list[str] | None) 
             print(f"{path} is stale: run python -m {module}", file=sys.stderr)
             return 1
         return 0
-    from harness.results.store import write_atomic
+    from harness.atomic import write_atomic
 
     write_atomic(path, text)  # whole or not at all, mode 0666 & ~umask
     print(f"wrote {path}")

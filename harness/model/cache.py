@@ -1,9 +1,9 @@
 """Response cache: (model fingerprint, request) -> model response, in one sqlite file.
 
 Scoring is the expensive part of a run, and its answers depend only on what computes
-(the model fingerprint: weights, adapter, tokenizer, config) and on the request. So
-``LanguageModel`` looks every request up here first, sends only the misses to the
-model, and stores each chunk of answers as soon as it is computed: a second run of the
+(the model fingerprint: weights, adapter, tokenizer, config) and on the request. So the
+wrapper ``harness.model.caching.CachingModel`` looks every request up here first, sends
+only the misses to the model, and stores each chunk of answers as soon as it is computed: a second run of the
 same suite recomputes nothing, a killed run resumes where it stopped, and the
 forgetting audit's base-model answers (keyed by the base fingerprint) are computed once
 for every checkpoint of that base.

@@ -2,13 +2,15 @@
 
 Every process runs the whole program on the same suite (same data, same seeded audits)
 and loads the model on its own device. Only the model's work is divided: each call of
-the scoring API (``harness.model.language_model.LanguageModel``) is a collective step in which
+the scoring API (``harness.model.api.ScoringModel``, as ``harness.model.factory.open_model``
+builds it) is a collective step in which
 
 * the main process looks the requests up in the response cache and sends what it found
-  to the others (``broadcast``), so every process agrees on what is left to compute;
+  to the others (``broadcast``), so every process agrees on what is left to compute (the
+  wrapper ``harness.model.caching.CachingModel``, on every process);
 * the length-sorted batches of the misses are dealt out round-robin (``mine``), each
   process runs its batches, and the answers are gathered to every process
-  (``gather``).
+  (``gather``): the backend, built with the group, does this inside its kernels.
 
 A batch holds exactly the rows it holds in a single-process run, so the numbers are the
 same to the last bit; metrics, bootstrap, audits and gates then run on the full set in

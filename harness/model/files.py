@@ -67,6 +67,20 @@ class ModelSource:
     max_length: int | None = None
     allow_base_mismatch: bool = False
 
+    @classmethod
+    def from_config(cls, model: Any) -> ModelSource:
+        """The source a suite's ``model`` section names (``harness.config.suite``)."""
+        return cls(
+            path=str(model.path),
+            adapter=str(model.adapter) if model.adapter else None,
+            allow_pickle=model.allow_pickle,
+            trust_remote_code=model.trust_remote_code,
+            dtype=model.dtype,
+            device=model.device,
+            max_length=model.max_length,
+            allow_base_mismatch=model.allow_base_mismatch,
+        )
+
 
 def check_weights(folder: Path, *, what: str, allow_pickle: bool, opt_in: str = OPT_IN_RUN) -> None:
     """Refuse a folder whose weights are only pickle files (unless allowed); ``opt_in``

@@ -1,9 +1,10 @@
 """Greedy batched generation with stop strings.
 
-Prompts are sorted longest-first and left-padded in batches (a causal LM continues
-from the last position, so the padding must sit on the left). A prompt longer than
-the window keeps its last ``max_length - max_new_tokens`` tokens, as lm-eval does.
-A batch stops early once every row has produced a stop string or EOS.
+Works on token ids and the torch model (the backend in ``harness.model.language_model``
+encodes the prompts, cut to the window, and decodes nothing itself). Prompts are sorted
+longest-first and left-padded in batches (a causal LM continues from the last position,
+so the padding must sit on the left). A batch stops early once every row has produced a
+stop string or EOS.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from harness.model.distributed import ProcessGroup
-    from harness.model.language_model import LanguageModel
 
 
 def cut_at_stop(text: str, stop: Sequence[str]) -> str:
@@ -28,26 +28,27 @@ def cut_at_stop(text: str, stop: Sequence[str]) -> str:
 
 
 def greedy_generate(
-    lm: LanguageModel,
-    prompts: Sequence[str],
+    model: Any,
+    tokenizer: Any,
+    encoded: Sequence[Sequence[int]],
     *,
     max_new_tokens: int,
+    pad_token: int,
+    device: Any,
     stop: Sequence[str] = (),
     batch_size: int = 8,
     advance: Callable[[int], None] | None = None,
     group: ProcessGroup | None = None,
 ) -> list[str]:
-    """Greedy continuations of ``prompts``; with a process ``group`` each process decodes
-    its share of the batches (each batch the same prompts as alone) and all get every
-    text."""
+    """Greedy continuations of the ``encoded`` prompts (token ids, already cut to what
+    the window keeps); with a process ``group`` each process decodes its share of the
+    batches (each batch the same prompts as alone) and all get every text."""
     import torch
     from transformers import StoppingCriteria, StoppingCriteriaList
 
-    tok = lm.tokenizer
-    budget = max(1, lm.max_length - max_new_tokens)
-    encoded = [lm.encode(p)[-budget:] or [lm.prefix_token] for p in prompts]
-    order = sorted(range(len(prompts)), key=lambda i: (-len(encoded[i]), i))
-    out: list[str] = [""] * len(prompts)
+    tok = tokenizer
+    order = sorted(range(len(encoded)), key=lambda i: (-len(encoded[i]), i))
+    out: list[str] = [""] * len(encoded)
 
     class StopOnStrings(StoppingCriteria):  # type: ignore[misc]
         """Done when every row's new text holds a stop string (or hit EOS)."""
@@ -71,20 +72,20 @@ def greedy_generate(
         batches = [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
         for _, chunk in group.mine(batches) if group is not None else enumerate(batches):
             width = max(len(encoded[i]) for i in chunk)
-            ids = torch.full((len(chunk), width), lm.pad_token, dtype=torch.long)
+            ids = torch.full((len(chunk), width), pad_token, dtype=torch.long)
             mask = torch.zeros((len(chunk), width), dtype=torch.long)
             for b, i in enumerate(chunk):
                 row = encoded[i]
                 ids[b, width - len(row) :] = torch.tensor(row, dtype=torch.long)
                 mask[b, width - len(row) :] = 1
             criteria = StoppingCriteriaList([StopOnStrings(width)]) if stop else None
-            gen = lm.model.generate(
-                input_ids=ids.to(lm.device),
-                attention_mask=mask.to(lm.device),
+            gen = model.generate(
+                input_ids=ids.to(device),
+                attention_mask=mask.to(device),
                 max_new_tokens=max_new_tokens,
                 do_sample=False,
                 num_beams=1,
-                pad_token_id=lm.pad_token,
+                pad_token_id=pad_token,
                 stopping_criteria=criteria,
             )
             for b, i in enumerate(chunk):

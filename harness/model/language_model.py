@@ -8,9 +8,14 @@ adapter are fingerprinted by the sha256 of their files, so results, caches and r
 can name exactly what was evaluated, and an adapter is checked against the base it was
 trained on (``harness.model.adapter_base``).
 
-The scoring API (``loglikelihood``, ``choice_loglikelihoods``,
-``rolling_loglikelihood``, ``generate``) is what tasks and audits call; the token-level
-work is in ``harness.model.scoring``, long texts are bounded by ``harness.model.long_text``.
+``LanguageModel`` is the transformers backend of the scoring API
+(``harness.model.api.ScoringModel``: ``loglikelihood``, ``rolling_loglikelihood``,
+``generate``) that tasks and audits call. It answers every request itself: the response
+cache is a wrapper around it (``harness.model.caching``), and ``harness.model.factory``
+composes the two. The process group is a constructor argument instead, fixed when the
+model is built: it deals out the batches inside the kernels, which no wrapper can reach
+without changing the batches. The token-level work is in ``harness.model.scoring`` and
+``harness.model.generation``, long texts are bounded by ``harness.model.long_text``.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from harness.errors import UserError
 from harness.model.files import (  # re-exported: callers name the loading rules here
@@ -52,6 +57,17 @@ from harness.model.fingerprint import (  # re-exported: the loaders' callers nam
     Fingerprint,
     fingerprint_folder,
 )
+from harness.model.long_text import SPARE_TOKENS, encode_in_pieces, longest_token_chars, window_tail
+from harness.model.requests import (
+    as_loglikelihood,
+    as_rolling,
+    generate_requests,
+    loglikelihood_requests,
+    rolling_requests,
+)
+
+if TYPE_CHECKING:
+    from harness.model.distributed import ProcessGroup
 
 __all__ = [
     "DEFAULT_MAX_LENGTH",
@@ -102,10 +118,9 @@ class LanguageModel:
     _load_model: Callable[[], Any] | None = field(default=None, repr=False)
     _load_tokenizer: Callable[[], Any] | None = field(default=None, repr=False)
     _adapter_off: bool = field(default=False, repr=False)
-    cache: Any = field(default=None, repr=False)
-    """A harness.model.cache.ResponseCache: scoring answers are looked up there first."""
-    group: Any = field(default=None, repr=False)
-    """A harness.model.distributed.ProcessGroup: scoring is shared among its processes."""
+    group: ProcessGroup | None = field(default=None, repr=False)
+    """The processes this model shares its batches with (harness.model.distributed);
+    given when the model is built (``load_model(source, group=...)``), never set later."""
     load_s: float = field(default=0.0, repr=False)
     """Seconds spent loading weights and tokenizer so far."""
     adapter_base: dict[str, Any] | None = None
@@ -175,8 +190,6 @@ class LanguageModel:
         """Tokens of a text scored from its start: without the BOS that some tokenizers
         put first (Llama's, a BERT's [CLS]), as the prefix token conditions the first.
         A long text is tokenized in pieces (harness.model.long_text), into a compact array."""
-        from harness.model.long_text import encode_in_pieces
-
         tokens = encode_in_pieces(self.tokenizer, text)
         return tokens[1:] if tokens and tokens[0] == self.prefix_token else tokens
 
@@ -186,8 +199,6 @@ class LanguageModel:
         before it is tokenized (harness.model.long_text.window_tail), so a huge row costs
         the window's worth of work. A text too short to need it keeps the tokenizer
         unloaded (every token covers at least one character)."""
-        from harness.model.long_text import SPARE_TOKENS, longest_token_chars, window_tail
-
         if len(text) <= n_tokens + SPARE_TOKENS:
             return text, 0
         key = (n_tokens, text)
@@ -274,18 +285,16 @@ class LanguageModel:
         """(sum log-prob, greedy?, n tokens) of each continuation given its context.
 
         A context longer than the window is cut to what the window keeps before it is
-        tokenized (``context_tail``); the request (and cache key) holds that part."""
-        from harness.model.cache import cached_map
-
-        tails = {c: self.context_tail(c)[0] for c in dict.fromkeys(c for c, _ in pairs)}
-        contexts = [tails[c] for c, _ in pairs]
+        tokenized (``context_tail``)."""
+        requests = loglikelihood_requests(self, pairs, batch_size)
 
         def compute(indices: list[int]) -> list[Any]:
-            from harness.model.scoring import continuation_row  # torch: only on misses
+            from harness.model.scoring import continuation_row  # torch: only when computing
 
             rows = []
             for i in indices:
-                context, continuation = contexts[i], pairs[i][1]
+                body = requests.bodies[i]
+                context, continuation = body["context"], body["continuation"]
                 ctx, cont = self.encode_pair(context, continuation)
                 if not cont:
                     raise UserError(f"continuation {continuation!r} encodes to no tokens")
@@ -293,22 +302,8 @@ class LanguageModel:
             scores = self._score(rows, batch_size)
             return [[s.logprob, s.greedy, s.n_targets] for s in scores]
 
-        settings = self.request_settings
-        answers = cached_map(
-            self.cache,
-            self.fingerprint,
-            "loglikelihood",
-            [
-                {"context": c, "continuation": t, **settings}
-                for c, (_, t) in zip(contexts, pairs, strict=True)
-            ],
-            compute,
-            chunk=batch_size * 8,
-            size=lambda i: len(contexts[i]) + len(pairs[i][1]),
-            advance=advance,
-            group=self.group,
-        )
-        return [(float(a[0]), bool(a[1]), int(a[2])) for a in answers]
+        answers = requests.answer(self.fingerprint, compute, advance=advance)
+        return [as_loglikelihood(a) for a in answers]
 
     def rolling_loglikelihood(
         self,
@@ -318,7 +313,7 @@ class LanguageModel:
         advance: Callable[[int], None] | None = None,
     ) -> list[tuple[float, int]]:
         """(sum log-prob, n tokens) of each whole text, every token scored once."""
-        from harness.model.cache import cached_map
+        requests = rolling_requests(self, texts, batch_size)
 
         def compute(indices: list[int]) -> list[Any]:
             from harness.model.scoring import ROLLING_PASS_TOKENS, rolling_windows
@@ -350,21 +345,8 @@ class LanguageModel:
                 score_pending()
             return [[totals[t], counts[t]] for t in indices]
 
-        settings = self.request_settings
-        answers = cached_map(
-            self.cache,
-            self.fingerprint,
-            "rolling_loglikelihood",
-            # "bos": the BOS a tokenizer adds is the prefix, not a target (answers cached
-            # before that rule lack the field, so they are not reused)
-            [{"text": text, "bos": "prefix", **settings} for text in texts],
-            compute,
-            chunk=batch_size * 4,
-            size=lambda i: len(texts[i]),
-            advance=advance,
-            group=self.group,
-        )
-        return [(float(a[0]), int(a[1])) for a in answers]
+        answers = requests.answer(self.fingerprint, compute, advance=advance)
+        return [as_rolling(a) for a in answers]
 
     def generate(
         self,
@@ -377,46 +359,43 @@ class LanguageModel:
     ) -> list[str]:
         """Greedy continuations, cut at the first stop string. A prompt longer than the
         window is cut to what the window keeps before it is tokenized (``prompt_tail``);
-        the request (and cache key) holds that part."""
-        from harness.model.cache import cached_map
-
-        tails = {p: self.prompt_tail(p, max_new_tokens)[0] for p in dict.fromkeys(prompts)}
-        kept = [tails[p] for p in prompts]
+        the tokens kept are the last ``max_length - max_new_tokens``, as lm-eval does."""
+        requests = generate_requests(
+            self, prompts, max_new_tokens=max_new_tokens, stop=stop, batch_size=batch_size
+        )
+        budget = max(1, self.max_length - max_new_tokens)
 
         def compute(indices: list[int]) -> list[Any]:
             from harness.model.generation import greedy_generate
 
-            with self.computing():
+            with self.computing() as model:
+                encoded = [
+                    self.encode(requests.bodies[i]["prompt"])[-budget:] or [self.prefix_token]
+                    for i in indices
+                ]
                 return greedy_generate(
-                    self,
-                    [kept[i] for i in indices],
+                    model,
+                    self.tokenizer,
+                    encoded,
                     max_new_tokens=max_new_tokens,
+                    pad_token=self.pad_token,
+                    device=self.device,
                     stop=stop,
                     batch_size=batch_size,
                     group=self.group,
                 )
 
-        settings = self.request_settings
-        request = {"max_new_tokens": max_new_tokens, "stop": list(stop), **settings}
-        answers = cached_map(
-            self.cache,
-            self.fingerprint,
-            "generate",
-            [{"prompt": p, **request} for p in kept],
-            compute,
-            chunk=batch_size * 4,
-            size=lambda i: len(kept[i]),
-            advance=advance,
-            group=self.group,
-        )
+        answers = requests.answer(self.fingerprint, compute, advance=advance)
         return [str(a) for a in answers]
 
 
-def load_model(source: ModelSource) -> LanguageModel:
+def load_model(source: ModelSource, *, group: ProcessGroup | None = None) -> LanguageModel:
     """Check ``source`` and return its model; weights and tokenizer load on first use.
 
     Paths, weight files, dtype and device are checked here; a file that cannot be
-    loaded is reported (as a UserError) when first used.
+    loaded is reported (as a UserError) when first used. With a process ``group`` the
+    model scores its share of every batch list (harness.model.distributed); the factory
+    (harness.model.factory.open_model) puts the cache lookup shared by the group around it.
     """
     folder = resolve_folder(source.path, what="model")
     check_weights(folder, what="model", allow_pickle=source.allow_pickle)
@@ -460,6 +439,7 @@ def load_model(source: ModelSource) -> LanguageModel:
         dtype_name=f"torch.{source.dtype}",
         _load_model=lambda: load_weights(source, folder, adapter_folder, device),
         _load_tokenizer=lambda: load_tokenizer(source, tok_folder),
+        group=group,
     )
     lm.max_length = (
         source.max_length

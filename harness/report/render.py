@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
+from harness.atomic import write_or_fail
 from harness.errors import UserError
 from harness.results.schema import Results
-from harness.results.store import dumps, write_or_fail
+from harness.results.store import dumps
 
 FORMATS = ("html", "junit", "md")
 FILE_NAMES = {"html": "report.html", "junit": "junit.xml", "md": "summary.md"}

@@ -13,16 +13,17 @@ import platform
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from harness import __version__
 from harness.errors import UserError
 from harness.gates import verdicts as gates
+from harness.model.factory import source_of
 from harness.results.finetune_record import finetune_record
 from harness.results.finite import none_if_nan
 from harness.results.schema import RESULTS_SCHEMA_VERSION, Results
+from harness.version import __version__
 
 if TYPE_CHECKING:
     from harness.tasks import AnyRecord
@@ -92,35 +93,6 @@ def _written(suite: Any, path: tuple[Any, ...]) -> tuple[Any, ...]:
     return path
 
 
-def model_source(suite: Any) -> Any:
-    from harness.model.language_model import ModelSource
-
-    m = suite.model
-    return ModelSource(
-        path=str(m.path),
-        adapter=str(m.adapter) if m.adapter else None,
-        allow_pickle=m.allow_pickle,
-        trust_remote_code=m.trust_remote_code,
-        dtype=m.dtype,
-        device=m.device,
-        max_length=m.max_length,
-        allow_base_mismatch=m.allow_base_mismatch,
-    )
-
-
-def _open_model(source: Any, cache: Any, group: Any) -> Any:
-    """Another model for an audit, loaded as the checkpoint is: on this process's
-    device, with the run's cache and process group."""
-    from harness.model.language_model import load_model
-
-    if group is not None:
-        source = replace(source, device=group.model_device(source.device))
-    m = load_model(source)
-    m.cache = cache
-    m.group = group
-    return m
-
-
 def score_task(prepared: PreparedTask, suite: Any) -> dict[str, dict[str, Any]]:
     """Every metric of one task with its bootstrap CI; per-example stats go to records."""
     from harness.metrics import score_stats
@@ -182,7 +154,7 @@ def run_suite(
     t0 = time.perf_counter()
     prepared = prepare_suite(suite)
     from harness.audits import preflight, run_audits
-    from harness.model.language_model import load_model
+    from harness.model.factory import open_model, unwrapped
 
     preflight(suite)
     from harness.model.distributed import join
@@ -191,22 +163,25 @@ def run_suite(
     # scores its share of every model call; only the main one holds the cache and shows
     # progress (docs/scale-out.md).
     group = join(cpu=suite.model.device == "cpu")
-    source = model_source(suite)
+    source = source_of(suite.model)
     if group is not None:
-        source = replace(source, device=group.model_device(source.device))
         show_progress = show_progress and group.is_main
 
-    t_load = time.perf_counter()
-    lm = load_model(source)
-    load_s = time.perf_counter() - t_load
-    if on_model_loaded is not None:
-        on_model_loaded(lm)
     from harness.model.cache import open_run_cache
 
     main_process = group is None or group.is_main
     cache = open_run_cache(console) if suite.cache and main_process else None
-    lm.cache = cache
-    lm.group = group
+    t_load = time.perf_counter()
+    try:
+        # Any until the task kinds take a ScoringModel (harness.model.api)
+        lm: Any = open_model(source, cache=cache, group=group)
+    except BaseException:
+        if cache is not None:
+            cache.close()
+        raise
+    load_s = time.perf_counter() - t_load
+    if on_model_loaded is not None:
+        on_model_loaded(unwrapped(lm))
     tasks_out: dict[str, Any] = {}
     timings: dict[str, float] = {}
     try:  # every answer is committed as its chunk completes; Ctrl-C closes the file cleanly
@@ -233,11 +208,11 @@ def run_suite(
                 prepared,
                 tasks_out,
                 progress=bar,
-                model_source=model_source(suite),
+                model_source=source,
                 run_task=lambda task, records, model, advance=None: run(
                     task, records, model, batch_size=suite.batch_size, advance=advance
                 ),
-                load_model=lambda other: _open_model(other, cache, group),
+                load_model=lambda other: open_model(other, cache=cache, group=group),
             )
     finally:
         cache_stats = cache.stats() if cache is not None else None

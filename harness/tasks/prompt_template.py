@@ -248,3 +248,20 @@ def _deadline(seconds: float) -> Iterator[None]:
         armed = False
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
+
+
+def template_fields(template: str) -> list[str]:
+    """The record fields a prompt template reads, sorted."""
+    return list(_template_fields(template))
+
+
+@functools.lru_cache(maxsize=256)
+def _template_fields(template: str) -> tuple[str, ...]:
+    """Parsed once per template (audits ask once per example)."""
+    from jinja2 import meta
+    from jinja2.sandbox import SandboxedEnvironment
+
+    try:
+        return tuple(sorted(meta.find_undeclared_variables(SandboxedEnvironment().parse(template))))
+    except Exception:  # a syntax error is reported by the task's own check
+        return ()

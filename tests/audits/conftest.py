@@ -56,6 +56,20 @@ class FakeLM:
     def fingerprint(self) -> str:
         return self.base.digest
 
+    @property
+    def request_settings(self) -> dict[str, Any]:
+        return {"max_length": self.max_length, "dtype": "fake"}
+
+    @property
+    def prefix_token(self) -> int:
+        return int(self.tokenizer.eos_token_id) if self.tokenizer is not None else 0
+
+    def encode(self, text: str) -> list[int]:
+        return list(self.tokenizer.encode(text)) if self.tokenizer is not None else []
+
+    def encode_pair(self, context: str, continuation: str) -> tuple[list[int], list[int]]:
+        return self.encode(context) or [self.prefix_token], self.encode(continuation)
+
     @contextlib.contextmanager
     def adapter_disabled(self) -> Iterator[None]:
         yield
@@ -170,11 +184,14 @@ gates:
 
 @pytest.fixture
 def fake_model(monkeypatch: pytest.MonkeyPatch, tiny_tokenizer: Any) -> Callable[..., FakeLM]:
-    """Make harness.model.language_model.load_model return a FakeLM with the given weights."""
+    """Make the model factory (and the backend's loader) return a FakeLM with the given
+    weights, not wrapped in the response cache: the fake answers every call itself (the
+    tests count its calls), as it did when the cache was an attribute it ignored."""
 
     def install(weights: Mapping[str, float]) -> FakeLM:
         lm = FakeLM(weights, tokenizer=tiny_tokenizer)
         monkeypatch.setattr("harness.model.language_model.load_model", lambda source: lm)
+        monkeypatch.setattr("harness.model.factory.open_model", lambda source, **_: lm)
         return lm
 
     return install

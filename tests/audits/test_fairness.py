@@ -265,15 +265,14 @@ def test_crows_pairs_matches_lm_eval(realdata: Path, tmp_path: Path) -> None:
     from harness.audits.base import AuditContext
     from harness.audits.fairness import PairsConfig
     from harness.audits.pairs import load_pairs, score_pairs
-    from harness.model.language_model import ModelSource, load_model
+    from harness.model.cache import ResponseCache
+    from harness.model.factory import ModelSource, open_model
 
     cfg = PairsConfig(path=str(path))
     pairs = load_pairs(cfg)
     assert len(pairs) == 1508
-    lm = load_model(ModelSource(path=str(model_dir), device="cpu"))
-    from harness.model.cache import ResponseCache
-
-    lm.cache = ResponseCache(tmp_path / "cache.sqlite")  # scored once, read back below
+    cache = ResponseCache(tmp_path / "cache.sqlite")  # scored once, read back below
+    lm = open_model(ModelSource(path=str(model_dir), device="cpu"), cache=cache)
 
     class Suite:  # what score_pairs reads of a suite
         batch_size, seed = 32, 0

@@ -123,7 +123,7 @@ def test_base_results_come_from_the_cache_on_the_next_checkpoint(
     runs = []
     for adapter in (damaging_adapter, harmless_adapter, harmless_adapter):
         suite = load_suite(suite_for(tmp_path, trained_gpt2, adapter))
-        runs.append(run_suite(suite, show_progress=False, on_model_loaded=count))
+        runs.append(run_suite(suite, show_progress=False, on_model_loaded=count).document())
     first, second, third = calls
     assert first["base"] > 0 and first["checkpoint"] > 0
     assert second["base"] == 0 and second["checkpoint"] > 0  # base answers: all cached

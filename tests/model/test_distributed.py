@@ -22,8 +22,11 @@ from typing import Any
 import pytest
 
 from harness.model import distributed
+from harness.model.api import ScoringModel
 from harness.model.cache import ResponseCache
+from harness.model.caching import CachingModel
 from harness.model.distributed import REQUESTS_DIFFER, ProcessGroup
+from harness.model.factory import unwrapped
 from harness.model.language_model import LanguageModel, ModelSource, load_model
 
 
@@ -99,12 +102,24 @@ def lm(tiny_gpt2: Path) -> LanguageModel:
     return model
 
 
-def alone_and_shared(lm: LanguageModel, call: Callable[[LanguageModel], Any]) -> tuple[Any, Any]:
+def view(
+    lm: LanguageModel, group: ProcessGroup | None, cache: ResponseCache | None = None
+) -> ScoringModel:
+    """A fresh model on ``lm``'s weights, composed as harness.model.factory.open_model
+    composes it: the group given to the backend, the cache (and the group's shared
+    lookup) wrapped around it."""
+    backend = LanguageModel(**{**vars(lm), "group": group})
+    if cache is None and group is None:
+        return backend
+    return CachingModel(backend, cache=cache, group=group)
+
+
+def alone_and_shared(lm: LanguageModel, call: Callable[[ScoringModel], Any]) -> tuple[Any, Any]:
     """``call`` run by one process, then by two sharing the work (fresh model views)."""
-    alone = call(LanguageModel(**{**vars(lm), "cache": None, "group": None}))
+    alone = call(view(lm, None))
 
     def member(group: ProcessGroup) -> Any:
-        return call(LanguageModel(**{**vars(lm), "cache": None, "group": group}))
+        return call(view(lm, group))
 
     shared = run_as_group(2, member)
     return alone, shared
@@ -116,7 +131,7 @@ def test_mine_deals_items_round_robin() -> None:
 
 
 def test_every_scoring_call_gives_the_single_process_answers(lm: LanguageModel) -> None:
-    def call(model: LanguageModel) -> Any:
+    def call(model: ScoringModel) -> Any:
         return (
             model.loglikelihood(PAIRS, batch_size=3),
             model.rolling_loglikelihood(TEXTS, batch_size=2),
@@ -130,9 +145,11 @@ def test_every_scoring_call_gives_the_single_process_answers(lm: LanguageModel) 
 def test_the_batches_are_shared_not_repeated(lm: LanguageModel) -> None:
     counters: list[CountingModel] = []
 
-    def call(model: LanguageModel) -> Any:
-        model.model = CountingModel(model.model)
-        counters.append(model.model)
+    def call(model: ScoringModel) -> Any:
+        backend = unwrapped(model)
+        assert isinstance(backend, LanguageModel)
+        backend.model = CountingModel(backend.model)
+        counters.append(backend.model)
         return model.loglikelihood(PAIRS, batch_size=3)
 
     alone_and_shared(lm, call)
@@ -144,8 +161,9 @@ def test_the_batches_are_shared_not_repeated(lm: LanguageModel) -> None:
 
 def test_only_the_main_process_holds_the_cache(lm: LanguageModel, tmp_path: Path) -> None:
     path = tmp_path / "c.sqlite"
-    warm = LanguageModel(**{**vars(lm), "cache": ResponseCache(path), "group": None})
+    warm = CachingModel(view(lm, None), cache=ResponseCache(path))
     expected = warm.loglikelihood(PAIRS[:6], batch_size=3)  # these answers are cached
+    assert warm.cache is not None
     warm.cache.close()
     caches: list[ResponseCache] = []
 
@@ -154,8 +172,7 @@ def test_only_the_main_process_holds_the_cache(lm: LanguageModel, tmp_path: Path
         if group.is_main:  # sqlite connections stay in the thread that opened them
             cache = ResponseCache(path)
             caches.append(cache)
-        view = LanguageModel(**{**vars(lm), "cache": cache, "group": group})
-        out = view.loglikelihood(PAIRS, batch_size=3)
+        out: Any = view(lm, group, cache).loglikelihood(PAIRS, batch_size=3)
         if cache is not None:
             out = (out, cache.stats()["hits"], cache.count())
             cache.close()
@@ -168,9 +185,9 @@ def test_only_the_main_process_holds_the_cache(lm: LanguageModel, tmp_path: Path
 
 def test_processes_that_disagree_on_the_requests_stop_together(lm: LanguageModel) -> None:
     def member(group: ProcessGroup) -> Any:
-        view = LanguageModel(**{**vars(lm), "cache": None, "group": group})
+        model = view(lm, group)
         with pytest.raises(RuntimeError) as caught:
-            view.loglikelihood(PAIRS[group.index :], batch_size=3)
+            model.loglikelihood(PAIRS[group.index :], batch_size=3)
         return str(caught.value)
 
     messages = run_as_group(2, member)

@@ -56,7 +56,7 @@ def test_run_outputs_follow_the_umask(suite: Path, tmp_path: Path, umask: int) -
 
 def test_replacing_a_private_file_gives_the_umask_mode(tmp_path: Path, umask: int) -> None:
     """An earlier 0600 output (written before this fix) does not stay 0600."""
-    from harness.results.store import write_atomic
+    from harness.atomic import write_atomic
 
     target = tmp_path / "results.json"
     target.write_text("old")
@@ -110,12 +110,12 @@ def test_generated_docs_are_written_atomically(
 def test_without_proc_the_umask_read_at_import_is_used(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from harness.results import store
+    from harness import atomic
 
-    monkeypatch.setattr(store, "_proc_umask", lambda: None)
-    monkeypatch.setattr(store, "_UMASK_AT_IMPORT", 0o027)
-    assert store.current_umask() == 0o027
-    store.write_atomic(tmp_path / "x.json", "{}")
+    monkeypatch.setattr(atomic, "_proc_umask", lambda: None)
+    monkeypatch.setattr(atomic, "_UMASK_AT_IMPORT", 0o027)
+    assert atomic.current_umask() == 0o027
+    atomic.write_atomic(tmp_path / "x.json", "{}")
     assert oct(mode(tmp_path / "x.json")) == oct(0o640)
 
 
@@ -132,7 +132,7 @@ def test_error_logs_stay_private(
 def test_umask_is_read_without_changing_it(monkeypatch: pytest.MonkeyPatch) -> None:
     """Reading the umask never sets it, even for a moment (a thread creating a file
     meanwhile would get the wrong mode): on Linux it comes from /proc."""
-    from harness.results.store import current_umask
+    from harness.atomic import current_umask
 
     if not Path("/proc/self/status").exists():
         pytest.skip("needs /proc")

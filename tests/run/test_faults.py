@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
+from harness import atomic
 from harness.cli.main import INTERRUPTED, main
 from harness.model.cache import FILE_NAME
-from harness.results import store
 from tests.cli.test_cli import write_suite
 from tests.model.test_cache import _rows_in
 
@@ -43,7 +43,7 @@ def fail_fsync_of(monkeypatch: pytest.MonkeyPatch, name: str, err: int) -> list[
             raise OSError(err, os.strerror(err))
         real(fd)
 
-    monkeypatch.setattr(store.os, "fsync", fsync)
+    monkeypatch.setattr(atomic.os, "fsync", fsync)
     return seen
 
 
@@ -56,7 +56,7 @@ def test_a_failed_write_replaces_none_of_the_set(
         path.write_text(text)
     fail_fsync_of(monkeypatch, "b.html", errno.ENOSPC)
     with pytest.raises(OSError) as exc:
-        store.write_atomic_many({p: "new" for p in files})
+        atomic.write_atomic_many({p: "new" for p in files})
     assert exc.value.errno == errno.ENOSPC and exc.value.filename == str(tmp_path / "b.html")
     assert {p.name: p.read_text() for p in tmp_path.iterdir()} == {
         p.name: t for p, t in files.items()
@@ -102,14 +102,14 @@ def test_write_fault_keeps_the_previous_outputs(
     if how == "fsync":
         fail_fsync_of(monkeypatch, name, err)
     else:
-        real: Callable[..., tuple[int, str]] = store.tempfile.mkstemp
+        real: Callable[..., tuple[int, str]] = atomic.tempfile.mkstemp
 
         def mkstemp(*args: object, prefix: str = "", **kwargs: object) -> tuple[int, str]:
             if prefix.startswith(f".{name}."):
                 raise OSError(err, os.strerror(err), str(out))
             return real(*args, prefix=prefix, **kwargs)
 
-        monkeypatch.setattr(store.tempfile, "mkstemp", mkstemp)
+        monkeypatch.setattr(atomic.tempfile, "mkstemp", mkstemp)
     capsys.readouterr()
     assert main(["run", str(suite), "--out", str(out), "--no-progress"]) == 2
     err_text = capsys.readouterr().err

@@ -13,7 +13,6 @@ the curation report and the learning-curve diagnosis. The harness report renders
 from __future__ import annotations
 
 import json
-import math
 import platform
 import time
 from importlib import metadata
@@ -21,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.atomic import write_atomic
+from harness.metrics.finite import finite_float as finite
 
 MANIFEST = "manifest.json"
 HISTORY = "history.jsonl"
@@ -37,13 +37,6 @@ def library_versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             continue
     return out
-
-
-def finite(value: Any) -> float | None:
-    """A float, or None for a missing or non-finite value (JSON has no NaN)."""
-    if value is None or not math.isfinite(float(value)):
-        return None
-    return float(value)
 
 
 def history_from_log(log_history: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -6,13 +6,12 @@ other tasks or the data, ``run(ctx) -> dict`` (its section of results.json, see
 docs/results.md) and ``gate_values(section)`` (the named values gates may check, see
 docs/gates.md). Audits never re-run the checkpoint on data the task already scored:
 they read the stored per-example records, and anything new they ask of the model goes
-through the batched, cached scoring API of ``harness.model.language_model.LanguageModel``.
+through the batched, cached scoring API (``harness.model.api.ScoringModel``).
 """
 
 from __future__ import annotations
 
 import importlib
-import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -21,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from harness.config.schema_base import StrictModel
+from harness.metrics.finite import finite_float as num
 from harness.metrics.resolve import resolve_metric
 
 if TYPE_CHECKING:
@@ -285,14 +285,6 @@ def data_label(prepared: Any) -> str:
     if prepared.data_path:
         return str(prepared.data_path)
     return f"dataset {getattr(prepared.task.data, 'dataset', '?')}"
-
-
-def num(x: Any) -> float | None:
-    """A float for JSON: NaN and infinities become None."""
-    if x is None:
-        return None
-    x = float(x)
-    return x if math.isfinite(x) else None
 
 
 def mean_interval(

@@ -2,7 +2,7 @@
 
 Both methods call ONE batched probability function: a list of texts (the explained
 input field, perturbed) -> class probabilities, each text rendered into the task's
-prompt and its choices scored by log-likelihood through ``LanguageModel.loglikelihood``
+prompt and its choices scored by log-likelihood through ``ScoringModel.loglikelihood``
 (batched, cached), exactly as the task scores them. SHAP uses the partition algorithm
 over ``shap.maskers.Text`` built on the model's own tokenizer (Lundberg & Lee 2017,
 "A Unified Approach to Interpreting Model Predictions"); LIME fits a local linear model

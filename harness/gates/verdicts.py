@@ -23,6 +23,8 @@ import math
 from collections.abc import Iterable, Mapping
 from typing import Any, TypedDict
 
+from harness.metrics.finite import finite_float as _num
+
 PASS, WARN, FAIL = "pass", "warn", "fail"
 _RANK = {PASS: 0, WARN: 1, FAIL: 2}
 NO_BASELINE = "no baseline"
@@ -53,13 +55,6 @@ def task_values(tasks: Mapping[str, Mapping[str, Any]]) -> dict[str, GateValue]:
                 "reason": entry.get("reason"),
             }
     return flat
-
-
-def _num(x: Any) -> float | None:
-    if x is None:
-        return None
-    x = float(x)
-    return x if math.isfinite(x) else None  # nan or inf: no value a bound can hold
 
 
 def check(gate: Any, entry: GateValue | None, *, no_baseline: str | None = None) -> dict[str, Any]:

@@ -24,8 +24,8 @@ import numpy as np
 
 from harness.data.rows import display_path, sha256_file
 from harness.gates import verdicts as gates_mod
+from harness.metrics.finite import none_if_nan
 from harness.metrics.paired import direction, flips
-from harness.results.finite import none_if_nan
 from harness.results.schema import BaselineRef, GateResult, Results, Verdict
 from harness.tasks import find as find_kind
 

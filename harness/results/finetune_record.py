@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.data.rows import display_path, sha256_file
-from harness.results.finite import null_non_finite
+from harness.metrics.finite import null_non_finite
 
 FINETUNE_MANIFEST, FINETUNE_HISTORY = "manifest.json", "history.jsonl"
 HISTORY_CAP = 100_000  # logged points embedded at most

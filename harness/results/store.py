@@ -27,8 +27,8 @@ from pydantic import ValidationError
 from harness.atomic import write_or_fail
 from harness.data.rows import FILE_NOT_FOUND, NOT_REGULAR
 from harness.errors import UserError
+from harness.metrics.finite import is_finite, null_non_finite
 from harness.metrics.plugin import is_plugin_name
-from harness.results.finite import is_finite, null_non_finite
 from harness.results.schema import Results, located
 
 NOT_RESULTS = "{path}: not a results file of this harness ({reason})"

@@ -19,9 +19,9 @@ from typing import TYPE_CHECKING, Any
 
 from harness.errors import UserError
 from harness.gates import verdicts as gates
+from harness.metrics.finite import none_if_nan
 from harness.model.factory import source_of
 from harness.results.finetune_record import finetune_record
-from harness.results.finite import none_if_nan
 from harness.results.schema import RESULTS_SCHEMA_VERSION, Results
 from harness.version import __version__
 
@@ -173,8 +173,7 @@ def run_suite(
     cache = open_run_cache(console) if suite.cache and main_process else None
     t_load = time.perf_counter()
     try:
-        # Any until the task kinds take a ScoringModel (harness.model.api)
-        lm: Any = open_model(source, cache=cache, group=group)
+        lm = open_model(source, cache=cache, group=group)
     except BaseException:
         if cache is not None:
             cache.close()

@@ -28,7 +28,7 @@ from harness.tasks import prompt_template
 from harness.tasks.records import BaseRecord
 
 if TYPE_CHECKING:
-    from harness.model.language_model import LanguageModel
+    from harness.model.api import ScoringModel
 
 Advance = Callable[[int], None]
 """Progress callback: called with the number of examples just finished."""
@@ -80,14 +80,14 @@ class TaskKind(ABC, Generic[R]):
         self,
         task: Any,
         records: Sequence[R],
-        lm: LanguageModel,
+        lm: ScoringModel,
         *,
         batch_size: int,
         advance: Advance | None = None,
     ) -> None:
         """Make the model requests of ``records`` in batches and fill their outputs."""
 
-    def truncated_chars(self, task: Any, records: Sequence[R], lm: LanguageModel) -> list[int]:
+    def truncated_chars(self, task: Any, records: Sequence[R], lm: ScoringModel) -> list[int]:
         """Per record, the characters of its prompt cut to fit the model's window before
         tokenizing (0: none). The default: nothing is ever cut."""
         return [0] * len(records)

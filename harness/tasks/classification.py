@@ -16,7 +16,7 @@ from harness.tasks.base import Advance, FieldPath, TaskKind, register, render_ro
 from harness.tasks.records import ChoiceRequest, ClassificationRecord
 
 if TYPE_CHECKING:
-    from harness.model.language_model import LanguageModel
+    from harness.model.api import ScoringModel
 
 LABEL_NOT_CHOICE = "label {value!r} is not among the choices ({choices})"
 
@@ -42,7 +42,7 @@ def resolve_label(value: Any, choices: Sequence[str]) -> int | None:
 
 def score_choices(
     records: Sequence[ChoiceRequest],
-    lm: LanguageModel,
+    lm: ScoringModel,
     *,
     batch_size: int,
     advance: Advance | None = None,
@@ -100,7 +100,7 @@ class Classification(TaskKind[ClassificationRecord]):
         self,
         task: Any,
         records: Sequence[ClassificationRecord],
-        lm: LanguageModel,
+        lm: ScoringModel,
         *,
         batch_size: int,
         advance: Advance | None = None,
@@ -108,7 +108,7 @@ class Classification(TaskKind[ClassificationRecord]):
         score_choices(records, lm, batch_size=batch_size, advance=advance)
 
     def truncated_chars(
-        self, task: Any, records: Sequence[ClassificationRecord], lm: LanguageModel
+        self, task: Any, records: Sequence[ClassificationRecord], lm: ScoringModel
     ) -> list[int]:
         return [lm.context_tail(rec["prompt"])[1] for rec in records]
 

@@ -10,7 +10,7 @@ from harness.tasks.base import Advance, FieldPath, TaskKind, register, render_ro
 from harness.tasks.records import GenerationRecord
 
 if TYPE_CHECKING:
-    from harness.model.language_model import LanguageModel
+    from harness.model.api import ScoringModel
 
 
 class Generation(TaskKind[GenerationRecord]):
@@ -43,7 +43,7 @@ class Generation(TaskKind[GenerationRecord]):
         self,
         task: Any,
         records: Sequence[GenerationRecord],
-        lm: LanguageModel,
+        lm: ScoringModel,
         *,
         batch_size: int,
         advance: Advance | None = None,
@@ -59,7 +59,7 @@ class Generation(TaskKind[GenerationRecord]):
             rec["prediction"] = text
 
     def truncated_chars(
-        self, task: Any, records: Sequence[GenerationRecord], lm: LanguageModel
+        self, task: Any, records: Sequence[GenerationRecord], lm: ScoringModel
     ) -> list[int]:
         # the window keeps room for the tokens to generate
         return [lm.prompt_tail(rec["prompt"], task.max_new_tokens)[1] for rec in records]

@@ -12,7 +12,7 @@ from harness.tasks.base import Advance, FieldPath, TaskKind, register, require
 from harness.tasks.records import PerplexityRecord
 
 if TYPE_CHECKING:
-    from harness.model.language_model import LanguageModel
+    from harness.model.api import ScoringModel
 
 _WHITESPACE = re.compile(r"\s+")
 
@@ -37,7 +37,7 @@ class Perplexity(TaskKind[PerplexityRecord]):
         self,
         task: Any,
         records: Sequence[PerplexityRecord],
-        lm: LanguageModel,
+        lm: ScoringModel,
         *,
         batch_size: int,
         advance: Advance | None = None,

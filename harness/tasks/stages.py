@@ -18,7 +18,7 @@ from harness.tasks.records import AnyRecord
 
 if TYPE_CHECKING:
     from harness.data.rows import Row
-    from harness.model.language_model import LanguageModel
+    from harness.model.api import ScoringModel
 
 DUPLICATE_ID = "duplicate id {id!r} (first seen at line {first})"
 MAX_ERRORS = 50
@@ -99,7 +99,7 @@ def _prompt_typos(template: str, row: Row, fields: Sequence[str], source: str) -
 def run(
     task: Any,
     records: Sequence[AnyRecord],
-    lm: LanguageModel,
+    lm: ScoringModel,
     *,
     batch_size: int,
     advance: Advance | None = None,
@@ -108,7 +108,7 @@ def run(
     kind_of(task).run(task, records, lm, batch_size=batch_size, advance=advance)
 
 
-def mark_truncation(task: Any, records: Sequence[AnyRecord], lm: LanguageModel) -> int:
+def mark_truncation(task: Any, records: Sequence[AnyRecord], lm: ScoringModel) -> int:
     """Mark the records whose prompt was cut to the model's window before tokenizing
     (``truncated_chars``: characters dropped from its start); returns how many were.
 

@@ -47,7 +47,6 @@ class FakeLM:
         self.adapter = None
         self.adapter_base = None  # no adapter, so no recorded base to compare
         self.has_adapter = False
-        self.cache = None
         self.load_s = 0.0  # nothing to load
         self.calls = 0
         self.rows = 0

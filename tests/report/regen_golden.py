@@ -20,8 +20,9 @@ SKELETON = GOLDEN / "report.skeleton"
 
 
 def main(argv: list[str]) -> int:
+    from harness.atomic import write_atomic
     from harness.report.html import render_html
-    from harness.results.store import dumps, write_atomic
+    from harness.results.store import dumps
     from tests.report.skeleton import skeleton
 
     if "--results" in argv:

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from harness.results.finite import is_finite, none_if_nan, null_non_finite
+from harness.metrics.finite import is_finite, none_if_nan, null_non_finite
 from harness.results.schema import Results, SuiteEcho
 from harness.results.store import dumps, json_safe, load_results
 from tests.report.synthetic import make_results

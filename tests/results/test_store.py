@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from harness.atomic import write_atomic
 from harness.errors import UserError
 from harness.results.schema import Results
-from harness.results.store import load_results, write_atomic, write_results
+from harness.results.store import load_results, write_results
 
 
 def test_write_atomic_replaces_whole_file(tmp_path: Path) -> None:

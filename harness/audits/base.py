@@ -189,6 +189,14 @@ class Audit:
     """The macro of harness/report/templates/audits.j2 that renders ``view``'s dict."""
     summary: Hook | None = None
     """``summary(section) -> str``: its line in the Markdown summary (None: no line)."""
+    base_referenced: tuple[str, ...] = ()
+    """Its gate names (after ``<name>.``; ``""`` for all) whose reference the audit
+    itself computes on the base model, so a relative gate on them needs no baseline run."""
+
+    def references_base(self, gate_name: str) -> bool:
+        """Whether the audit supplies the reference of the gate value ``gate_name``."""
+        rest = gate_name.partition(".")[2]
+        return any(rest.startswith(p) for p in self.base_referenced)
 
     @property
     def reference(self) -> list[DocSection]:

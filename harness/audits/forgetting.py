@@ -287,4 +287,5 @@ register_module(
     view="harness.report.audits_view:forgetting",
     macro="forgetting",
     summary="harness.report.markdown:forgetting_summary",
+    base_referenced=("",),
 )

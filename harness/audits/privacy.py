@@ -486,4 +486,5 @@ register_module(
     view="harness.report.privacy_view:build",
     macro="privacy",
     summary="harness.report.markdown:privacy_summary",
+    base_referenced=("extraction_rate",),
 )

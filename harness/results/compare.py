@@ -22,6 +22,7 @@ from typing import Any, cast
 
 import numpy as np
 
+from harness import audits
 from harness.data.rows import display_path, sha256_file
 from harness.gates import verdicts as gates_mod
 from harness.metrics.finite import none_if_nan
@@ -330,13 +331,13 @@ def is_relative(gate: Any) -> bool:
     return gate.max_drop is not None or gate.max_increase is not None
 
 
-BASE_REFERENCED = ("forgetting.", "privacy.extraction_rate")
-"""Gate names (prefixes) whose reference is the base model's value, from the audit."""
-
-
 def needs_baseline(gate: Any) -> bool:
-    """A relative gate whose reference is a baseline run (not the base model)."""
-    return is_relative(gate) and not gate.metric.startswith(BASE_REFERENCED)
+    """A relative gate whose reference is a baseline run, not the base model's value
+    that an audit computes (``Audit.base_referenced``)."""
+    if not is_relative(gate):
+        return False
+    name = gate.metric.partition(".")[0]
+    return not (name in audits.available() and audits.get(name).references_base(gate.metric))
 
 
 def baseline_values(baseline: Results, results: Results) -> dict[str, gates_mod.GateValue]:

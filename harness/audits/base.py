@@ -97,7 +97,7 @@ class AuditContext:
     run_task: RunTask = field(default_factory=lambda: _not_given("run_task"))
     """``run_task(task, records, model, advance=None)``: a task's model calls on
     ``records`` (prepared, no outputs yet) with another model, in the suite's batches;
-    the records get that model's outputs (harness.tasks.kinds.run)."""
+    the records get that model's outputs (harness.tasks.run)."""
     load_model: Callable[[Any], Any] = field(default_factory=lambda: _not_given("load_model"))
     """``load_model(source)``: another model, loaded with this run's cache and process
     group (device placement included), as the runner loads the checkpoint."""

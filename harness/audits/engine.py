@@ -142,6 +142,13 @@ def run_audits(
     sections: dict[str, Any] = {}
     values: dict[str, GateValue] = {}
     by_id = {p.task.id: p for p in prepared}
+    given: dict[str, Any] = {
+        "progress": progress,
+        "warn": warn,
+        "run_task": run_task,
+        "load_model": load_model,
+    }
+    services = {k: v for k, v in given.items() if v is not None}  # else the context's defaults
     for name, cfg in _configs(getattr(suite, "audits", None)):
         audit = get(name)
         ctx = AuditContext(
@@ -150,16 +157,9 @@ def run_audits(
             lm=lm,
             prepared=by_id,
             task_results=task_results,
+            model_source=model_source,
+            **services,
         )
-        if progress is not None:
-            ctx.progress = progress
-        if warn is not None:
-            ctx.warn = warn
-        ctx.model_source = model_source
-        if run_task is not None:
-            ctx.run_task = run_task
-        if load_model is not None:
-            ctx.load_model = load_model
         t0 = time.perf_counter()
         section = audit.run(ctx)
         section["time_s"] = round(time.perf_counter() - t0, 3)

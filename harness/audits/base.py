@@ -317,20 +317,10 @@ def clean_interval(entry: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def _mean_aggregate(stats: np.ndarray, params: Any, task: Any) -> dict[str, float]:
-    return {"mean": float(stats[:, 0].mean()) if len(stats) else float("nan")}
-
-
 def _make_mean() -> Any:
-    from harness.metrics.base import Metric, TaskInfo
+    from harness.metrics.base import TaskInfo, mean_metric
 
-    metric = Metric(
-        name="mean",
-        kinds=frozenset(),
-        outputs=lambda params, task: ["mean"],
-        stats=lambda records, params, task: np.zeros((0, 1)),
-        aggregate=_mean_aggregate,
-    )
+    metric = mean_metric("mean", lambda records, params, task: np.zeros((0, 1)), frozenset(), "")
     return metric, TaskInfo(kind="audit")
 
 

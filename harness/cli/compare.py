@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
+
+from harness.cli.report import emit
 
 
 def compare_command(args: argparse.Namespace) -> int:
     from harness.errors import UserError
     from harness.report import load_results
-    from harness.report.render import write_output
     from harness.results.compare import compare
 
     if args.samples is not None and args.samples < 0:
@@ -28,9 +28,5 @@ def compare_command(args: argparse.Namespace) -> int:
         from harness.report.markdown import render_compare_markdown
 
         text = render_compare_markdown(comparison)
-    if args.out:
-        write_output(Path(args.out), text)
-        print(f"{args.format}: {args.out}", file=sys.stderr)
-    else:
-        sys.stdout.write(text)
+    emit(text, args.format, args.out)
     return 0

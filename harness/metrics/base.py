@@ -58,6 +58,39 @@ class Metric:
     signature: Callable[[Mapping[str, Any], TaskInfo], str] = lambda params, task: ""
 
 
+def mean_aggregate(output: str) -> AggregateFn:
+    """Mean of the single statistics column as ``output`` (NaN for no rows)."""
+
+    def aggregate(stats: np.ndarray, params: Mapping[str, Any], task: TaskInfo) -> dict[str, float]:
+        return {output: float(stats[:, 0].mean()) if len(stats) else float("nan")}
+
+    return aggregate
+
+
+def mean_metric(
+    name: str,
+    stats: StatsFn,
+    kinds: frozenset[str],
+    description: str,
+    *,
+    higher_is_better: bool = True,
+    params: Mapping[str, Any] | None = None,
+    validate_params: Callable[[Mapping[str, Any], TaskInfo], None] | None = None,
+) -> Metric:
+    """A metric with one output, named as the metric: the mean of one statistic per example."""
+    return Metric(
+        name=name,
+        kinds=kinds,
+        outputs=lambda params, task: [name],
+        stats=stats,
+        aggregate=mean_aggregate(name),
+        params=dict(params or {}),
+        higher_is_better=higher_is_better,
+        description=description,
+        validate_params=validate_params,
+    )
+
+
 _REGISTRY: dict[str, Metric] = {}
 
 

@@ -69,11 +69,10 @@ def score_stats(
     seed: int = 1234,
 ) -> dict[str, MetricValue]:
     """As ``score`` from already computed (e.g. stored) per-example statistics."""
-    _check(samples, confidence)
-    stats = np.asarray(stats, dtype=float)
+    [stats], [point], [resampled] = _points_and_resamples(
+        metric, [stats], params, task, samples, confidence, seed
+    )
     n = len(stats)
-    point = metric.aggregate(stats, params, task)
-    resampled = _resample(metric, [stats], params, task, samples, seed)[0]
     out: dict[str, MetricValue] = {}
     for name, value in point.items():
         low, high = _interval(resampled.get(name), confidence)
@@ -93,14 +92,9 @@ def paired_bootstrap(
     confidence: float = 0.95,
 ) -> dict[str, PairedValue]:
     """Compare run b with run a on the same examples (row i of both = example i)."""
-    _check(samples, confidence)
-    a = np.asarray(stats_a, dtype=float)
-    b = np.asarray(stats_b, dtype=float)
-    if len(a) != len(b):
-        raise ValueError(PAIRED_ROWS_ERROR.format(a=len(a), b=len(b)))
-    point_a = metric.aggregate(a, params, task)
-    point_b = metric.aggregate(b, params, task)
-    res_a, res_b = _resample(metric, [a, b], params, task, samples, seed)
+    (a, _), (point_a, point_b), (res_a, res_b) = _points_and_resamples(
+        metric, [stats_a, stats_b], params, task, samples, confidence, seed
+    )
     out: dict[str, PairedValue] = {}
     for name in point_a:
         delta = float(point_b[name]) - float(point_a[name])
@@ -118,6 +112,25 @@ def paired_bootstrap(
             "n": len(a),
         }
     return out
+
+
+def _points_and_resamples(
+    metric: Metric,
+    runs: list[np.ndarray],
+    params: Mapping[str, Any],
+    task: TaskInfo,
+    samples: int,
+    confidence: float,
+    seed: int,
+) -> tuple[list[np.ndarray], list[dict[str, float]], list[dict[str, np.ndarray]]]:
+    """Per run (all over the same rows): the stats as floats, the point values and the
+    resampled values (the same row indices for every run)."""
+    _check(samples, confidence)
+    arrays = [np.asarray(stats, dtype=float) for stats in runs]
+    if any(len(other) != len(arrays[0]) for other in arrays[1:]):
+        raise ValueError(PAIRED_ROWS_ERROR.format(a=len(arrays[0]), b=len(arrays[1])))
+    points = [metric.aggregate(stats, params, task) for stats in arrays]
+    return arrays, points, _resample(metric, arrays, params, task, samples, seed)
 
 
 def _check(samples: int, confidence: float) -> None:

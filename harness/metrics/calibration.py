@@ -15,8 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from harness.metrics.base import Metric, Record, TaskInfo, register
-from harness.metrics.classification import mean_aggregate
+from harness.metrics.base import Metric, Record, TaskInfo, mean_metric, register
 
 BINS_ERROR = "bins must be a whole number >= 1 (got {value!r})"
 
@@ -88,24 +87,20 @@ register(
     )
 )
 register(
-    Metric(
-        name="brier",
-        kinds=frozenset({"classification"}),
-        outputs=lambda params, task: ["brier"],
-        stats=_brier_stats,
-        aggregate=mean_aggregate("brier"),
+    mean_metric(
+        "brier",
+        _brier_stats,
+        frozenset({"classification"}),
+        "Multiclass Brier score: mean of sum_k (p_k - onehot_k)^2.",
         higher_is_better=False,
-        description="Multiclass Brier score: mean of sum_k (p_k - onehot_k)^2.",
     )
 )
 register(
-    Metric(
-        name="nll",
-        kinds=frozenset({"classification"}),
-        outputs=lambda params, task: ["nll"],
-        stats=_nll_stats,
-        aggregate=mean_aggregate("nll"),
+    mean_metric(
+        "nll",
+        _nll_stats,
+        frozenset({"classification"}),
+        "Mean negative log probability of the gold choice (natural log).",
         higher_is_better=False,
-        description="Mean negative log probability of the gold choice (natural log).",
     )
 )

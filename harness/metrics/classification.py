@@ -15,7 +15,15 @@ from typing import Any
 
 import numpy as np
 
-from harness.metrics.base import AggregateFn, Metric, OutputsFn, Record, TaskInfo, register
+from harness.metrics.base import (
+    AggregateFn,
+    Metric,
+    OutputsFn,
+    Record,
+    TaskInfo,
+    mean_metric,
+    register,
+)
 
 AVERAGES = ("binary", "macro", "micro", "weighted", "per_class")
 
@@ -180,23 +188,12 @@ def _accuracy_stats(
     return np.asarray([float(r["pred"] == r["gold"]) for r in records], dtype=float).reshape(-1, 1)
 
 
-def mean_aggregate(output: str) -> AggregateFn:
-    """Mean of the single statistics column (NaN for no rows)."""
-
-    def aggregate(stats: np.ndarray, params: Mapping[str, Any], task: TaskInfo) -> dict[str, float]:
-        return {output: float(stats[:, 0].mean()) if len(stats) else float("nan")}
-
-    return aggregate
-
-
 register(
-    Metric(
-        name="accuracy",
-        kinds=frozenset({"classification"}),
-        outputs=lambda params, task: ["accuracy"],
-        stats=_accuracy_stats,
-        aggregate=mean_aggregate("accuracy"),
-        description="Share of examples whose predicted choice is the gold choice.",
+    mean_metric(
+        "accuracy",
+        _accuracy_stats,
+        frozenset({"classification"}),
+        "Share of examples whose predicted choice is the gold choice.",
     )
 )
 _SUFFIX = (

@@ -23,7 +23,15 @@ from typing import Any
 
 import numpy as np
 
-from harness.metrics.base import AggregateFn, Metric, Record, StatsFn, TaskInfo, register
+from harness.metrics.base import (
+    AggregateFn,
+    Metric,
+    Record,
+    StatsFn,
+    TaskInfo,
+    mean_metric,
+    register,
+)
 
 ROUGE_TYPES = ("rouge1", "rouge2", "rougeL", "rougeLsum")
 
@@ -209,14 +217,12 @@ register(
     )
 )
 register(
-    Metric(
-        name="exact_match",
-        kinds=frozenset({"generation"}),
-        outputs=lambda params, task: ["exact_match"],
-        stats=_exact_match_stats,
-        aggregate=_column_means(["exact_match"]),
+    mean_metric(
+        "exact_match",
+        _exact_match_stats,
+        frozenset({"generation"}),
+        "Share of predictions equal to a reference after strip().",
         params={"ignore_case": False},
-        description="Share of predictions equal to a reference after strip().",
         validate_params=lambda params, task: _check_bool(params, "ignore_case"),
     )
 )

@@ -20,7 +20,7 @@ from typing import Any
 from harness import audits as registry
 from harness.report import charts
 from harness.report.example_text import NO_TEXTS, ExampleTexts
-from harness.report.formatting import flatten, fmt, fmt_ci
+from harness.report.formatting import flatten, fmt, fmt_ci, fmt_fields
 from harness.report.safe_text import clean, one_line
 
 EXAMPLES_SHOWN = 20
@@ -143,18 +143,11 @@ def forgetting(sec: Mapping[str, Any], texts: ExampleTexts = NO_TEXTS) -> dict[s
             examples.append(
                 {
                     "output": one_line(output, 120),
-                    "n_worse": fmt(e.get("n_worse")),
-                    "n_better": fmt(e.get("n_better")),
-                    "n_same": fmt(e.get("n_same")),
-                    "mean_delta": fmt(e.get("mean_delta")),
+                    **fmt_fields(e, "n_worse", "n_better", "n_same", "mean_delta"),
                     "most_worse": [
                         {
-                            "id": one_line(r.get("id", ""), 120),
-                            "line": fmt(r.get("line")),
-                            "input": texts.text(task_id, r.get("id")),
-                            "base": fmt(r.get("base")),
-                            "checkpoint": fmt(r.get("checkpoint")),
-                            "delta": fmt(r.get("delta")),
+                            **_example(r, texts, task_id),
+                            **fmt_fields(r, "base", "checkpoint", "delta"),
                         }
                         for r in _rows(e.get("most_worse"))
                     ],
@@ -180,6 +173,15 @@ def forgetting(sec: Mapping[str, Any], texts: ExampleTexts = NO_TEXTS) -> dict[s
     }
 
 
+def _example(r: Mapping[str, Any], texts: ExampleTexts, task: Any) -> dict[str, Any]:
+    """The columns that name one example: its id, its line in the data file, its input."""
+    return {
+        "id": one_line(r.get("id", ""), 120),
+        "line": fmt(r.get("line")),
+        "input": texts.text(task, r.get("id")),
+    }
+
+
 def _pct(x: Any) -> str:
     v = _num(x)
     return "–" if v is None else f"{v * 100:+.2f}%"
@@ -189,9 +191,7 @@ def _flips(f: Mapping[str, Any], texts: ExampleTexts, task_id: str) -> dict[str,
     def rows(items: Any) -> list[dict[str, Any]]:
         return [
             {
-                "id": one_line(r.get("id", ""), 120),
-                "line": fmt(r.get("line")),
-                "input": texts.text(task_id, r.get("id")),
+                **_example(r, texts, task_id),
                 "gold": _text(r.get("gold"), 120),
                 "base_pred": _text(r.get("base_pred"), 120),
                 "pred": _text(r.get("pred"), 120),
@@ -288,9 +288,7 @@ def _counterfactual(cf: Mapping[str, Any], texts: ExampleTexts, task: Any) -> di
         ],
         "flipped": [
             {
-                "id": one_line(r.get("id", ""), 120),
-                "line": fmt(r.get("line")),
-                "input": texts.text(task, r.get("id")),
+                **_example(r, texts, task),
                 "changed": _text(r.get("changed"), 400),
                 "pred": _text(r.get("pred"), 120),
                 "pred_cf": _text(r.get("pred_counterfactual"), 120),
@@ -362,13 +360,16 @@ def explain(sec: Mapping[str, Any], texts: ExampleTexts = NO_TEXTS) -> dict[str,
         methods.append(
             {
                 "name": one_line(name, 60),
-                "sensitive_share": fmt(m.get("sensitive_share")),
-                "calls": fmt(m.get("calls")),
-                "texts": fmt(m.get("texts")),
-                "forward_passes": fmt(m.get("forward_passes")),
-                "model_time_s": fmt(m.get("model_time_s")),
-                "wall_time_s": fmt(m.get("wall_time_s")),
-                "setup_s": fmt(m.get("setup_s")),
+                **fmt_fields(
+                    m,
+                    "sensitive_share",
+                    "calls",
+                    "texts",
+                    "forward_passes",
+                    "model_time_s",
+                    "wall_time_s",
+                    "setup_s",
+                ),
                 "ranking": [
                     {
                         "term": one_line(r.get("term", "?"), TOKEN_LIMIT),
@@ -408,9 +409,7 @@ def explain(sec: Mapping[str, Any], texts: ExampleTexts = NO_TEXTS) -> dict[str,
                 )
         examples.append(
             {
-                "id": one_line(e.get("id", ""), 120),
-                "line": fmt(e.get("line")),
-                "input": texts.text(sec.get("task"), e.get("id")),
+                **_example(e, texts, sec.get("task")),
                 "group": _text(e.get("group"), 120),
                 "label": _text(e.get("label"), 120),
                 "pred": _text(e.get("pred"), 120),

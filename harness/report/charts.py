@@ -140,27 +140,8 @@ def interval_chart(
     xlim: tuple[float, float] | None = None,
 ) -> str:
     """A forest plot: one row per (label, value, ci_low, ci_high), CI as a bar."""
-    import matplotlib as mpl
-
-    rows = [r for r in rows if _finite(r[1])]
-    if not rows:
-        return ""
-    with mpl.rc_context(_RC):
-        fig = _figure(5.5, 0.28 * len(rows) + 0.7)
-        ax = fig.add_subplot()
-        ys = list(range(len(rows)))[::-1]
-        for y, (_, v, lo, hi) in zip(ys, rows, strict=True):
-            if lo is not None and hi is not None and _finite(lo) and _finite(hi):
-                ax.plot([lo, hi], [y, y], color=PASS_C, linewidth=3, alpha=0.35)
-            ax.plot([v or 0.0], [y], "o", color=PASS_C, markersize=4)
-        ax.set_yticks(ys, [_label(r[0]) for r in rows])
-        ax.set_ylim(-0.7, len(rows) - 0.3)
-        if xlim:
-            ax.set_xlim(*xlim)
-        ax.set_xlabel(_label(xlabel))
-        ax.set_title(_label(title), loc="left")
-        ax.grid(axis="x", linewidth=0.4, alpha=0.5)
-        return _svg(fig)
+    coloured = [(label, v, lo, hi, PASS_C) for label, v, lo, hi in rows]
+    return _forest(coloured, title=title, xlabel=_label(xlabel), xlim=xlim, bar_alpha=0.35)
 
 
 JUDGEMENT_C = {"better": GOOD_C, "worse": BAD_C}
@@ -179,6 +160,26 @@ def delta_chart(
     caller, the one that also labels the table: the sign of a delta alone says nothing
     (a falling nll is an improvement).
     """
+    coloured = [(label, d, lo, hi, JUDGEMENT_C.get(j, BASE_C)) for label, d, lo, hi, j in rows]
+    return _forest(
+        coloured,
+        title=title,
+        xlabel="new - baseline (95% paired bootstrap CI); green better, red worse",
+        bar_alpha=0.45,
+        zero_line=True,
+    )
+
+
+def _forest(
+    rows: Sequence[tuple[str, float | None, float | None, float | None, str]],
+    *,
+    title: str,
+    xlabel: str,
+    bar_alpha: float,
+    xlim: tuple[float, float] | None = None,
+    zero_line: bool = False,
+) -> str:
+    """One row per (label, value, low, high, colour), top down; the CI as a bar."""
     import matplotlib as mpl
 
     rows = [r for r in rows if _finite(r[1])]
@@ -188,15 +189,17 @@ def delta_chart(
         fig = _figure(5.5, 0.28 * len(rows) + 0.7)
         ax = fig.add_subplot()
         ys = list(range(len(rows)))[::-1]
-        ax.axvline(0, color="#111827", linewidth=0.8)
-        for y, (_, d, lo, hi, judgement) in zip(ys, rows, strict=True):
-            colour = JUDGEMENT_C.get(judgement, BASE_C)
+        if zero_line:
+            ax.axvline(0, color="#111827", linewidth=0.8)
+        for y, (_, v, lo, hi, colour) in zip(ys, rows, strict=True):
             if lo is not None and hi is not None and _finite(lo) and _finite(hi):
-                ax.plot([lo, hi], [y, y], color=colour, linewidth=3, alpha=0.45)
-            ax.plot([d or 0.0], [y], "o", color=colour, markersize=4)
+                ax.plot([lo, hi], [y, y], color=colour, linewidth=3, alpha=bar_alpha)
+            ax.plot([v or 0.0], [y], "o", color=colour, markersize=4)
         ax.set_yticks(ys, [_label(r[0]) for r in rows])
         ax.set_ylim(-0.7, len(rows) - 0.3)
-        ax.set_xlabel("new - baseline (95% paired bootstrap CI); green better, red worse")
+        if xlim:
+            ax.set_xlim(*xlim)
+        ax.set_xlabel(xlabel)
         ax.set_title(_label(title), loc="left")
         ax.grid(axis="x", linewidth=0.4, alpha=0.5)
         return _svg(fig)

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from harness.report.formatting import flatten, fmt
+from harness.report.formatting import flatten, fmt, fmt_fields
 from harness.report.safe_text import clean, one_line
 
 LISTED_SHOWN = 50
@@ -94,10 +94,8 @@ def leakage(
     leaking, dropped = _count(lk.get("leaking")), _count(lk.get("dropped"))
     numbers = {
         "leaking": fmt(leaking),
-        "checked": fmt(lk.get("checked")),
+        **fmt_fields(lk, "checked", "exact", "ngram"),
         "texts": fmt(lk.get("eval_texts")),
-        "exact": fmt(lk.get("exact")),
-        "ngram": fmt(lk.get("ngram")),
         "threshold": _share(spec.get("threshold")),
         "n": fmt(spec.get("ngram")),
     }

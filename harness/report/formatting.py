@@ -27,6 +27,11 @@ def fmt(x: Any, digits: int = 4) -> str:
     return f"{x:.{digits}g}"
 
 
+def fmt_fields(entry: Mapping[str, Any], *keys: str) -> dict[str, str]:
+    """``{key: fmt(entry[key])}`` for each key, '–' where the entry lacks one."""
+    return {key: fmt(entry.get(key)) for key in keys}
+
+
 def fmt_ci(low: Any, high: Any) -> str:
     if low is None or high is None:
         return "–"

@@ -43,6 +43,7 @@ from harness.audits.base import (
 )
 from harness.data.rows import absent_field
 from harness.errors import UserError, row_error
+from harness.sensitive.group_terms import checked_swaps
 from harness.tasks import get as get_kind
 from harness.tasks.prompt_template import template_fields
 
@@ -88,11 +89,7 @@ class CounterfactualConfig(AuditConfig):
     @field_validator("swaps")
     @classmethod
     def _swaps(cls, value: dict[str, str]) -> dict[str, str]:
-        if not value:
-            raise ValueError(EMPTY_SWAPS)
-        if any(not k.strip() or not v.strip() for k, v in value.items()):
-            raise ValueError(EMPTY_TERM)
-        return value
+        return checked_swaps(value, EMPTY_SWAPS, EMPTY_TERM)
 
 
 class PairsConfig(AuditConfig):

@@ -3,9 +3,9 @@ fine-tuning data (docs/privacy.md).
 
 Three optional parts, each gateable:
 
-* ``pii``: the scanner of harness.audits.pii (presidio) over every output of the
+* ``pii``: the scanner of harness.sensitive.pii (presidio) over every output of the
   suite's generation tasks: counts by type, and the outputs that hold any;
-* ``canaries``: the exposure (Carlini et al. 2019; harness.audits.canary) of each canary
+* ``canaries``: the exposure (Carlini et al. 2019; harness.sensitive.canary) of each canary
   that ``finetune train`` inserted and recorded in the manifest, and of its controls
   (same format, never inserted), ranked against random candidates by the model's
   log-likelihood of the secret given the prefix;

@@ -41,8 +41,9 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         out = tmp_path_factory.mktemp("demo-out")
         printed = io.StringIO()
         with contextlib.redirect_stdout(printed):
-            results = run_demo(out)
-        return {"out": out, "stdout": printed.getvalue(), **results}
+            outcome = run_demo(out)
+        documents = {name: r.document() for name, r in outcome["results"].items()}
+        return {"out": out, "stdout": printed.getvalue(), **outcome, "results": documents}
     finally:
         if old is None:
             os.environ.pop("HARNESS_CACHE_DIR", None)

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from harness.config.schema_base import StrictModel
+from harness.data.rows import absent_field
 from harness.metrics.finite import finite_float as num
 from harness.metrics.resolve import resolve_metric
 
@@ -266,6 +267,26 @@ def hook(value: Hook) -> Callable[..., Any]:
 
 
 # --- helpers shared by the audits -----------------------------------------------------
+
+
+def field_typos(
+    suite: Any, path: SubPath, names: Sequence[str], records: Sequence[Any], file: str
+) -> list[str]:
+    """The names at ``path`` (a list of data fields in the suite) that no example of
+    ``file`` has: one located error each at the suite's line, with the fields the data
+    does have and the closest one, instead of one error per row. A list written as one
+    name (``group: group``) is located at the name."""
+    fields = list(dict.fromkeys(name for rec in records for name in rec["input"]))
+    marks = getattr(suite, "_marks", None)
+    out = []
+    for j, name in enumerate(names):
+        msg = absent_field(name, fields, file)
+        if msg is not None:
+            at: SubPath = (*path, j)
+            if marks is None or at not in marks.values:
+                at = tuple(path)  # written as one name, not a list
+            out.append(locate(suite, at, msg))
+    return out
 
 
 def locate(suite: Any, path: SubPath, message: str) -> str:

@@ -38,6 +38,7 @@ from harness.audits.base import (
     TaskFacts,
     choice_names,
     data_label,
+    field_typos,
     num,
     register_module,
 )
@@ -161,6 +162,10 @@ def check_data(cfg: ExplainConfig, suite: Any, prepared: Mapping[str, Any]) -> l
         return []
     field, _ = _explained_field(cfg, p.task.prompt)
     file = data_label(p)
+    if cfg.group is not None:
+        typos = field_typos(suite, ("audits", "explain", "group"), cfg.group, p.records, file)
+        if typos:  # a name no example has: one error at the suite's line
+            return typos
     errors = []
     for rec in p.records:
         if field is not None and not isinstance(rec["input"].get(field), str):

@@ -37,11 +37,10 @@ from harness.audits.base import (
     choice_names,
     clean_interval,
     data_label,
-    locate,
+    field_typos,
     num,
     register_module,
 )
-from harness.data.rows import absent_field
 from harness.errors import UserError, row_error
 from harness.sensitive.group_terms import checked_swaps
 from harness.tasks import get as get_kind
@@ -180,28 +179,21 @@ def swap_fields(cfg: FairnessConfig, task: Any) -> list[str]:
     return [f for f in template_fields(task.prompt) if f not in cfg.group]
 
 
-def _group_typos(cfg: FairnessConfig, suite: Any, records: Sequence[Any], file: str) -> list[str]:
-    """A group field no example has: one error at the suite's line, not one per row."""
-    fields = list(dict.fromkeys(name for rec in records for name in rec["input"]))
-    marks = getattr(suite, "_marks", None)
-    out = []
-    for j, name in enumerate(cfg.group):
-        msg = absent_field(name, fields, file)
-        if msg is not None:
-            path: tuple[str | int, ...] = ("audits", "fairness", "group", j)
-            if marks is None or path not in marks.values:
-                path = path[:-1]  # written as one name, not a list
-            out.append(locate(suite, path, msg))
-    return out
-
-
 def check_data(cfg: FairnessConfig, suite: Any, prepared: Mapping[str, Any]) -> list[str]:
     """Every example has its group fields; no group has a single example; pairs load."""
     errors: list[str] = []
     p = prepared.get(cfg.task)
     if p is not None:
         file = data_label(p)
-        typos = _group_typos(cfg, suite, p.records, file)
+        typos = field_typos(suite, ("audits", "fairness", "group"), cfg.group, p.records, file)
+        if cfg.counterfactual is not None and cfg.counterfactual.fields is not None:
+            typos += field_typos(
+                suite,
+                ("audits", "fairness", "counterfactual", "fields"),
+                cfg.counterfactual.fields,
+                p.records,
+                file,
+            )
         if typos:
             return typos
         first: dict[tuple[str, ...], int] = {}

@@ -182,10 +182,35 @@ def test_group_with_one_example(tmp_path: Path, capsys: pytest.CaptureFixture[st
     ]
 
 
-def test_counterfactual_and_explain_fields_in_data(
+def test_counterfactual_and_explain_field_typos_are_one_error_at_the_suite(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A field no example has is a typo in the suite: one located error with the fields
+    the data has and the closest one, not one error per row."""
+    suite = write_suite(
+        tmp_path,
+        rows=reviews(n_per_group=3),
+        audits="""  fairness:
+    task: sentiment
+    group: group
+    counterfactual: {swaps: {he: she}, fields: [txt]}
+  explain: {task: sentiment, group: [group, gruop]}
+""",
+    )
+    have = "in data/reviews.jsonl (fields: group, id, label, text)"
+    assert errors(suite, capsys) == [
+        f"{at(suite, 'txt')}: audits.fairness.counterfactual.fields[0]: no field 'txt' {have}; "
+        "did you mean 'text'?",
+        f"{at(suite, 'gruop')}: audits.explain.group[1]: no field 'gruop' {have}; "
+        "did you mean 'group'?",
+    ]
+
+
+def test_counterfactual_and_explain_fields_missing_from_some_rows(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     rows = reviews(n_per_group=3)
+    rows[0] = {**rows[0], "title": "a title", "age": "old"}
     suite = write_suite(
         tmp_path,
         rows=rows,
@@ -198,11 +223,11 @@ def test_counterfactual_and_explain_fields_in_data(
     )
     found = errors(suite, capsys)
     assert found[:2] == [
-        "data/reviews.jsonl line 1: audits.fairness.counterfactual.fields: missing field 'title'",
         "data/reviews.jsonl line 2: audits.fairness.counterfactual.fields: missing field 'title'",
+        "data/reviews.jsonl line 3: audits.fairness.counterfactual.fields: missing field 'title'",
     ]
-    assert "data/reviews.jsonl line 1: audits.explain.group: missing field 'age'" in found
-    assert len(found) == 12  # 6 rows, each without title and age
+    assert "data/reviews.jsonl line 2: audits.explain.group: missing field 'age'" in found
+    assert len(found) == 10  # rows 2-6, each without title and age
 
 
 def test_explain_field_must_be_clear(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -78,6 +78,7 @@ def _run(out_dir: Path, console: Any) -> dict[str, Any]:
     console.print(Text(f"base model: {base} ({'built' if built else 'cached'})"))
     runs = cache_root() / "demo-runs"
     results: dict[str, Any] = {}
+    reports: dict[str, Path] = {}
     for variant in VARIANTS:
         t = time.perf_counter()
         adapter = fine_tune(variant, base, runs / variant, console)
@@ -91,6 +92,7 @@ def _run(out_dir: Path, console: Any) -> dict[str, Any]:
         )
         results[variant], written = evaluate_and_report(suite, show_progress=True, console=console)
         timings[f"evaluate_{variant}_s"] = time.perf_counter() - t
+        reports[variant] = written["html"]
         console.print(
             Text(f"{variant}: verdict {results[variant].verdict.upper()} - {written['html']}")
         )
@@ -104,5 +106,10 @@ def _run(out_dir: Path, console: Any) -> dict[str, Any]:
     write_output(out_dir / "compare.md", render_compare_markdown(comparison))
     html = write_output(out_dir / "compare.html", render_compare_html(comparison))
     timings["total_s"] = time.perf_counter() - t0
+    from harness.report.console import gates_side_by_side
+
+    console.print(gates_side_by_side(results))
+    for variant, path in reports.items():
+        console.print(Text(f"{variant} report: {path}"))
     console.print(Text(f"comparison: {html}"))
     return {"results": results, "timings": timings, "base_built": built}

@@ -9,6 +9,7 @@ fold a long name onto more lines rather than cut it with an ellipsis.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from rich.console import Console
@@ -66,6 +67,30 @@ def gates_table(results: Results) -> Table:
             Text(g.verdict, style=VERDICT_STYLE[g.verdict]),
             _text(g.message, MESSAGE_LIMIT),
         )
+    return table
+
+
+def gates_side_by_side(runs: Mapping[str, Results]) -> Table:
+    """The gates of several runs of one suite, a column per run: each cell the verdict
+    and the gated value (``-`` where a run has no such gate). Rows follow the first
+    run's gate order, then gates only later runs have."""
+    names = list(runs)
+    table = _table("gates", [("gate", "name"), *((name, "word") for name in names)])
+    by_run = [{g.metric: g for g in run.gates} for run in runs.values()]
+    order = list(dict.fromkeys(g for gates in by_run for g in gates))
+    for metric in order:
+        cells = []
+        for gates in by_run:
+            g = gates.get(metric)
+            if g is None:
+                cells.append(Text("-"))
+            else:
+                cells.append(Text(f"{g.verdict} ({fmt(g.value)})", style=VERDICT_STYLE[g.verdict]))
+        table.add_row(_text(metric), *cells)
+    table.add_row(
+        Text("verdict", style="bold"),
+        *(Text(r.verdict.upper(), style=VERDICT_LINE[r.verdict]) for r in runs.values()),
+    )
     return table
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from rich.console import Console
 
 from harness.demo.run import run_demo
 
@@ -40,10 +41,18 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     try:
         out = tmp_path_factory.mktemp("demo-out")
         printed = io.StringIO()
+        console = Console(file=io.StringIO(), width=160)
         with contextlib.redirect_stdout(printed):
-            outcome = run_demo(out)
+            outcome = run_demo(out, console=console)
         documents = {name: r.document() for name, r in outcome["results"].items()}
-        return {"out": out, "stdout": printed.getvalue(), **outcome, "results": documents}
+        shown = console.file.getvalue()  # type: ignore[attr-defined]
+        return {
+            "out": out,
+            "stdout": printed.getvalue(),
+            "console": shown,
+            **outcome,
+            "results": documents,
+        }
     finally:
         if old is None:
             os.environ.pop("HARNESS_CACHE_DIR", None)
@@ -88,6 +97,21 @@ def test_no_raw_trainer_logs_on_the_console(demo: dict[str, Any]) -> None:
     assert demo["base_built"] is True  # the pretraining ran in this demo
     raw = [line for line in demo["stdout"].splitlines() if line.lstrip().startswith("{'")]
     assert raw == []
+
+
+def test_the_console_ends_with_both_checkpoints_gates_and_the_report_paths(
+    demo: dict[str, Any],
+) -> None:
+    tail = demo["console"][demo["console"].rindex("gates") :]
+    header = next(line for line in tail.splitlines() if "naive" in line)
+    assert header.index("naive") < header.index("mitigated")
+    for g in demo["results"]["naive"]["gates"]:
+        row = next(line for line in tail.splitlines() if g["metric"][:40] in line)
+        assert f"{g['verdict']} (" in row, row
+    assert "FAIL" in tail and "PASS" in tail  # the naive run fails, the mitigated passes
+    for variant in ("naive", "mitigated"):
+        assert f"{variant} report: {demo['out'] / variant / 'report.html'}" in tail
+    assert f"comparison: {demo['out'] / 'compare.html'}" in tail
 
 
 def test_every_report_and_the_comparison_are_written(demo: dict[str, Any]) -> None:

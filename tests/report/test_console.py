@@ -105,3 +105,30 @@ def test_control_characters_do_not_reach_the_terminal() -> None:
     text = render(hostile, 80)
     assert "\x1b" not in text and "\x07" not in text
     assert "a.b\ufffd[2J" in text
+
+
+def test_gates_of_two_runs_side_by_side() -> None:
+    """The demo's last table: each gate once, a column per checkpoint with its verdict
+    and value; a gate only one run has shows '-' in the other's column."""
+    from harness.report.console import gates_side_by_side
+
+    def run(verdicts: list[str], values: list[float], extra: bool = False) -> Results:
+        gates = [
+            {"metric": m, "verdict": v, "value": x, "message": ""}
+            for m, v, x in zip(GATES[:2], verdicts, values, strict=True)
+        ]
+        if extra:
+            gates.append({"metric": "only.here", "verdict": "pass", "value": 1, "message": ""})
+        worst = "fail" if "fail" in verdicts else "pass"
+        return Results.model_validate(
+            {"schema_version": 1, "tasks": {}, "gates": gates, "verdict": worst}
+        )
+
+    runs = {"naive": run(["fail", "pass"], [0.5, 2.0]), "mitigated": run(["pass", "pass"], [0.8, 1.5], extra=True)}  # fmt: skip
+    console = Console(file=io.StringIO(), width=120)
+    console.print(gates_side_by_side(runs))
+    text = console.file.getvalue()  # type: ignore[attr-defined]
+    gate, naive, mitigated = columns(text, 3)
+    assert gate == "".join(GATES[:2]) + "only.here" + "verdict"
+    assert naive == "fail (0.5)pass (2)-FAIL"
+    assert mitigated == "pass (0.8)pass (1.5)pass (1)PASS"

@@ -184,7 +184,7 @@ def compare_task(ctx: AuditContext, prepared: Any, base: list[dict[str, Any]]) -
                     metric, output, params, info, stats_b, stats_c, checkpoint
                 )
     return {
-        "kind": task.kind,
+        "kind": kind_of(task).name,
         "n_examples": len(checkpoint),
         "metrics": metrics,
         "flips": _flips(base, checkpoint) if kind_of(task).has_choices else None,

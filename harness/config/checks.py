@@ -29,6 +29,7 @@ from harness.config.schema import (
     UNKNOWN_PARAM,
     ClassificationTask,
     Gate,
+    LmEvalTask,
     MetricSpec,
     _check_template,
     _validate_data,
@@ -50,6 +51,7 @@ class Checks:
         self.base, self.check_files = base_dir, check_files
         self.errors: list[tuple[yaml_marks.Path, str]] = []
         self.params: dict[tuple[int, int], dict[str, Any]] = {}
+        self.scored: dict[int, str | None] = {}  # an lm_eval task's scored kind (None: unknown)
 
     def run(self, raw: dict[str, Any]) -> None:
         model = raw.get("model")
@@ -79,7 +81,7 @@ class Checks:
                     self.errors.append((("tasks", i, "id"), msg))
         if not _ids_sound(raw):
             return  # which task a name means is unknown until every task has its own id
-        facts = _task_facts(raw, first, outputs)
+        facts = _task_facts(raw, first, outputs, self.scored)
         audit_errors = audits.config_problems(raw.get("audits"), facts, self.base, self.check_files)
         self.errors += audit_errors
         # a gate on an audit whose section has errors is checked once the section is fixed
@@ -114,6 +116,15 @@ class Checks:
         if not isinstance(kind, str) or kind not in TASK_CLASSES:
             return None
         cls = TASK_CLASSES[kind]
+        if cls is LmEvalTask:
+            from harness.tasks import lm_eval
+
+            scored, problems = lm_eval.check(task, self.base, self.check_files)
+            self.errors += [(("tasks", i, *sub), msg) for sub, msg in problems]
+            self.scored[i] = scored
+            if scored is None or "metrics" not in task:
+                return None
+            kind = scored
         if "metrics" in task:
             given = task["metrics"]
             specs = (
@@ -172,14 +183,18 @@ def _valid_prompt(task: dict[str, Any]) -> str | None:
 
 
 def _task_facts(
-    raw: dict[str, Any], first: dict[str, int], outputs: dict[str, list[str] | None]
+    raw: dict[str, Any],
+    first: dict[str, int],
+    outputs: dict[str, list[str] | None],
+    scored: dict[int, str | None],
 ) -> dict[str, audits.base.TaskFacts]:
-    """What audit checks may know of each task (by id), from the raw YAML data."""
+    """What audit checks may know of each task (by id), from the raw YAML data (and, for
+    an lm_eval task, the kind it scores as: ``scored``)."""
     tasks = _items(raw, "tasks")
     facts = {}
     for task_id, i in first.items():
         task = tasks[i]
-        kind, choices = task.get("kind"), task.get("choices")
+        kind, choices = scored.get(i, task.get("kind")), task.get("choices")
         ok = (
             isinstance(choices, list)
             and all(isinstance(c, str) for c in choices)

@@ -209,7 +209,7 @@ class _Task(_Strict):
     id: str
     """Identifier of the task, unique in the suite; gates name values as `<id>.<output>`."""
     kind: str
-    """The task kind: classification | generation | perplexity."""
+    """The task kind: classification | generation | perplexity | lm_eval."""
     data: DataSource
     """A .jsonl, .csv or .tsv file relative to the suite file, or a `datasets` source
     {dataset: NAME, split: test, name: CONFIG, data_files: ...}."""
@@ -225,11 +225,17 @@ class _Task(_Strict):
     def _id(cls, value: str) -> str:
         return _check_identifier(value)
 
+    @property
+    def scored_kind(self) -> str:
+        """The kind whose records this task makes and how they are scored (a task kind
+        of harness.tasks): its `kind`, except for `lm_eval` tasks."""
+        return self.kind
+
     def info(self) -> TaskInfo:
         """What a metric may know about this task (harness.metrics.base.TaskInfo)."""
         from harness.metrics.base import TaskInfo
 
-        return TaskInfo(kind=self.kind, choices=tuple(getattr(self, "choices", ())))
+        return TaskInfo(kind=self.scored_kind, choices=tuple(getattr(self, "choices", ())))
 
 
 class _PromptTask(_Task):
@@ -295,11 +301,94 @@ class PerplexityTask(_Task):
     metrics: list[MetricSpec] = _metrics_field("perplexity")
 
 
-Task = Annotated[ClassificationTask | GenerationTask | PerplexityTask, Field(discriminator="kind")]
+class LmEvalTask(_Task):
+    """A task of lm-evaluation-harness (its YAML task definitions, e.g. `hellaswag`),
+    turned into records of the kind its `output_type` names: `multiple_choice` scores as
+    a classification task, `generate_until` as a generation task,
+    `loglikelihood_rolling` as a perplexity task. Needs `pip install
+    'llm-release-harness[lmeval]'`; what differs from lm-eval: docs/benchmarks.md."""
+
+    kind: Literal["lm_eval"]
+    """Selects this kind of task."""
+    data: None = None  # type: ignore[assignment]
+    """Not used: the documents are the lm-eval task's own (its dataset; a hub dataset
+    needs the network)."""
+    task: str = Field(min_length=1)
+    """The lm-eval task name, e.g. `hellaswag` (one task, not a group or tag)."""
+    num_fewshot: int | None = Field(default=None, ge=0)
+    """Few-shot examples in each prompt, drawn as the task's `fewshot_config` says
+    (default: the task's own `num_fewshot`, else 0)."""
+    include_path: str | None = None
+    """A folder of lm-eval task YAMLs (relative to the suite file), searched before
+    lm-eval's own tasks, as lm-eval's `--include_path`."""
+    fewshot_seed: int = 1234
+    """Seed of lm-eval's few-shot sampler (its `fewshot_random_seed`)."""
+    metrics: list[MetricSpec] = Field(min_length=1)
+    """Metrics to compute, each a name or a mapping `{name: NAME, <param>: VALUE}`, for
+    the kind the task scores as (e.g. `accuracy` for `multiple_choice`)."""
+
+    _resolved: Any = PrivateAttr(default=None)
+    _loaded: Any = PrivateAttr(default=None)
+
+    def lm_eval(self) -> Any:
+        """The lm-eval task's config (harness.tasks.lm_eval.Resolved), read once."""
+        if self._resolved is None:
+            from harness.tasks import lm_eval
+
+            self._resolved = lm_eval.resolve(self.task, self.include_path)
+        return self._resolved
+
+    @property
+    def scored_kind(self) -> str:
+        return str(self.lm_eval().scored_kind)
+
+    def load_rows(self) -> list[Any]:
+        """The lm-eval task's evaluation documents as rows (lm-eval builds the task and
+        loads its dataset); LmEvalError (a ValueError) when it cannot."""
+        from harness.tasks import lm_eval
+
+        loaded = lm_eval.load(
+            self.lm_eval(), self.include_path, self.num_fewshot, self.fewshot_seed
+        )
+        self._loaded = loaded
+        return loaded.rows()
+
+    def prepare_fields(self, fields: dict[str, Any], file: str, line: int) -> dict[str, Any]:
+        """The prepared fields of the record of the document at ``line``."""
+        return dict(self._loaded.fields(line, file))
+
+    def provenance(self) -> dict[str, Any]:
+        """The lm-eval task, version and settings, stored in the task's results."""
+        from harness.tasks import lm_eval
+
+        return lm_eval.provenance(self.lm_eval(), self._loaded, self.num_fewshot, self.fewshot_seed)
+
+    # what the generation kind reads of its task (generate_until tasks)
+    @property
+    def max_new_tokens(self) -> int:
+        return int(self.lm_eval().generation().max_new_tokens)
+
+    @property
+    def stop(self) -> list[str]:
+        return list(self.lm_eval().generation().stop)
+
+    @property
+    def extract(self) -> Any:
+        return self.lm_eval().generation().extract
+
+    @property
+    def normalize(self) -> Any:
+        return self.lm_eval().generation().normalize
+
+
+Task = Annotated[
+    ClassificationTask | GenerationTask | PerplexityTask | LmEvalTask, Field(discriminator="kind")
+]
 TASK_CLASSES: dict[str, type[_Task]] = {
     "classification": ClassificationTask,
     "generation": GenerationTask,
     "perplexity": PerplexityTask,
+    "lm_eval": LmEvalTask,
 }
 _validate_task = TypeAdapter(Task).validate_python
 
@@ -417,7 +506,7 @@ class Suite(_Strict):
     model: ModelSpec
     """The model to evaluate (`harness run --model/--adapter` override it)."""
     tasks: list[Task] = Field(min_length=1)
-    """The tasks, each a classification, generation or perplexity task (by `kind`)."""
+    """The tasks, each a classification, generation, perplexity or lm_eval task (by `kind`)."""
     limit: int | None = Field(default=None, ge=1)
     """Cap on examples per task, sampled with `seed` (default: all examples)."""
     seed: int = 1234
@@ -473,7 +562,7 @@ class Suite(_Strict):
         """Where the reports go (`output`, default reports/<name> under the cwd)."""
         return resolve_path(self.output or f"reports/{self.name}", Path.cwd())
 
-    def task(self, task_id: str) -> ClassificationTask | GenerationTask | PerplexityTask:
+    def task(self, task_id: str) -> AnyTask:
         """The task with this id (KeyError if none)."""
         for t in self.tasks:
             if t.id == task_id:
@@ -481,7 +570,7 @@ class Suite(_Strict):
         raise KeyError(task_id)
 
 
-AnyTask = ClassificationTask | GenerationTask | PerplexityTask
+AnyTask = ClassificationTask | GenerationTask | PerplexityTask | LmEvalTask
 
 # union tags pydantic puts in an error's loc, and the model each selects
 UNION_TAGS: dict[str, type[BaseModel] | None] = {

@@ -45,6 +45,7 @@ from harness.config.schema import (
     DatasetSource,
     Gate,
     GenerationTask,
+    LmEvalTask,
     MetricSpec,
     ModelSpec,
     PerplexityTask,
@@ -90,6 +91,7 @@ __all__ = [
     "DatasetSource",
     "Gate",
     "GenerationTask",
+    "LmEvalTask",
     "MetricSpec",
     "ModelSpec",
     "PerplexityTask",
@@ -145,7 +147,11 @@ def _resolve_paths(suite: Suite) -> None:
         if value is not None and looks_local(value, base):
             setattr(suite.model, field, str(resolve_path(value, base)))
     for task in suite.tasks:
-        task.data = resolve_source(task.data, base)
+        if isinstance(task, LmEvalTask):
+            if task.include_path is not None:
+                task.include_path = str(resolve_path(task.include_path, base))
+        else:
+            task.data = resolve_source(task.data, base)
         for spec in task.metrics:
             if is_plugin_metric(spec.name):
                 spec.name = str(resolve_path(spec.name, base))
@@ -162,7 +168,10 @@ def verify_files(suite: Suite) -> None:
     base = suite.base_dir
     found = model_file_errors(base, suite.model.path, suite.model.adapter)
     for i, task in enumerate(suite.tasks):
-        found += [(("tasks", i, "data", *sub), m) for sub, m in source_problems(task.data, base)]
+        if task.data is not None:
+            found += [
+                (("tasks", i, "data", *sub), m) for sub, m in source_problems(task.data, base)
+            ]
         for j, spec in enumerate(task.metrics):
             if is_plugin_metric(spec.name) and not suite.resolve(spec.name).exists():
                 msg = PLUGIN_NOT_FOUND.format(path=suite.resolve(spec.name))
@@ -230,6 +239,6 @@ def task_outputs(task: AnyTask) -> list[str]:
     """The output names a task's metrics produce, in order (gates name these)."""
     outs: list[str] = []
     for spec in task.metrics:
-        produced, _ = metric_outputs(spec, task.kind, task.info(), [], None)
+        produced, _ = metric_outputs(spec, task.scored_kind, task.info(), [], None)
         outs += [o for o in produced if o not in outs]
     return outs

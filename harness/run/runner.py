@@ -54,7 +54,10 @@ def prepare_suite(suite: Any) -> list[PreparedTask]:
         source = task.data
         base_dir = suite.resolve(".")
         try:
-            rows = all_rows = load_rows(source, base_dir)
+            if source is None:  # an lm_eval task: lm-eval's own documents
+                rows = all_rows = _lm_eval_rows(suite, task, i)
+            else:
+                rows = all_rows = load_rows(source, base_dir)
             limit = task.limit if task.limit is not None else suite.limit
             if limit is not None:
                 rows = sample_rows(rows, limit, suite.seed)
@@ -63,7 +66,7 @@ def prepare_suite(suite: Any) -> list[PreparedTask]:
                 label, digest = display_path(path), sha256_file(path)
             else:
                 label, digest = None, None
-            file = label or f"dataset {source.dataset}"
+            file = label or (f"dataset {source.dataset}" if source else f"lm-eval {task.task}")
             typos = field_typos(task, all_rows, file)
             if typos:
                 errors += [
@@ -82,6 +85,17 @@ def prepare_suite(suite: Any) -> list[PreparedTask]:
     if errors:
         raise UserError(errors)
     return prepared
+
+
+def _lm_eval_rows(suite: Any, task: Any, i: int) -> list[Any]:
+    """The documents of an lm_eval task as rows; a task lm-eval cannot build is an error
+    located at the task's name."""
+    from harness.audits.base import locate as suite_error
+
+    try:
+        return list(task.load_rows())
+    except ValueError as exc:
+        raise UserError(suite_error(suite, ("tasks", i, "task"), str(exc))) from None
 
 
 def _written(suite: Any, path: tuple[Any, ...]) -> tuple[Any, ...]:
@@ -195,12 +209,14 @@ def run_suite(
                 metrics = score_task(p, suite)
                 timings[p.task.id] = round(time.perf_counter() - t, 3)
                 tasks_out[p.task.id] = {
-                    "kind": p.task.kind,
+                    "kind": p.task.scored_kind,
                     "n_examples": len(p.records),
                     "n_truncated": n_truncated,
                     "metrics": metrics,
                     "records": p.records,
                 }
+                if hasattr(p.task, "provenance"):  # an lm_eval task's task, version, shots
+                    tasks_out[p.task.id]["lm_eval"] = p.task.provenance()
             audits_out, audit_values = run_audits(
                 suite,
                 lm,

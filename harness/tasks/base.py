@@ -134,8 +134,9 @@ def find(name: object) -> TaskKind[Any] | None:
 
 
 def kind_of(task: Any) -> TaskKind[Any]:
-    """The TaskKind of a task config (its ``kind`` attribute)."""
-    return get(task.kind)
+    """The TaskKind of a task config: its ``scored_kind`` when it has one (an ``lm_eval``
+    task scores as the kind its lm-eval output type names), else its ``kind``."""
+    return get(getattr(task, "scored_kind", None) or task.kind)
 
 
 # -- helpers the kinds share ------------------------------------------------------------

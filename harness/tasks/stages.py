@@ -31,12 +31,16 @@ def prepare(task: Any, rows: Sequence[Row], file: str) -> list[AnyRecord]:
     errors reported together.
     """
     kind = kind_of(task)
+    own = getattr(task, "prepare_fields", None)  # an lm_eval task makes its own fields
     records: list[AnyRecord] = []
     errors: list[str] = []
     seen: dict[str, int] = {}
     for row in rows:
         try:
-            rec = kind.prepare_fields(task, row.fields, file, row.line)
+            if own is not None:
+                rec = own(row.fields, file, row.line)
+            else:
+                rec = kind.prepare_fields(task, row.fields, file, row.line)
         except UserError as exc:
             errors.extend(exc.messages)
             continue
@@ -66,11 +70,12 @@ def field_typos(task: Any, rows: Sequence[Row], source: str) -> list[tuple[Field
     variable read only under ``is defined`` is optional)."""
     kind = kind_of(task)
     fields = columns(rows)
-    named = kind.data_fields(task)
+    own = getattr(task, "prepare_fields", None) is not None  # names no field but id_field
+    named = [] if own else kind.data_fields(task)
     if task.id_field:
         named.append((("id_field",), task.id_field))
     out = [(path, msg) for path, name in named if (msg := absent_field(name, fields, source))]
-    if kind.has_prompt and rows:
+    if kind.has_prompt and rows and not own:
         out += [(("prompt",), msg) for msg in _prompt_typos(task.prompt, rows[0], fields, source)]
     return out
 

@@ -35,6 +35,7 @@ from harness.data.rows import (
     resolve_path,
 )
 from harness.errors import located
+from harness.tasks.lm_eval import LmEvalMethods
 
 if TYPE_CHECKING:
     from harness.metrics.base import TaskInfo
@@ -301,12 +302,12 @@ class PerplexityTask(_Task):
     metrics: list[MetricSpec] = _metrics_field("perplexity")
 
 
-class LmEvalTask(_Task):
+class LmEvalTask(LmEvalMethods, _Task):
     """A task of lm-evaluation-harness (its YAML task definitions, e.g. `hellaswag`),
     turned into records of the kind its `output_type` names: `multiple_choice` scores as
     a classification task, `generate_until` as a generation task,
-    `loglikelihood_rolling` as a perplexity task. Needs `pip install
-    'llm-release-harness[lmeval]'`; what differs from lm-eval: docs/benchmarks.md."""
+    `loglikelihood_rolling` as a perplexity task (harness.tasks.lm_eval). Needs `pip
+    install 'llm-release-harness[lmeval]'`."""
 
     kind: Literal["lm_eval"]
     """Selects this kind of task."""
@@ -329,56 +330,6 @@ class LmEvalTask(_Task):
 
     _resolved: Any = PrivateAttr(default=None)
     _loaded: Any = PrivateAttr(default=None)
-
-    def lm_eval(self) -> Any:
-        """The lm-eval task's config (harness.tasks.lm_eval.Resolved), read once."""
-        if self._resolved is None:
-            from harness.tasks import lm_eval
-
-            self._resolved = lm_eval.resolve(self.task, self.include_path)
-        return self._resolved
-
-    @property
-    def scored_kind(self) -> str:
-        return str(self.lm_eval().scored_kind)
-
-    def load_rows(self) -> list[Any]:
-        """The lm-eval task's evaluation documents as rows (lm-eval builds the task and
-        loads its dataset); LmEvalError (a ValueError) when it cannot."""
-        from harness.tasks import lm_eval
-
-        loaded = lm_eval.load(
-            self.lm_eval(), self.include_path, self.num_fewshot, self.fewshot_seed
-        )
-        self._loaded = loaded
-        return loaded.rows()
-
-    def prepare_fields(self, fields: dict[str, Any], file: str, line: int) -> dict[str, Any]:
-        """The prepared fields of the record of the document at ``line``."""
-        return dict(self._loaded.fields(line, file))
-
-    def provenance(self) -> dict[str, Any]:
-        """The lm-eval task, version and settings, stored in the task's results."""
-        from harness.tasks import lm_eval
-
-        return lm_eval.provenance(self.lm_eval(), self._loaded, self.num_fewshot, self.fewshot_seed)
-
-    # what the generation kind reads of its task (generate_until tasks)
-    @property
-    def max_new_tokens(self) -> int:
-        return int(self.lm_eval().generation().max_new_tokens)
-
-    @property
-    def stop(self) -> list[str]:
-        return list(self.lm_eval().generation().stop)
-
-    @property
-    def extract(self) -> Any:
-        return self.lm_eval().generation().extract
-
-    @property
-    def normalize(self) -> Any:
-        return self.lm_eval().generation().normalize
 
 
 Task = Annotated[

@@ -35,310 +35,55 @@ imported only inside these functions.
 
 from __future__ import annotations
 
-import difflib
-import functools
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from harness.errors import UserError, row_error
+from harness.tasks.lm_eval_config import (
+    BAD_DOC,
+    EMPTY_TEXT,
+    GOLD_NOT_CHOICE,
+    HUB_DATA,
+    LMEVAL_MISSING,
+    LOAD_FAILED,
+    MULTIPLE_TARGETS,
+    NO_DOCS,
+    NO_SHOTS,
+    Extract,
+    GenerationSettings,
+    LmEvalError,
+    LmEvalMissing,
+    Normalize,
+    Resolved,
+    check,
+    find_task,
+    generation_settings,
+    require_lm_eval,
+    resolve,
+)
 
 if TYPE_CHECKING:
     from harness.data.rows import Row
 
-# user-facing messages (tests assert them exactly)
-LMEVAL_MISSING = (
-    "lm_eval tasks need lm-evaluation-harness: pip install 'llm-release-harness[lmeval]'"
-)
-NO_SUCH_TASK = "no lm-eval task '{task}'{hint}"
-NOT_A_TASK = "'{task}' is an lm-eval {what} of several tasks; name one of them, e.g. '{first}'"
-PYTHON_TASK = "'{task}' is an lm-eval task written as a Python class; only YAML tasks are supported"
-UNSUPPORTED = "lm-eval output_type {output_type} is not supported"
-LOAD_FAILED = "lm-eval task '{task}': its documents could not be loaded{network}: {reason}"
-HUB_DATA = " (its data is the hub dataset '{dataset}', which needs the network)"
-NO_SHOTS = "num_fewshot {n}: lm-eval task '{task}' has no few-shot documents"
-NO_DOCS = "lm-eval task '{task}' has no evaluation documents"
-BAD_DOC = "lm-eval could not build the requests of this document: {reason}"
-MULTIPLE_TARGETS = "a list of gold targets is not supported (lm-eval's multiple_target)"
-GOLD_NOT_CHOICE = "gold {gold!r} is not among the {n} choices"
-EMPTY_TEXT = "the text to score is empty"
-FOLDER_NOT_FOUND = "folder not found: {path}"
-
-SCORED_KIND = {
-    "multiple_choice": "classification",
-    "generate_until": "generation",
-    "loglikelihood_rolling": "perplexity",
-}
-"""lm-eval's output_type -> the kind of this harness whose records it becomes."""
-
-# `datasets` builders that read local files (a dataset_path that is one of these, or a
-# local folder, needs no network)
-LOCAL_BUILDERS = frozenset(
-    {"json", "csv", "parquet", "text", "arrow", "pandas", "xml", "sql", "webdataset"}
-)
-DEFAULT_MAX_GEN_TOKS = 256  # lm_eval.defaults.DEFAULT_MAX_GEN_TOKS
-GENERATION_KEYS_APPLIED = {"until", "max_gen_toks"}
-
-
-class LmEvalMissing(ValueError):
-    """lm-eval is not installed (located at the task's ``kind``)."""
-
-
-class LmEvalError(ValueError):
-    """The named lm-eval task cannot be used (located at the task's ``task``)."""
-
-
-def require_lm_eval() -> Any:
-    """The ``lm_eval`` package, or LmEvalMissing naming the extra to install."""
-    try:
-        import lm_eval
-    except ImportError:
-        raise LmEvalMissing(LMEVAL_MISSING) from None
-    return lm_eval
-
-
-# -- generation settings --------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Extract:
-    """An answer extraction read from lm-eval's ``regex`` filter (the attributes the
-    generation kind's ``extract`` setting has)."""
-
-    regex: str
-    group: int | None = None
-    select: Literal["first", "last"] = "first"
-    fallback: str = "[invalid]"
-
-
-@dataclass(frozen=True)
-class Normalize:
-    """Answer normalization read from lm-eval's ``exact_match`` options (the attributes
-    the generation kind's ``normalize`` setting has)."""
-
-    remove: list[str] = field(default_factory=list)
-    lower: bool = False
-    punctuation: bool = False
-    commas: bool = False
-    strip: bool = False
-
-
-@dataclass(frozen=True)
-class GenerationSettings:
-    """What a generation kind reads of its task, from an lm-eval ``generate_until`` config."""
-
-    max_new_tokens: int
-    stop: list[str]
-    extract: Extract | None
-    normalize: Normalize | None
-    filter: str | None
-    """Name of the filter pipeline applied (the first), if any."""
-    not_applied: list[str]
-    """lm-eval settings and filters this harness does not apply, in words."""
-
-
-def generation_settings(config: dict[str, Any]) -> GenerationSettings:
-    """The generation settings of an lm-eval task config (functions unresolved)."""
-    delimiter = config.get("fewshot_delimiter", "\n\n")
-    kwargs = config.get("generation_kwargs")
-    kwargs = dict(kwargs) if isinstance(kwargs, dict) else {}
-    until = kwargs.get("until", [delimiter])
-    stop = [s for s in ([until] if isinstance(until, str) else list(until or [])) if s]
-    not_applied = []
-    for key, value in kwargs.items():
-        if key in GENERATION_KEYS_APPLIED:
-            continue
-        if key == "do_sample" and not value or key == "temperature" and not value:
-            continue  # greedy already
-        not_applied.append(f"generation_kwargs.{key}: {value!r} (decoding is greedy)")
-    extract, name, skipped = _first_filter(config.get("filter_list"))
-    normalize, skipped_metric = _exact_match_options(config.get("metric_list"))
-    return GenerationSettings(
-        max_new_tokens=int(kwargs.get("max_gen_toks", DEFAULT_MAX_GEN_TOKS)),
-        stop=stop,
-        extract=extract,
-        normalize=normalize,
-        filter=name,
-        not_applied=not_applied + skipped + skipped_metric,
-    )
-
-
-def _first_filter(filters: Any) -> tuple[Extract | None, str | None, list[str]]:
-    """(extract, the pipeline's name, what is not applied) of lm-eval's filter_list."""
-    if not isinstance(filters, list) or not filters:
-        return None, None, []
-    first, others = filters[0], filters[1:]
-    name = str(first.get("name", "none"))
-    extract: Extract | None = None
-    skipped = [
-        f"filter '{f.get('name')}' (only the first filter, '{name}', is applied)" for f in others
-    ]
-    for step in first.get("filter") or []:
-        function = step.get("function")
-        select = {0: "first", -1: "last"}.get(step.get("group_select", 0))
-        if function == "take_first":
-            continue  # one generation per example: it is the first
-        if function == "regex" and extract is None and select is not None:
-            extract = Extract(
-                regex=step.get("regex_pattern", r"#### (\-?[0-9\.\,]+)"),
-                select=select,  # type: ignore[arg-type]
-                fallback=str(step.get("fallback", "[invalid]")),
-            )
-            continue
-        skipped.append(f"filter '{name}': {function} {_args(step)}".rstrip())
-    return extract, name, skipped
-
-
-def _args(step: dict[str, Any]) -> str:
-    args = {k: v for k, v in step.items() if k != "function"}
-    return repr(args) if args else ""
-
-
-def _exact_match_options(metrics: Any) -> tuple[Normalize | None, list[str]]:
-    """lm-eval's exact_match options (regexes_to_ignore, ignore_case, ignore_punctuation)
-    as a Normalize, which applies them in lm-eval's order."""
-    for spec in metrics if isinstance(metrics, list) else []:
-        if isinstance(spec, dict) and spec.get("metric") == "exact_match":
-            remove = spec.get("regexes_to_ignore") or []
-            norm = Normalize(
-                remove=[remove] if isinstance(remove, str) else list(remove),
-                lower=bool(spec.get("ignore_case", False)),
-                punctuation=bool(spec.get("ignore_punctuation", False)),
-            )
-            skipped = [
-                f"exact_match.ignore_numbers: {v!r}" for v in [spec.get("ignore_numbers")] if v
-            ]
-            return (norm if norm != Normalize() else None), skipped
-    return None, []
-
-
-# -- resolving a task name (offline) --------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Resolved:
-    """An lm-eval task found in its task index, before it is built."""
-
-    task: str
-    output_type: str
-    config: dict[str, Any]
-    """The task's YAML config, ``!function`` references left unresolved."""
-    source: str | None
-    """The YAML file that defines it."""
-
-    @property
-    def scored_kind(self) -> str:
-        return SCORED_KIND[self.output_type]
-
-    @property
-    def version(self) -> Any:
-        """The task config's own version (``metadata.version``), if any."""
-        meta = self.config.get("metadata")
-        return meta.get("version") if isinstance(meta, dict) else None
-
-    @property
-    def hub_dataset(self) -> str | None:
-        """The hub dataset its documents come from (None: local files or folder)."""
-        path = self.config.get("dataset_path")
-        if not isinstance(path, str) or path in LOCAL_BUILDERS or os.path.isdir(path):
-            return None
-        return path
-
-    def generation(self) -> GenerationSettings:
-        return generation_settings(self.config)
-
-
-@functools.lru_cache(maxsize=8)
-def _manager(include_path: str | None, defaults: bool) -> Any:
-    """lm-eval's TaskManager over ``include_path`` (and its built-in tasks if
-    ``defaults``: indexing those takes seconds, so a task found in ``include_path``
-    alone never pays for it)."""
-    from lm_eval.tasks import TaskManager
-
-    return TaskManager(include_path=include_path, include_defaults=defaults)
-
-
-def _find(task: str, include_path: str | None) -> tuple[Any, Any]:
-    """(index entry or None, the manager that indexes it)."""
-    if include_path is not None:
-        manager = _manager(include_path, False)
-        if task in manager.task_index:
-            return manager.task_index[task], manager
-    manager = _manager(include_path, True)
-    return manager.task_index.get(task), manager
-
-
-def resolve(task: str, include_path: str | Path | None = None) -> Resolved:
-    """The lm-eval task named ``task`` (include_path: a folder of local task YAMLs, as
-    lm-eval's ``--include_path``). LmEvalMissing without lm-eval; LmEvalError for a name
-    that is not one YAML task of a supported output type."""
-    require_lm_eval()
-    return _resolve(task, str(include_path) if include_path is not None else None)
-
-
-@functools.lru_cache(maxsize=64)
-def _resolve(task: str, include_path: str | None) -> Resolved:
-    from lm_eval.tasks._index import Kind
-    from lm_eval.tasks._yaml_loader import load_yaml
-
-    entry, manager = _find(task, include_path)
-    if entry is None:
-        close = difflib.get_close_matches(task, manager.all_subtasks, n=1)
-        hint = f" (did you mean '{close[0]}'?)" if close else ""
-        if include_path is not None and not close:
-            hint = f" in {include_path} or lm-eval's own tasks"
-        raise LmEvalError(NO_SUCH_TASK.format(task=task, hint=hint))
-    if entry.kind in (Kind.GROUP, Kind.TAG):
-        members = sorted(entry.tags) if entry.kind is Kind.TAG else _group_members(entry)
-        what = "tag" if entry.kind is Kind.TAG else "group"
-        raise LmEvalError(NOT_A_TASK.format(task=task, what=what, first=(members or ["?"])[0]))
-    if entry.kind is Kind.PY_TASK:
-        raise LmEvalError(PYTHON_TASK.format(task=task))
-    if entry.cfg is not None:
-        config = dict(entry.cfg)
-    else:
-        config = load_yaml(entry.yaml_path, resolve_func=False, recursive=True)
-    output_type = str(config.get("output_type", "generate_until"))
-    if output_type not in SCORED_KIND:
-        raise LmEvalError(UNSUPPORTED.format(output_type=output_type))
-    source = str(entry.yaml_path) if entry.yaml_path else None
-    return Resolved(task=task, output_type=output_type, config=config, source=source)
-
-
-def _group_members(entry: Any) -> list[str]:
-    members = (entry.cfg or {}).get("task")
-    if not isinstance(members, list):
-        return []
-    return [m if isinstance(m, str) else str(m.get("task", m.get("group", "?"))) for m in members]
-
-
-def check(
-    raw: dict[str, Any], base_dir: Path, check_files: bool = True
-) -> tuple[str | None, list[tuple[tuple[str, ...], str]]]:
-    """(the kind it scores as, problems) of a suite's raw ``kind: lm_eval`` task, each
-    problem with the field it concerns (``kind``, ``task`` or ``include_path``); the kind
-    is None when it cannot be known. Offline: reads the task's config only."""
-    from harness.data.rows import resolve_path
-
-    try:
-        require_lm_eval()
-    except LmEvalMissing as exc:
-        return None, [(("kind",), str(exc))]
-    name, include = raw.get("task"), raw.get("include_path")
-    if not isinstance(name, str) or not name or not isinstance(include, str | None):
-        return None, []  # the schema reports these
-    folder = resolve_path(include, base_dir) if include is not None else None
-    if folder is not None and not folder.is_dir():
-        problem: list[tuple[tuple[str, ...], str]] = [
-            (("include_path",), FOLDER_NOT_FOUND.format(path=folder))
-        ]
-        return None, problem if check_files else []
-    try:
-        return resolve(name, folder).scored_kind, []
-    except LmEvalError as exc:
-        return None, [(("task",), str(exc))]
+__all__ = [
+    "LMEVAL_MISSING",
+    "Extract",
+    "GenerationSettings",
+    "LmEvalError",
+    "LmEvalMethods",
+    "LmEvalMissing",
+    "LoadedTask",
+    "Normalize",
+    "Resolved",
+    "check",
+    "generation_settings",
+    "load",
+    "provenance",
+    "resolve",
+    "shared_prefix",
+]
 
 
 # -- loading the documents and making records -----------------------------------------
@@ -352,7 +97,7 @@ def load(
     ``lm_eval.simple_evaluate`` sets them up. LmEvalError when it cannot be built."""
     require_lm_eval()
     name = resolved.task
-    _, manager = _find(name, str(include_path) if include_path is not None else None)
+    _, manager = find_task(name, str(include_path) if include_path is not None else None)
     try:
         built = manager.load([name])["tasks"][name]
         docs = [dict(doc) for doc in built.eval_docs]
@@ -496,3 +241,61 @@ def provenance(
         out["filter"] = settings.filter
         out["not_applied"] = settings.not_applied
     return out
+
+
+class LmEvalMethods:
+    """What a ``kind: lm_eval`` task config (harness.config.schema.LmEvalTask, which
+    holds the fields) does: resolve its lm-eval task once, load its documents, make the
+    prepared fields of each, and give the settings its scored kind reads."""
+
+    if TYPE_CHECKING:
+        task: str
+        include_path: str | None
+        num_fewshot: int | None
+        fewshot_seed: int
+        _resolved: Resolved | None
+        _loaded: LoadedTask | None
+
+    def lm_eval(self) -> Resolved:
+        """The lm-eval task's config, read once (LmEvalMissing, LmEvalError)."""
+        if self._resolved is None:
+            self._resolved = resolve(self.task, self.include_path)
+        return self._resolved
+
+    @property
+    def scored_kind(self) -> str:
+        return self.lm_eval().scored_kind
+
+    def load_rows(self) -> list[Row]:
+        """The lm-eval task's evaluation documents as rows (lm-eval builds the task and
+        loads its dataset); LmEvalError when it cannot."""
+        self._loaded = load(self.lm_eval(), self.include_path, self.num_fewshot, self.fewshot_seed)
+        return self._loaded.rows()
+
+    def prepare_fields(self, fields: dict[str, Any], file: str, line: int) -> dict[str, Any]:
+        """The prepared fields of the record of the document at ``line`` (after
+        ``load_rows``)."""
+        if self._loaded is None:
+            raise RuntimeError("load_rows() first")
+        return self._loaded.fields(line, file)
+
+    def provenance(self) -> dict[str, Any]:
+        """The lm-eval task, versions and settings, stored in the task's results."""
+        return provenance(self.lm_eval(), self._loaded, self.num_fewshot, self.fewshot_seed)
+
+    # what the generation kind reads of its task (generate_until tasks)
+    @property
+    def max_new_tokens(self) -> int:
+        return self.lm_eval().generation().max_new_tokens
+
+    @property
+    def stop(self) -> list[str]:
+        return list(self.lm_eval().generation().stop)
+
+    @property
+    def extract(self) -> Extract | None:
+        return self.lm_eval().generation().extract
+
+    @property
+    def normalize(self) -> Normalize | None:
+        return self.lm_eval().generation().normalize

@@ -319,9 +319,9 @@ def test_task_kind(suite_dir: Path) -> None:
     )
     assert errors(path) == [
         "suite.yaml:7:11: tasks[0].kind: must be one of classification | generation | "
-        "perplexity, got 'clasification'",
+        "perplexity | lm_eval, got 'clasification'",
         "suite.yaml:8:5: tasks[1].kind: missing required field "
-        "(classification | generation | perplexity)",
+        "(classification | generation | perplexity | lm_eval)",
         "suite.yaml:9:5: tasks[2]: must be a mapping, got 5",
     ]
 

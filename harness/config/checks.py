@@ -70,6 +70,12 @@ class Checks:
             if data is not None:
                 problems = source_problems(data, self.base, self.check_files)
                 self.errors += [(("tasks", i, "data", *sub), msg) for sub, msg in problems]
+            shots = task.get("fewshot")
+            shot_data = _try(_validate_data, shots.get("data")) if isinstance(shots, dict) else None
+            if shot_data is not None:
+                problems = source_problems(shot_data, self.base, self.check_files)
+                shot_at: yaml_marks.Path = ("tasks", i, "fewshot", "data")
+                self.errors += [((*shot_at, *sub), msg) for sub, msg in problems]
             produced = self.metrics(task, i)
             if isinstance(task_id, str):
                 first[task_id] = i
@@ -127,6 +133,8 @@ class Checks:
         info = None  # None: the choices are invalid, so params cannot be checked against them
         if isinstance(choices, list) and all(isinstance(c, str) for c in choices):
             info = registry.TaskInfo(kind=kind, choices=tuple(choices))
+        elif isinstance(choices, dict):  # each row's own list: no fixed choices
+            info = registry.TaskInfo(kind=kind)
         usable = [n for n in registry.available() if kind in registry.get(n).kinds]
         produced: dict[str, int] = {}
         ok = True

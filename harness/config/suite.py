@@ -146,6 +146,9 @@ def _resolve_paths(suite: Suite) -> None:
             setattr(suite.model, field, str(resolve_path(value, base)))
     for task in suite.tasks:
         task.data = resolve_source(task.data, base)
+        shots = getattr(task, "fewshot", None)
+        if shots is not None and shots.data is not None:
+            shots.data = resolve_source(shots.data, base)
         for spec in task.metrics:
             if is_plugin_metric(spec.name):
                 spec.name = str(resolve_path(spec.name, base))
@@ -163,6 +166,12 @@ def verify_files(suite: Suite) -> None:
     found = model_file_errors(base, suite.model.path, suite.model.adapter)
     for i, task in enumerate(suite.tasks):
         found += [(("tasks", i, "data", *sub), m) for sub, m in source_problems(task.data, base)]
+        shots = getattr(task, "fewshot", None)
+        if shots is not None and shots.data is not None:
+            found += [
+                (("tasks", i, "fewshot", "data", *sub), m)
+                for sub, m in source_problems(shots.data, base)
+            ]
         for j, spec in enumerate(task.metrics):
             if is_plugin_metric(spec.name) and not suite.resolve(spec.name).exists():
                 msg = PLUGIN_NOT_FOUND.format(path=suite.resolve(spec.name))

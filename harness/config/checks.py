@@ -134,7 +134,7 @@ class Checks:
         if isinstance(choices, list) and all(isinstance(c, str) for c in choices):
             info = registry.TaskInfo(kind=kind, choices=tuple(choices))
         elif isinstance(choices, dict):  # each row's own list: no fixed choices
-            info = registry.TaskInfo(kind=kind)
+            info = registry.TaskInfo(kind=kind, per_row_choices=True)
         usable = [n for n in registry.available() if kind in registry.get(n).kinds]
         produced: dict[str, int] = {}
         ok = True
@@ -201,6 +201,7 @@ def _task_facts(
             outputs=tuple(produced) if produced is not None else None,
             prompt=_valid_prompt(task),
             label=task["label"] if isinstance(task.get("label"), str) else None,
+            per_row_choices=isinstance(choices, dict),
         )
     return facts
 

@@ -231,7 +231,12 @@ class _Task(_Strict):
         """What a metric may know about this task (harness.metrics.base.TaskInfo)."""
         from harness.metrics.base import TaskInfo
 
-        return TaskInfo(kind=self.kind, choices=tuple(getattr(self, "fixed_choices", ())))
+        per_row = not isinstance(getattr(self, "choices", []), list)
+        return TaskInfo(
+            kind=self.kind,
+            choices=tuple(getattr(self, "fixed_choices", ())),
+            per_row_choices=per_row,
+        )
 
 
 def _check_expression(expression: str) -> str:

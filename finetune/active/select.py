@@ -51,6 +51,7 @@ NO_CLASSIFICATION = "{file}: no classification task to select rows for"
 SEVERAL_TASKS = "--task: {file} has several classification tasks ({tasks}); name one"
 NO_SUCH_TASK = "--task: no task '{task}' in {file}; classification tasks: {tasks}"
 NOT_CLASSIFICATION = "--task: task '{task}' is a {kind} task; select needs a classification task"
+UNSUPPORTED = "--task: task '{task}' uses {what}; select supports a fixed choice list only"
 OUT_IS_POOL = "--out: {path} is the pool itself; write the selection to another file"
 
 
@@ -165,10 +166,15 @@ def choice_probabilities(
     advance: Callable[[int], None] | None = None,
 ) -> np.ndarray:
     """(rows x choices) probabilities, scored as the harness scores the task."""
-    records: list[ChoiceRequest] = [{"prompt": p, "choices": list(task.choices)} for p in prompts]
+    check_supported(task)
+    choices = list(task.fixed_choices)
+    records: list[ChoiceRequest] = [{"prompt": p, "choices": choices} for p in prompts]
+    if task.target_delimiter:
+        for rec in records:
+            rec["target_delimiter"] = task.target_delimiter
     score_choices(records, lm, batch_size=batch_size, advance=advance)
     return np.array([r["probs"] for r in records], dtype=np.float64).reshape(
-        len(records), len(task.choices)
+        len(records), len(choices)
     )
 
 
@@ -205,6 +211,7 @@ def classification_task(suite: Suite, task_id: str | None) -> ClassificationTask
             raise UserError(NO_CLASSIFICATION.format(file=file))
         if len(candidates) > 1:
             raise UserError(SEVERAL_TASKS.format(file=file, tasks=names))
+        check_supported(candidates[0])  # type: ignore[arg-type]
         return candidates[0]  # type: ignore[return-value]
     try:
         task = suite.task(task_id)
@@ -212,7 +219,26 @@ def classification_task(suite: Suite, task_id: str | None) -> ClassificationTask
         raise UserError(NO_SUCH_TASK.format(task=task_id, file=file, tasks=names)) from None
     if not kind_of(task).has_choices:
         raise UserError(NOT_CLASSIFICATION.format(task=task_id, kind=task.kind))
+    check_supported(task)  # type: ignore[arg-type]
     return task  # type: ignore[return-value]
+
+
+def check_supported(task: ClassificationTask) -> None:
+    """Selection scores the task's prompt over pool rows with its fixed choices: a task
+    that builds its contexts otherwise (each row's own choices, shots, a description,
+    partial scoring) is refused rather than scored differently from the harness."""
+    unsupported = [
+        name
+        for name, used in (
+            ("choices from each row", not isinstance(task.choices, list)),
+            ("fewshot", task.fewshot is not None),
+            ("description", task.description is not None),
+            ("continuation", task.continuation is not None),
+        )
+        if used
+    ]
+    if unsupported:
+        raise UserError(UNSUPPORTED.format(task=task.id, what=", ".join(unsupported)))
 
 
 @contextmanager

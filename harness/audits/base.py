@@ -33,6 +33,10 @@ MAX_LISTED = 50
 # user-facing messages (tests assert them exactly)
 NO_SUCH_TASK = "no task '{task}'; tasks: {tasks}"
 NOT_CLASSIFICATION = "task '{task}' is a {kind} task; this audit needs a classification task"
+NOT_FIXED_CHOICES = (
+    "task '{task}' scores each row's own choices; this audit needs a fixed choice list "
+    "(the same classes for every example)"
+)
 NO_AUDIT = "audit '{audit}' is not configured; add an `audits.{audit}` section"
 NO_AUDIT_VALUE = "audit '{audit}' publishes no '{name}'; it publishes: {names}"
 RESERVED_TASK_ID = "'{id}' is reserved for the {id} audit's gate names; choose another task id"
@@ -58,6 +62,8 @@ class TaskFacts:
     outputs: tuple[str, ...] | None = None
     prompt: str | None = None
     label: str | None = None
+    per_row_choices: bool = False
+    """The task scores each row's own choices (``choices: {field: ...}``)."""
 
 
 @dataclass(frozen=True)

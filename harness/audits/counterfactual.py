@@ -12,7 +12,7 @@ Garg et al. 2019, "Counterfactual Fairness in Text Classification through Robust
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 from harness.audits.base import MAX_LISTED, AuditContext, choice_names, num
 from harness.sensitive.group_terms import compile_swaps, swap_table, swap_terms
@@ -28,8 +28,9 @@ def run_counterfactual(
     fields: Sequence[str],
 ) -> dict[str, Any]:
     """Flip rate and change of P(positive) under the swaps (section in docs/results.md)."""
-    from harness.tasks import render, score_choices
+    from harness.tasks import kind_of, score_choices
 
+    kind = kind_of(task)
     table = swap_table(cfg.swaps, cfg.bidirectional)
     pattern = compile_swaps(table)
     originals: list[dict[str, Any]] = []
@@ -46,9 +47,9 @@ def run_counterfactual(
                     new_input[f] = changed[f] = new
         if not changed:
             continue
-        prompt = render(task.prompt, new_input)
-        originals.append(rec)
-        swapped.append({"prompt": prompt, "choices": rec["choices"]})
+        originals.append(rec)  # the swapped row, prepared as the task prepares its rows
+        row = kind.prepare_fields(task, new_input, "counterfactual", rec["line"])
+        swapped.append(cast(ChoiceRequest, row))
         changes.append(changed)
     advance = ctx.progress(f"{task.id} (counterfactual)", len(swapped))
     if swapped:

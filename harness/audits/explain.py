@@ -23,7 +23,7 @@ import string
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import numpy as np
 from pydantic import Field, field_validator
@@ -31,6 +31,7 @@ from pydantic import Field, field_validator
 from harness.audits.base import (
     NO_SUCH_TASK,
     NOT_CLASSIFICATION,
+    NOT_FIXED_CHOICES,
     AuditConfig,
     AuditContext,
     CheckContext,
@@ -140,6 +141,8 @@ def check(cfg: ExplainConfig, ctx: CheckContext) -> list[Problem]:
         return [(("task",), NO_SUCH_TASK.format(task=cfg.task, tasks=known))]
     if facts.kind is not None and not get_kind(facts.kind).has_choices:
         return [(("task",), NOT_CLASSIFICATION.format(task=cfg.task, kind=facts.kind))]
+    if facts.per_row_choices:
+        return [(("task",), NOT_FIXED_CHOICES.format(task=cfg.task))]
     if facts.prompt is not None:
         _, problem = _explained_field(cfg, facts.prompt)
         if problem:
@@ -200,15 +203,23 @@ class ProbabilityFunction:
         self.texts = 0
         self.model_time = 0.0
 
-    def bind(self, fields: Mapping[str, Any]) -> Callable[[Sequence[str]], np.ndarray]:
-        from harness.tasks import render
+    def bind(
+        self, fields: Mapping[str, Any], line: int = 0
+    ) -> Callable[[Sequence[str]], np.ndarray]:
+        from harness.tasks import kind_of
+        from harness.tasks.classification import scored_pairs
+        from harness.tasks.records import ChoiceRequest
 
         choices = list(self.task.choices)
+        kind = kind_of(self.task)
 
         def probabilities(texts: Sequence[str]) -> np.ndarray:
             texts = [str(t) for t in texts]
-            prompts = [render(self.task.prompt, {**fields, self.field: t}) for t in texts]
-            pairs = [(p, c) for p in prompts for c in choices]
+            pairs = []
+            for t in texts:  # the example with the text replaced, prepared as the task does
+                row = {**fields, self.field: t}
+                variant = kind.prepare_fields(self.task, row, "explain", line)
+                pairs += scored_pairs(cast(ChoiceRequest, variant))
             t0 = time.perf_counter()
             scored = self.lm.loglikelihood(pairs, batch_size=self.batch_size)
             self.model_time += time.perf_counter() - t0
@@ -368,7 +379,7 @@ def run(ctx: AuditContext) -> dict[str, Any]:
         t0 = time.perf_counter()
         with forward_passes(ctx.lm) as passes:
             for i, (rec, out) in enumerate(zip(chosen, examples, strict=True)):
-                fn = prob.bind(rec["input"])
+                fn = prob.bind(rec["input"], rec["line"])
                 text = rec["input"][field]
                 if method == "shap":
                     out["shap"] = _shap(

@@ -27,6 +27,7 @@ from pydantic import Field, field_validator
 from harness.audits.base import (
     NO_SUCH_TASK,
     NOT_CLASSIFICATION,
+    NOT_FIXED_CHOICES,
     AuditConfig,
     AuditContext,
     CheckContext,
@@ -145,6 +146,8 @@ def check(cfg: FairnessConfig, ctx: CheckContext) -> list[Problem]:
         problems.append((("task",), NO_SUCH_TASK.format(task=cfg.task, tasks=known)))
     elif facts.kind is not None and not get_kind(facts.kind).has_choices:
         problems.append((("task",), NOT_CLASSIFICATION.format(task=cfg.task, kind=facts.kind)))
+    elif facts.per_row_choices:
+        problems.append((("task",), NOT_FIXED_CHOICES.format(task=cfg.task)))
     elif (
         facts.choices is not None
         and cfg.positive is not None

@@ -72,6 +72,12 @@ class Checks:
             if data is not None:
                 problems = source_problems(data, self.base, self.check_files)
                 self.errors += [(("tasks", i, "data", *sub), msg) for sub, msg in problems]
+            shots = task.get("fewshot")
+            shot_data = _try(_validate_data, shots.get("data")) if isinstance(shots, dict) else None
+            if shot_data is not None:
+                problems = source_problems(shot_data, self.base, self.check_files)
+                shot_at: yaml_marks.Path = ("tasks", i, "fewshot", "data")
+                self.errors += [((*shot_at, *sub), msg) for sub, msg in problems]
             produced = self.metrics(task, i)
             if isinstance(task_id, str):
                 first[task_id] = i
@@ -136,8 +142,12 @@ class Checks:
             specs = cls.model_fields["metrics"].get_default(call_default_factory=True)
         choices = task.get("choices") if cls is ClassificationTask else []
         info = None  # None: the choices are invalid, so params cannot be checked against them
-        if isinstance(choices, list) and all(isinstance(c, str) for c in choices):
+        if cls is LmEvalTask:  # each lm-eval document has its own choices
+            info = registry.TaskInfo(kind=kind, per_row_choices=_has_choices(kind))
+        elif isinstance(choices, list) and all(isinstance(c, str) for c in choices):
             info = registry.TaskInfo(kind=kind, choices=tuple(choices))
+        elif isinstance(choices, dict):  # each row's own list: no fixed choices
+            info = registry.TaskInfo(kind=kind, per_row_choices=True)
         usable = [n for n in registry.available() if kind in registry.get(n).kinds]
         produced: dict[str, int] = {}
         ok = True
@@ -208,8 +218,17 @@ def _task_facts(
             outputs=tuple(produced) if produced is not None else None,
             prompt=_valid_prompt(task),
             label=task["label"] if isinstance(task.get("label"), str) else None,
+            per_row_choices=isinstance(choices, dict) or (i in scored and _has_choices(kind)),
         )
     return facts
+
+
+def _has_choices(kind: Any) -> bool:
+    """Whether the registered kind ``kind`` has choices (False for an unknown kind)."""
+    from harness.tasks import find
+
+    found = find(kind)
+    return found is not None and found.has_choices
 
 
 def _items(raw: dict[str, Any], key: str) -> list[dict[str, Any]]:

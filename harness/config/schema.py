@@ -60,6 +60,8 @@ FOLDER_NOT_FOUND = "folder not found: {path}"
 GATE_METRIC = "must be '<task id>.<output>', e.g. 'sentiment.accuracy'"
 GATE_THRESHOLD = "needs at least one of: {names}"
 BAD_TEMPLATE = "invalid template: {reason}"
+BAD_EXPRESSION = "invalid expression: {reason}"
+FROM_ROW_ONE = "give exactly one of `field` and `expr`"
 CHOICE_TEMPLATE = (
     "{choice!r} holds template syntax, but choices are not templates: each is scored as "
     "written, the same for every row; write the continuation text itself"
@@ -236,17 +238,103 @@ class _Task(_Strict):
         """What a metric may know about this task (harness.metrics.base.TaskInfo)."""
         from harness.metrics.base import TaskInfo
 
-        return TaskInfo(kind=self.scored_kind, choices=tuple(getattr(self, "choices", ())))
+        per_row = not isinstance(getattr(self, "choices", []), list)
+        return TaskInfo(
+            kind=self.scored_kind,
+            choices=tuple(getattr(self, "fixed_choices", ())),
+            per_row_choices=per_row,
+        )
+
+
+def _check_expression(expression: str) -> str:
+    from jinja2 import TemplateSyntaxError
+
+    from harness.tasks import prompt_template
+
+    try:
+        prompt_template.check_expression(expression)
+    except TemplateSyntaxError as exc:
+        raise ValueError(BAD_EXPRESSION.format(reason=exc.message)) from None
+    return expression
+
+
+class FromRow(_Strict):
+    """A value each row gives: a field (`{field: NAME}`, a dotted path such as
+    `choices.text` reads inside a mapping) or a Jinja expression over the row's fields
+    (`{expr: "[option1, option2]"}`); exactly one of the two."""
+
+    field: str | None = Field(default=None, min_length=1)
+    """The field holding the value; `a.b` is field `b` of the mapping in field `a`."""
+    expr: str | None = Field(default=None, min_length=1)
+    """A Jinja expression (sandboxed, as prompts are), e.g. `choices.label.index(answerKey)`."""
+
+    @field_validator("expr")
+    @classmethod
+    def _expr(cls, value: str | None) -> str | None:
+        return None if value is None else _check_expression(value)
+
+    @model_validator(mode="after")
+    def _one(self) -> FromRow:
+        if (self.field is None) == (self.expr is None):
+            raise ValueError(FROM_ROW_ONE)
+        return self
+
+
+def _list_or_row(value: Any) -> str | None:
+    if isinstance(value, list):
+        return "list"
+    return "row" if isinstance(value, dict | FromRow) else None
+
+
+def _field_or_row(value: Any) -> str | None:
+    if isinstance(value, str):
+        return "field"
+    return "row" if isinstance(value, dict | FromRow) else None
+
+
+class FewShot(_Strict):
+    """Few-shot examples put before each prompt. A shot is the shot row's rendered
+    prompt, the task's `target_delimiter`, its gold target (the gold choice, or the first
+    reference) and `delimiter`; `description` comes first, then the shots, then the
+    example's own prompt, as lm-evaluation-harness builds its contexts."""
+
+    n: int = Field(ge=0, le=64)
+    """Number of shots per example."""
+    data: DataSource | None = None
+    """Where shots come from: a file or a `datasets` source, as the task's `data`
+    (default: the task's own data, every row of it, before `limit`)."""
+    sampler: Literal["first_n", "random"] = "first_n"
+    """first_n: the first `n` rows (the same shots for every example, as lm-eval's
+    first_n sampler); random: `n` rows drawn per example with `seed` and the example's
+    line, so a re-run draws the same shots."""
+    seed: int | None = None
+    """Seed of the random sampler (default: the suite's `seed`)."""
+    delimiter: str = "\n\n"
+    """Text after each shot (lm-eval's fewshot_delimiter)."""
+    exclude_self: bool | None = None
+    """Leave out a shot row equal to the example itself (default: true when the shots
+    come from the task's own data, else false)."""
 
 
 class _PromptTask(_Task):
     prompt: str = Field(min_length=1)
     """Jinja2 template over the record's fields (sandboxed), e.g. "Review: {{ text }}"."""
+    description: str | None = None
+    """Template rendered over each row and put first, before the shots (lm-eval's
+    `description`), e.g. "The following are questions about {{ subject }}.\\n\\n"."""
+    fewshot: FewShot | None = None
+    """Few-shot examples before each prompt (see below)."""
+    _shot_pool: Any = PrivateAttr(default=None)  # harness.tasks.shots.attach_pool
+    target_delimiter: str | None = None
+    """Text between a prompt and its answer (lm-eval's target_delimiter): scored before
+    each choice of a classification task, and put between each shot's prompt and its
+    target. Default: " " (as lm-eval), except for a classification task with a fixed
+    choice list, whose choices carry their own leading space: ""."""
 
-    @field_validator("prompt")
+    @field_validator("prompt", "description")
     @classmethod
-    def _prompt(cls, value: str) -> str:
-        return _check_template(value)
+    def _prompt(cls, value: str | None) -> str | None:
+        return None if value is None else _check_template(value)
 
 
 class ClassificationTask(_PromptTask):
@@ -254,22 +342,62 @@ class ClassificationTask(_PromptTask):
 
     kind: Literal["classification"]
     """Selects this kind of task."""
-    choices: list[Annotated[str, Field(min_length=1), AfterValidator(_literal_choice)]] = Field(
-        min_length=2
-    )
-    """The continuations to score (at least 2, all different), e.g. [" negative", " positive"];
-    literal text, the same for every row (a choice holding `{{`, `{%` or `{#` is refused)."""
-    label: str
-    """Field holding the gold choice, as an index (0-based) or as the choice text."""
+    choices: Annotated[
+        Annotated[
+            list[Annotated[str, Field(min_length=1), AfterValidator(_literal_choice)]],
+            Tag("list"),
+        ]
+        | Annotated[FromRow, Tag("row")],
+        Discriminator(
+            _list_or_row,
+            custom_error_type="choices",
+            custom_error_message="must be a list of choices or a mapping {field: NAME} "
+            "or {expr: EXPRESSION}",
+        ),
+    ]
+    """The continuations to score. A list (at least 2, all different), e.g.
+    [" negative", " positive"]: literal text, the same for every row (a choice holding
+    `{{`, `{%` or `{#` is refused). Or each row's own list: `{field: NAME}` (e.g. HellaSwag's
+    `endings`, ARC's `choices.text`) or `{expr: EXPRESSION}`; a row whose list is empty,
+    not a list of texts, or has duplicates is an error at that row."""
+    label: Annotated[
+        Annotated[str, Tag("field")] | Annotated[FromRow, Tag("row")],
+        Discriminator(
+            _field_or_row,
+            custom_error_type="label",
+            custom_error_message="must be a field name or a mapping {expr: EXPRESSION}",
+        ),
+    ]
+    """Field holding the gold choice, as an index (0-based) or as the choice text; or
+    `{expr: EXPRESSION}` giving either (e.g. `choices.label.index(answerKey)`)."""
+    continuation: str | None = None
+    """Partial scoring (Winogrande): a template for the text scored after each choice.
+    The prompt is then rendered once per choice with the choice as `{{ choice }}`, and
+    the log-likelihood of `target_delimiter` + this continuation after it is the
+    choice's score."""
     metrics: list[MetricSpec] = _metrics_field("accuracy")
 
     @field_validator("choices")
     @classmethod
-    def _unique(cls, value: list[str]) -> list[str]:
+    def _unique(cls, value: list[str] | FromRow) -> list[str] | FromRow:
+        if isinstance(value, FromRow):
+            return value
+        if len(value) < 2:
+            raise ValueError("needs at least 2 choices")
         dups = sorted({c for c in value if value.count(c) > 1})
         if dups:
             raise ValueError(f"duplicate choice {dups[0]!r}")
         return value
+
+    @field_validator("continuation")
+    @classmethod
+    def _continuation(cls, value: str | None) -> str | None:
+        return None if value is None else _check_template(value)
+
+    @property
+    def fixed_choices(self) -> tuple[str, ...]:
+        """The choices when they are one list for every row, else ()."""
+        return tuple(self.choices) if isinstance(self.choices, list) else ()
 
 
 class GenerationTask(_PromptTask):
@@ -330,6 +458,13 @@ class LmEvalTask(LmEvalMethods, _Task):
 
     _resolved: Any = PrivateAttr(default=None)
     _loaded: Any = PrivateAttr(default=None)
+
+    def info(self) -> TaskInfo:
+        from harness.metrics.base import TaskInfo
+        from harness.tasks import get
+
+        kind = self.scored_kind  # each multiple_choice document has its own choices
+        return TaskInfo(kind=kind, per_row_choices=get(kind).has_choices)
 
 
 Task = Annotated[
@@ -528,6 +663,9 @@ UNION_TAGS: dict[str, type[BaseModel] | None] = {
     **TASK_CLASSES,
     "datasets": DatasetSource,
     "file": None,
+    "list": None,
+    "row": FromRow,
+    "field": None,
 }
 
 

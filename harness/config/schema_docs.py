@@ -117,6 +117,8 @@ class SchemaReference:
             return "[" + ", ".join(self.yaml(v) for v in value) + "]"
         if isinstance(value, dict):
             return "{" + ", ".join(f"{k}: {self.yaml(v)}" for k, v in value.items()) + "}"
+        if isinstance(value, str) and (not value.strip() or value != value.strip()):
+            return json.dumps(value)  # "\n\n", " ": quoted, as YAML needs them
         return str(value)
 
 

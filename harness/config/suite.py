@@ -152,6 +152,9 @@ def _resolve_paths(suite: Suite) -> None:
                 task.include_path = str(resolve_path(task.include_path, base))
         else:
             task.data = resolve_source(task.data, base)
+        shots = getattr(task, "fewshot", None)
+        if shots is not None and shots.data is not None:
+            shots.data = resolve_source(shots.data, base)
         for spec in task.metrics:
             if is_plugin_metric(spec.name):
                 spec.name = str(resolve_path(spec.name, base))
@@ -171,6 +174,12 @@ def verify_files(suite: Suite) -> None:
         if task.data is not None:
             found += [
                 (("tasks", i, "data", *sub), m) for sub, m in source_problems(task.data, base)
+            ]
+        shots = getattr(task, "fewshot", None)
+        if shots is not None and shots.data is not None:
+            found += [
+                (("tasks", i, "fewshot", "data", *sub), m)
+                for sub, m in source_problems(shots.data, base)
             ]
         for j, spec in enumerate(task.metrics):
             if is_plugin_metric(spec.name) and not suite.resolve(spec.name).exists():

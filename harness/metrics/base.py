@@ -25,6 +25,7 @@ class TaskInfo:
 
     kind: str  # a registered task kind (harness.tasks.available()), or "audit"
     choices: tuple[str, ...] = ()  # a kind with choices only
+    per_row_choices: bool = False  # each example has its own choices (no fixed classes)
 
 
 # The three functions a Metric is made of (aliases for metric modules and plug-ins).

@@ -33,6 +33,11 @@ POSITIVE_ERROR = (
     "positive must be one of the choices {choices} or an index 0..{last} (got {value!r})"
 )
 POSITIVE_AVERAGE_ERROR = "positive applies only to average=binary (average is {average})"
+FIXED_CHOICES_ERROR = (
+    "needs a fixed choice list (the same classes for every example); with each row's own "
+    "choices use accuracy, accuracy_norm or the calibration metrics"
+)
+UNIT_ERROR = "unit must be chars or bytes (got {value!r})"
 PER_CLASS_ERROR = "average=per_class needs the task's choices to name the outputs"
 
 
@@ -62,6 +67,8 @@ def _positive(params: Mapping[str, Any], task: TaskInfo) -> int:
 
 
 def _validate_prf(params: Mapping[str, Any], task: TaskInfo) -> None:
+    if task.per_row_choices:
+        raise ValueError(FIXED_CHOICES_ERROR)
     average = _average(params, task)
     if average not in AVERAGES:
         raise ValueError(AVERAGE_ERROR.format(value=params.get("average")))
@@ -188,12 +195,72 @@ def _accuracy_stats(
     return np.asarray([float(r["pred"] == r["gold"]) for r in records], dtype=float).reshape(-1, 1)
 
 
+def _argmax(values: Sequence[float]) -> int:
+    """Index of the largest value, the first on ties (numpy's argmax, lm-eval's rule)."""
+    return int(np.argmax(np.asarray(values, dtype=float)))
+
+
+def _length(choice: str, unit: str) -> float:
+    return float(len(choice.encode("utf-8")) if unit == "bytes" else len(choice))
+
+
+def _accuracy_norm_stats(
+    records: Sequence[Record], params: Mapping[str, Any], task: TaskInfo
+) -> np.ndarray:
+    """1 when the choice with the best log-likelihood per unit of its own length (the
+    choice text as written, without the target delimiter) is the gold one."""
+    unit = str(params.get("unit", "chars"))
+    out = np.zeros((len(records), 1))
+    for i, r in enumerate(records):
+        per_unit = [ll / _length(c, unit) for ll, c in zip(r["loglik"], r["choices"], strict=True)]
+        out[i, 0] = float(_argmax(per_unit) == r["gold"])
+    return out
+
+
+def _validate_unit(params: Mapping[str, Any], task: TaskInfo) -> None:
+    if params.get("unit", "chars") not in ("chars", "bytes"):
+        raise ValueError(UNIT_ERROR.format(value=params.get("unit")))
+
+
+def _mutual_info_stats(
+    records: Sequence[Record], params: Mapping[str, Any], task: TaskInfo
+) -> np.ndarray:
+    """1 when the choice whose log-likelihood gains most from the prompt (conditional
+    minus unconditional, a pointwise mutual information) is the gold one."""
+    out = np.zeros((len(records), 1))
+    for i, r in enumerate(records):
+        gain = np.asarray(r["loglik"], dtype=float) - np.asarray(r["loglik_unconditional"])
+        out[i, 0] = float(_argmax(gain.tolist()) == r["gold"])
+    return out
+
+
 register(
     mean_metric(
         "accuracy",
         _accuracy_stats,
         frozenset({"classification"}),
         "Share of examples whose predicted choice is the gold choice.",
+    )
+)
+register(
+    mean_metric(
+        "accuracy_norm",
+        _accuracy_norm_stats,
+        frozenset({"classification"}),
+        "Accuracy of the choice with the best log-likelihood per character of the choice "
+        "text (`unit: bytes`: per UTF-8 byte); lm-eval's acc_norm (acc_bytes).",
+        params={"unit": "chars"},
+        validate_params=_validate_unit,
+    )
+)
+register(
+    mean_metric(
+        "accuracy_mutual_info",
+        _mutual_info_stats,
+        frozenset({"classification"}),
+        "Accuracy of the choice whose log-likelihood the prompt raises most (minus its "
+        "log-likelihood after an empty context; scores every choice twice); lm-eval's "
+        "acc_mutual_info.",
     )
 )
 _SUFFIX = (

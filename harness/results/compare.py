@@ -124,7 +124,11 @@ def compare_task(
     rec_a = [a_by[i] for i in shared]
     rec_b = [b_by[i] for i in shared]
     spec = _task_spec(new_results, task_id) or _task_spec(base_results, task_id)
-    info = TaskInfo(kind=kind, choices=tuple(spec.get("choices") or ()))
+    choices = spec.get("choices")
+    fixed = isinstance(choices, list | None)
+    info = TaskInfo(
+        kind=kind, choices=tuple(choices or ()) if fixed else (), per_row_choices=not fixed
+    )
     names = [str(m.get("name")) for m in spec.get("metrics") or [] if isinstance(m, Mapping)]
     base_metrics = base.get("metrics") or {}
     groups: dict[tuple[str, str], list[str]] = {}

@@ -73,6 +73,11 @@ def prepare_suite(suite: Any) -> list[PreparedTask]:
                     suite_error(suite, _written(suite, ("tasks", i, *sub)), m) for sub, m in typos
                 ]
                 continue
+            if getattr(task, "fewshot", None) is not None:
+                problem = _attach_shots(task, all_rows, file, base_dir, suite.seed)
+                if problem:
+                    errors.append(suite_error(suite, ("tasks", i, "fewshot", "n"), problem))
+                    continue
             records = prepare(task, rows, file)
         except UserError as exc:
             errors.extend(exc.messages)
@@ -96,6 +101,23 @@ def _lm_eval_rows(suite: Any, task: Any, i: int) -> list[Any]:
         return list(task.load_rows())
     except ValueError as exc:
         raise UserError(suite_error(suite, ("tasks", i, "task"), str(exc))) from None
+
+
+def _attach_shots(
+    task: Any, own_rows: list[Any], file: str, base_dir: Any, seed: int
+) -> str | None:
+    """Load the rows a task's shots come from (its ``fewshot.data``, else its own rows,
+    before any ``limit``); returns the problem when there are too few of them."""
+    from harness.data.rows import display_path, load_rows
+    from harness.tasks import shots
+
+    source = task.fewshot.data
+    if source is None:
+        shots.attach_pool(task, own_rows, file, own=True, seed=seed)
+    else:
+        name = display_path(source) if isinstance(source, str) else f"dataset {source.dataset}"
+        shots.attach_pool(task, load_rows(source, base_dir), name, own=False, seed=seed)
+    return shots.too_few(task)
 
 
 def _written(suite: Any, path: tuple[Any, ...]) -> tuple[Any, ...]:

@@ -92,6 +92,11 @@ class TaskKind(ABC, Generic[R]):
         tokenizing (0: none). The default: nothing is ever cut."""
         return [0] * len(records)
 
+    def shot(self, task: Any, fields: dict[str, Any], file: str, line: int) -> str:
+        """One row as a solved few-shot example: its prompt, the task's target delimiter
+        and its gold target (harness.tasks.shots; UserError located at the row)."""
+        raise UserError(row_error(file, line, f"a {self.name} task has no few-shot form"))
+
     def metric_inputs(self, record: R) -> tuple[Any, Any]:
         """(prediction, reference) of one record, as a plug-in metric compares them."""
         raise ValueError(f"a {self.name} task has no prediction to compare")
@@ -147,6 +152,38 @@ def require(fields: dict[str, Any], name: str, file: str, line: int) -> Any:
     if name not in fields or fields[name] is None:
         raise UserError(row_error(file, line, MISSING_FIELD.format(field=name)))
     return fields[name]
+
+
+def lookup(fields: dict[str, Any], path: str) -> Any:
+    """A row's field by name, or a dotted path into nested mappings (``choices.text``);
+    None when absent. A field whose own name holds a dot is found first."""
+    if path in fields:
+        return fields[path]
+    value: Any = fields
+    for part in path.split("."):
+        if not isinstance(value, dict) or part not in value:
+            return None
+        value = value[part]
+    return value
+
+
+def from_row(spec: Any, fields: dict[str, Any], file: str, line: int, where: str) -> Any:
+    """The value a ``FromRow`` spec (``field`` or ``expr``) gives for one row; a missing
+    field or a failing expression is an error located at the row, prefixed by ``where``."""
+    if spec.field is not None:
+        value = lookup(fields, spec.field)
+        if value is None:
+            raise UserError(row_error(file, line, MISSING_FIELD.format(field=spec.field)))
+        return value
+    try:
+        return prompt_template.evaluate(spec.expr, fields)
+    except UndefinedError as exc:
+        undefined = UNDEFINED.match(str(exc))
+        msg = MISSING_FIELD.format(field=undefined[1]) if undefined else str(exc)
+        raise UserError(row_error(file, line, f"{where}: {msg}")) from None
+    except Exception as exc:  # the expression fails on this row's values
+        reason = f"{type(exc).__name__}: {exc}"
+        raise UserError(row_error(file, line, f"{where}: {reason}")) from None
 
 
 def render(template: str, fields: dict[str, Any]) -> str:

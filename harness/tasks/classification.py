@@ -12,13 +12,87 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from harness.errors import UserError, row_error
-from harness.tasks.base import Advance, FieldPath, TaskKind, register, render_row, require
+from harness.tasks import shots
+from harness.tasks.base import (
+    Advance,
+    FieldPath,
+    TaskKind,
+    from_row,
+    register,
+    render_row,
+    require,
+)
 from harness.tasks.records import ChoiceRequest, ClassificationRecord
 
 if TYPE_CHECKING:
     from harness.model.api import ScoringModel
 
 LABEL_NOT_CHOICE = "label {value!r} is not among the choices ({choices})"
+
+
+BAD_CHOICES = "choices: {what} (from {source})"
+
+
+def _continuation(task: Any) -> str | None:
+    return getattr(task, "continuation", None)
+
+
+def _delimiter(task: Any) -> str:
+    """The target delimiter: as set, else " " for per-row choices and "" for a fixed list."""
+    value = getattr(task, "target_delimiter", None)
+    if value is not None:
+        return str(value)
+    return "" if isinstance(task.choices, list | tuple) else " "
+
+
+def _top(path: str) -> str:
+    """The top-level field a dotted path starts with."""
+    return path.split(".", 1)[0]
+
+
+def _choices_and_gold(
+    task: Any, fields: dict[str, Any], file: str, line: int
+) -> tuple[list[str], int]:
+    """The row's choices and the index of its gold one (UserError located at the row)."""
+    if isinstance(task.choices, list | tuple):
+        choices = list(task.choices)
+    else:
+        choices = _row_choices(task.choices, fields, file, line)
+    if isinstance(task.label, str):
+        value = require(fields, task.label, file, line)
+    else:
+        value = from_row(task.label, fields, file, line, "label")
+    gold = resolve_label(value, choices)
+    if gold is None:
+        listed = ", ".join(repr(c) for c in choices)
+        raise UserError(row_error(file, line, LABEL_NOT_CHOICE.format(value=value, choices=listed)))
+    return choices, gold
+
+
+def _row_choices(spec: Any, fields: dict[str, Any], file: str, line: int) -> list[str]:
+    """A row's own choice list: a non-empty list of distinct, non-empty texts (numbers
+    are written as text)."""
+    value = from_row(spec, fields, file, line, "choices")
+    source = f"field '{spec.field}'" if spec.field is not None else "the expression"
+
+    def bad(what: str) -> UserError:
+        return UserError(row_error(file, line, BAD_CHOICES.format(what=what, source=source)))
+
+    if not isinstance(value, list | tuple):
+        raise bad(f"expected a list, got {type(value).__name__}")
+    if not value:
+        raise bad("the list is empty")
+    out = []
+    for i, item in enumerate(value):
+        if isinstance(item, bool) or not isinstance(item, str | int | float):
+            raise bad(f"item {i} is {type(item).__name__}, not text")
+        if item == "":
+            raise bad(f"item {i} is empty")
+        out.append(str(item))
+    dups = sorted({c for c in out if out.count(c) > 1})
+    if dups:
+        raise bad(f"duplicate choice {dups[0]!r}")
+    return out
 
 
 def resolve_label(value: Any, choices: Sequence[str]) -> int | None:
@@ -40,25 +114,49 @@ def resolve_label(value: Any, choices: Sequence[str]) -> int | None:
     return None
 
 
+def scored_pairs(record: ChoiceRequest) -> list[tuple[str, str]]:
+    """The (context, continuation) whose log-likelihood is each choice's score: the
+    prompt then ``target_delimiter`` + the choice; with partial scoring (``contexts``),
+    the prompt + the choice's context then ``target_delimiter`` + ``continuation``."""
+    delimiter = record.get("target_delimiter", "")
+    contexts = record.get("contexts")
+    if contexts is not None:
+        tail = delimiter + record.get("continuation", "")
+        return [(record["prompt"] + c, tail) for c in contexts]
+    return [(record["prompt"], delimiter + c) for c in record["choices"]]
+
+
 def score_choices(
     records: Sequence[ChoiceRequest],
     lm: ScoringModel,
     *,
     batch_size: int,
     advance: Advance | None = None,
+    unconditional: bool = False,
 ) -> None:
-    """Score every choice of every record; fill loglik, n_tokens, probs and pred."""
-    pairs = [(r["prompt"], c) for r in records for c in r["choices"]]
-    per_choice = len(records[0]["choices"]) if records else 0
+    """Score every choice of every record; fill loglik, n_tokens, probs and pred, and
+    with ``unconditional`` also ``loglik_unconditional`` (each choice's continuation
+    scored after an empty context: what ``accuracy_mutual_info`` subtracts)."""
+    per_record = [scored_pairs(r) for r in records]
+    pairs = [p for ps in per_record for p in ps]
+    if unconditional:
+        pairs += [("", cont) for ps in per_record for _, cont in ps]
+    total = len(pairs)
+    done = [0.0]
 
     def step(n: int) -> None:
-        if advance is not None and per_choice:
-            advance(n / per_choice)  # type: ignore[arg-type]
+        # progress in examples: the share of all pairs answered, times the records
+        if advance is not None and total:
+            before = int(done[0] * len(records) / total)
+            done[0] += n
+            after = int(done[0] * len(records) / total)
+            if after > before:
+                advance(after - before)
 
     scored = lm.loglikelihood(pairs, batch_size=batch_size, advance=step)
     k = 0
-    for rec in records:
-        n = len(rec["choices"])
+    for rec, ps in zip(records, per_record, strict=True):
+        n = len(ps)
         chunk = scored[k : k + n]
         k += n
         loglik = [s[0] for s in chunk]
@@ -66,6 +164,10 @@ def score_choices(
         rec["n_tokens"] = [s[2] for s in chunk]
         rec["probs"] = softmax(loglik)
         rec["pred"] = max(range(n), key=lambda i: (loglik[i], -i))
+    if unconditional:
+        for rec, ps in zip(records, per_record, strict=True):
+            rec["loglik_unconditional"] = [s[0] for s in scored[k : k + len(ps)]]
+            k += len(ps)
 
 
 def softmax(values: Sequence[float]) -> list[float]:
@@ -78,23 +180,47 @@ def softmax(values: Sequence[float]) -> list[float]:
 class Classification(TaskKind[ClassificationRecord]):
     name = "classification"
     has_choices = True
-    prepared_fields = ("prompt", "choices", "gold")
+    prepared_fields = ("prompt", "choices", "gold", "target_delimiter", "contexts", "continuation")
     criterion = "pred == gold"
 
     def data_fields(self, task: Any) -> list[tuple[FieldPath, str]]:
-        return [(("label",), task.label)]
+        out: list[tuple[FieldPath, str]] = []
+        if isinstance(task.label, str):
+            out.append((("label",), task.label))
+        elif task.label.field is not None:
+            out.append((("label", "field"), _top(task.label.field)))
+        if not isinstance(task.choices, list | tuple) and task.choices.field is not None:
+            out.append((("choices", "field"), _top(task.choices.field)))
+        return out
 
     def prepare_fields(
         self, task: Any, fields: dict[str, Any], file: str, line: int
     ) -> dict[str, Any]:
-        prompt = render_row(task.prompt, fields, file, line)
-        value = require(fields, task.label, file, line)
-        gold = resolve_label(value, task.choices)
-        if gold is None:
-            choices = ", ".join(repr(c) for c in task.choices)
-            msg = LABEL_NOT_CHOICE.format(value=value, choices=choices)
-            raise UserError(row_error(file, line, msg))
-        return {"prompt": prompt, "choices": list(task.choices), "gold": gold}
+        choices, gold = _choices_and_gold(task, fields, file, line)
+        head = shots.prefix(task, fields, line, self.shot, file)
+        delimiter, continuation = _delimiter(task), _continuation(task)
+        out: dict[str, Any] = {}
+        if continuation is None:
+            out["prompt"] = head + render_row(task.prompt, fields, file, line)
+        else:
+            out["prompt"] = head
+        out["choices"], out["gold"] = choices, gold
+        if delimiter:
+            out["target_delimiter"] = delimiter
+        if continuation is not None:
+            out["contexts"] = [
+                render_row(task.prompt, {**fields, "choice": c}, file, line) for c in choices
+            ]
+            out["continuation"] = render_row(continuation, fields, file, line)
+        return out
+
+    def shot(self, task: Any, fields: dict[str, Any], file: str, line: int) -> str:
+        choices, gold = _choices_and_gold(task, fields, file, line)
+        delimiter, continuation = _delimiter(task), _continuation(task)
+        if continuation is None:
+            return render_row(task.prompt, fields, file, line) + delimiter + choices[gold]
+        context = render_row(task.prompt, {**fields, "choice": choices[gold]}, file, line)
+        return context + delimiter + render_row(continuation, fields, file, line)
 
     def run(
         self,
@@ -105,12 +231,15 @@ class Classification(TaskKind[ClassificationRecord]):
         batch_size: int,
         advance: Advance | None = None,
     ) -> None:
-        score_choices(records, lm, batch_size=batch_size, advance=advance)
+        unconditional = any(spec.name == "accuracy_mutual_info" for spec in task.metrics)
+        score_choices(
+            records, lm, batch_size=batch_size, advance=advance, unconditional=unconditional
+        )
 
     def truncated_chars(
         self, task: Any, records: Sequence[ClassificationRecord], lm: ScoringModel
     ) -> list[int]:
-        return [lm.context_tail(rec["prompt"])[1] for rec in records]
+        return [max(lm.context_tail(c)[1] for c, _ in scored_pairs(rec)) for rec in records]
 
     def metric_inputs(self, record: ClassificationRecord) -> tuple[Any, Any]:
         return record["pred"], record["gold"]

@@ -6,6 +6,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from harness.errors import UserError, row_error
+from harness.tasks import shots
 from harness.tasks.base import Advance, FieldPath, TaskKind, register, render_row, require
 from harness.tasks.records import GenerationRecord
 
@@ -28,16 +30,15 @@ class Generation(TaskKind[GenerationRecord]):
     def prepare_fields(
         self, task: Any, fields: dict[str, Any], file: str, line: int
     ) -> dict[str, Any]:
-        prompt = render_row(task.prompt, fields, file, line)
-        names = [task.reference] if isinstance(task.reference, str) else list(task.reference)
-        refs: list[str] = []
-        for name in names:
-            ref = require(fields, name, file, line)
-            if isinstance(ref, list):
-                refs.extend(str(r) for r in ref)
-            else:
-                refs.append(str(ref))
-        return {"prompt": prompt, "references": refs}
+        head = shots.prefix(task, fields, line, self.shot, file)
+        prompt = head + render_row(task.prompt, fields, file, line)
+        return {"prompt": prompt, "references": _references(task, fields, file, line)}
+
+    def shot(self, task: Any, fields: dict[str, Any], file: str, line: int) -> str:
+        refs = _references(task, fields, file, line)
+        if not refs:
+            raise UserError(row_error(file, line, "a few-shot row needs a reference"))
+        return render_row(task.prompt, fields, file, line) + _delimiter(task) + refs[0]
 
     def run(
         self,
@@ -71,6 +72,23 @@ class Generation(TaskKind[GenerationRecord]):
         """Exact match with a reference after strip()."""
         pred = str(record.get("prediction", "")).strip()
         return any(pred == str(r).strip() for r in record.get("references") or [])
+
+
+def _delimiter(task: Any) -> str:
+    value = getattr(task, "target_delimiter", None)
+    return " " if value is None else str(value)
+
+
+def _references(task: Any, fields: dict[str, Any], file: str, line: int) -> list[str]:
+    names = [task.reference] if isinstance(task.reference, str) else list(task.reference)
+    refs: list[str] = []
+    for name in names:
+        ref = require(fields, name, file, line)
+        if isinstance(ref, list):
+            refs.extend(str(r) for r in ref)
+        else:
+            refs.append(str(ref))
+    return refs
 
 
 GENERATION = register(Generation())

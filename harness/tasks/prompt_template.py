@@ -211,6 +211,37 @@ def render(template: str, fields: dict[str, Any]) -> str:
     return "".join(parts)
 
 
+def check_expression(expression: str) -> None:
+    """Parse a Jinja expression (``choices.text``, ``[option1, option2]``); raises
+    ``jinja2.TemplateSyntaxError`` for bad syntax."""
+    _expression(expression)
+
+
+@functools.lru_cache(maxsize=256)
+def _expression(expression: str) -> Any:
+    return _ENV.compile_expression(expression, undefined_to_none=False)
+
+
+def evaluate(expression: str, fields: dict[str, Any]) -> Any:
+    """The value of a Jinja expression over one row's fields, in the same sandbox and
+    within the same limits as ``render`` (a null field counts as missing)."""
+    compiled = _expression(expression)
+    values = {k: v for k, v in fields.items() if v is not None}
+    _BUDGET.output = MIN_OUTPUT + OUTPUT_PER_INPUT * sum(_size(v) for v in values.values())
+    try:
+        with _deadline(MAX_SECONDS):
+            value = compiled(**values)
+    except RecursionError:
+        raise TemplateLimit(TOO_DEEP) from None
+    except MemoryError:
+        raise TemplateLimit(OUT_OF_MEMORY) from None
+    finally:
+        _BUDGET.output = MIN_OUTPUT
+    if isinstance(value, StrictUndefined):
+        value._fail_with_undefined_error()
+    return value
+
+
 def _size(value: Any) -> int:
     if isinstance(value, str | bytes):
         return len(value)

@@ -42,8 +42,18 @@ class ClassificationRecord(BaseRecord):
     """A multiple-choice example: every choice scored after the prompt."""
 
     prompt: str
+    """The context the choices are scored after: description, shots and the rendered
+    prompt (with partial scoring, description and shots only)."""
     choices: list[str]
+    """This example's choices (the task's fixed list, or the row's own)."""
     gold: int
+    target_delimiter: NotRequired[str]
+    """Only when not "": scored between the context and each choice (or continuation)."""
+    contexts: NotRequired[list[str]]
+    """Partial scoring only: the prompt rendered with each choice; choice i is scored as
+    ``continuation`` after ``prompt + contexts[i]``."""
+    continuation: NotRequired[str]
+    """Partial scoring only: the text scored after each choice's context."""
     loglik: NotRequired[list[float]]
     """Sum log-prob of each choice's continuation tokens given the prompt."""
     n_tokens: NotRequired[list[int]]
@@ -51,6 +61,9 @@ class ClassificationRecord(BaseRecord):
     """Softmax of ``loglik`` over the choices."""
     pred: NotRequired[int]
     """Argmax of ``loglik`` (the first choice on ties)."""
+    loglik_unconditional: NotRequired[list[float]]
+    """Only for ``accuracy_mutual_info``: each choice's continuation scored after an
+    empty context."""
 
 
 class GenerationRecord(BaseRecord):
@@ -77,10 +90,14 @@ class ChoiceRequest(TypedDict):
 
     prompt: str
     choices: list[str]
+    target_delimiter: NotRequired[str]
+    contexts: NotRequired[list[str]]
+    continuation: NotRequired[str]
     loglik: NotRequired[list[float]]
     n_tokens: NotRequired[list[int]]
     probs: NotRequired[list[float]]
     pred: NotRequired[int]
+    loglik_unconditional: NotRequired[list[float]]
 
 
 AnyRecord = ClassificationRecord | GenerationRecord | PerplexityRecord

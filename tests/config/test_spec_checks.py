@@ -106,7 +106,9 @@ def test_gate_on_an_invalid_task_reports_only_the_task(suite_dir: Path) -> None:
         + SENTIMENT.replace("label: label", "label: 5")
         + "gates: [{metric: sentiment.x, min: 1}]\n",
     )
-    assert errors(path) == ["suite.yaml:11:12: tasks[0].label: must be text, got 5"]
+    assert errors(path) == [
+        "suite.yaml:11:12: tasks[0].label: must be a field name or a mapping {expr: EXPRESSION}, got 5"
+    ]
 
 
 def test_gate_thresholds_are_declared_by_field() -> None:

@@ -1,0 +1,115 @@
+"""The context before an example's own prompt: the task's ``description``, then its
+few-shot examples (``fewshot``), as lm-evaluation-harness lays out a plain-text context.
+
+A shot is one row of the shot pool written as the model should answer it: the row's
+rendered prompt, the task's target delimiter and the row's gold target, then the
+few-shot delimiter (the kind says what prompt and target are: ``TaskKind.shot``). The
+pool is the ``fewshot.data`` source, or every row of the task's own data; the runner
+loads it once per task (``attach_pool``) before the records are prepared.
+
+``first_n`` gives every example the same shots, so the prefix is built once; ``random``
+draws per example from a generator seeded with the suite's seed and the example's line,
+so re-preparing a row (a re-run, the counterfactual audit) draws the same shots.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from harness.errors import UserError
+
+if TYPE_CHECKING:
+    from harness.data.rows import Row
+
+ShotText = Callable[[Any, dict[str, Any], str, int], str]
+"""The kind's ``shot(task, fields, file, line)``: one row as a solved example."""
+
+TOO_FEW_SHOTS = "asks for {n} shots but {source} has only {available} usable rows"
+
+
+@dataclass
+class ShotPool:
+    """The rows shots are drawn from, and the shot texts built so far (by index)."""
+
+    rows: list[Row]
+    file: str
+    """The pool's name in messages (a file path, or ``dataset NAME``)."""
+    own: bool
+    """The pool is the task's own data."""
+    seed: int = 1234
+    """The random sampler's seed when ``fewshot.seed`` is not set (the suite's)."""
+    texts: dict[int, str] = field(default_factory=dict)
+
+
+def attach_pool(task: Any, rows: Sequence[Row], file: str, *, own: bool, seed: int) -> None:
+    """Give a task with ``fewshot`` the rows its shots come from (``seed``: the suite's)."""
+    task._shot_pool = ShotPool(list(rows), file, own, seed)
+
+
+def usable(task: Any) -> int:
+    """How many rows an example may draw shots from (its own row left out)."""
+    pool = _pool(task)
+    return len(pool.rows) - (1 if _exclude_self(task) and pool.rows else 0)
+
+
+def too_few(task: Any) -> str | None:
+    """The problem when the pool cannot give ``fewshot.n`` shots, else None."""
+    shots = task.fewshot
+    if shots is None or shots.n == 0 or usable(task) >= shots.n:
+        return None
+    pool = _pool(task)
+    source = "the task's data" if pool.own else pool.file
+    return TOO_FEW_SHOTS.format(n=shots.n, source=source, available=usable(task))
+
+
+def prefix(task: Any, fields: dict[str, Any], line: int, shot: ShotText, file: str) -> str:
+    """``description`` then the shots for the row at ``line`` ("" when the task has
+    neither). Errors in a shot row are located in the pool's file."""
+    from harness.tasks.base import render_row
+
+    description = getattr(task, "description", None)
+    head = render_row(description, fields, file, line) if description else ""
+    shots = getattr(task, "fewshot", None)
+    if shots is None or shots.n == 0:
+        return head
+    pool = _pool(task)
+    chosen = _choose(task, pool, fields, line)
+    parts = []
+    for index in chosen:
+        if index not in pool.texts:
+            row = pool.rows[index]
+            pool.texts[index] = shot(task, row.fields, pool.file, row.line) + shots.delimiter
+        parts.append(pool.texts[index])
+    return head + "".join(parts)
+
+
+def _pool(task: Any) -> ShotPool:
+    pool = getattr(task, "_shot_pool", None)
+    if pool is None:
+        raise UserError(f"task {task.id}: few-shot rows were not loaded")
+    return pool  # type: ignore[no-any-return]
+
+
+def _exclude_self(task: Any) -> bool:
+    flag = task.fewshot.exclude_self
+    return _pool(task).own if flag is None else bool(flag)
+
+
+def _choose(task: Any, pool: ShotPool, fields: dict[str, Any], line: int) -> list[int]:
+    """Indices of the pool rows that are the shots of the example at ``line``: one row
+    more than needed is drawn, and a row equal to the example dropped (as lm-eval does),
+    so the cost does not grow with the pool."""
+    cfg = task.fewshot
+    exclude = _exclude_self(task)
+    want = min(len(pool.rows), cfg.n + (1 if exclude else 0))
+    if cfg.sampler == "first_n":
+        picked = list(range(want))
+    else:
+        seed = cfg.seed if cfg.seed is not None else pool.seed
+        picked = random.Random(f"{seed}:{line}").sample(range(len(pool.rows)), want)
+    if exclude:
+        picked = [i for i in picked if pool.rows[i].fields != fields]
+    return picked[: cfg.n]

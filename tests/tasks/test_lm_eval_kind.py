@@ -152,6 +152,8 @@ def write_tasks(folder: Path) -> Path:
         "gsm_local": {
             "dataset_kwargs": _dataset(folder, test=gsm, train=gsm),
             "fewshot_split": "train",
+            "fewshot_config": {"sampler": "first_n"},
+            "num_fewshot": 1,
             "output_type": "generate_until",
             "doc_to_text": "Question: {{question}}\nAnswer:",
             "doc_to_target": "{{answer}}",
@@ -520,3 +522,41 @@ def test_run_suite_matches_lmeval_on_a_tiny_model(root: Path, tiny_gpt2: Path) -
             assert ours.metrics["accuracy_norm"].value == peer.metric(out, name, "acc_norm")
         prov = ours.model_dump()["lm_eval"]
         assert prov["task"] == name and prov["lm_eval_version"] == "0.4.13"
+
+
+@pytest.mark.slow
+def test_generation_run_matches_lmeval_generations(root: Path, tiny_gpt2: Path) -> None:
+    """A generate_until task: our greedy generations (prompt with one shot, stop strings
+    and max_gen_toks from the task's generation_kwargs) are lm-eval's, text for text."""
+    from harness.run.runner import run_suite
+
+    tasks = "  - {id: gsm, kind: lm_eval, task: gsm_local, include_path: tasks/, num_fewshot: 1, metrics: [exact_match]}\n"
+    results = run_suite(load_suite(write_suite(root, tiny_gpt2, tasks)), show_progress=False)
+    out = peer.simple_evaluate_local(tiny_gpt2, root / "tasks", ["gsm_local"], batch_size=4)
+    samples = [s for s in peer.samples(out, "gsm_local") if s["filter"] == "strict-match"]
+    theirs = [s["resps"][0][0] for s in samples]
+    ours = results.tasks["gsm"]
+    assert [r["prediction"] for r in ours.records] == theirs
+    assert ours.kind == "generation"
+    prov = ours.model_dump()["lm_eval"]
+    assert (prov["num_fewshot"], prov["filter"]) == (1, "strict-match")
+
+
+@pytest.mark.slow
+def test_rolling_task_scores_as_perplexity_like_lmeval(tmp_path: Path, tiny_gpt2: Path) -> None:
+    """loglikelihood_rolling: each record's text is lm-eval's request argument, and its
+    rolling log-likelihood lm-eval's (1e-5)."""
+    from harness.run.runner import run_suite
+
+    texts = ["The quick brown fox jumps over the lazy dog.", "A second, longer text " * 12]
+    data = peer.write_jsonl(tmp_path / "texts.jsonl", [{"text": t} for t in texts])
+    peer.write_rolling_task(tmp_path / "tasks", "roll_local", data, text_field="text")
+    tasks = "  - {id: lm, kind: lm_eval, task: roll_local, include_path: tasks/, metrics: [perplexity]}\n"
+    suite = load_suite(write_suite(tmp_path, tiny_gpt2, tasks))
+    assert [r["text"] for r in prepare_suite(suite)[0].records] == texts
+    assert [a[0][0] for a in lmeval_requests(tmp_path / "tasks", "roll_local", None)] == texts
+    ours = run_suite(suite, show_progress=False).tasks["lm"]
+    out = peer.simple_evaluate_local(tiny_gpt2, tmp_path / "tasks", ["roll_local"], batch_size=4)
+    assert ours.kind == "perplexity"
+    want = peer.doc_logliks(out, "roll_local")
+    assert [r["loglik"] for r in ours.records] == pytest.approx(want, abs=1e-5)

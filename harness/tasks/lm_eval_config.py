@@ -265,9 +265,9 @@ def _resolve(task: str, include_path: str | None) -> Resolved:
             hint = f" in {include_path} or lm-eval's own tasks"
         raise LmEvalError(NO_SUCH_TASK.format(task=task, hint=hint))
     if entry.kind in (Kind.GROUP, Kind.TAG):
-        members = sorted(entry.tags) if entry.kind is Kind.TAG else _group_members(entry)
         what = "tag" if entry.kind is Kind.TAG else "group"
-        raise LmEvalError(NOT_A_TASK.format(task=task, what=what, first=(members or ["?"])[0]))
+        first = _first_task(entry, manager.task_index, Kind) or "?"
+        raise LmEvalError(NOT_A_TASK.format(task=task, what=what, first=first))
     if entry.kind is Kind.PY_TASK:
         raise LmEvalError(PYTHON_TASK.format(task=task))
     if entry.cfg is not None:
@@ -281,11 +281,24 @@ def _resolve(task: str, include_path: str | None) -> Resolved:
     return Resolved(task=task, output_type=output_type, config=config, source=source)
 
 
-def _group_members(entry: Any) -> list[str]:
-    members = (entry.cfg or {}).get("task")
-    if not isinstance(members, list):
-        return []
-    return [m if isinstance(m, str) else str(m.get("task", m.get("group", "?"))) for m in members]
+def _first_task(entry: Any, index: dict[str, Any], kind: Any, depth: int = 0) -> str | None:
+    """The first single task of a group or tag (members of subgroups included)."""
+    if entry.kind is kind.TAG:
+        members: list[Any] = sorted(entry.tags)
+    else:
+        members = (entry.cfg or {}).get("task") or []
+        members = members if isinstance(members, list) else []
+    for member in members:
+        name = member if isinstance(member, str) else member.get("task", member.get("group"))
+        found = index.get(name) if isinstance(name, str) else None
+        if found is None or depth > 8:
+            continue
+        if found.kind in (kind.TASK, kind.PY_TASK):
+            return str(name)
+        deeper = _first_task(found, index, kind, depth + 1)
+        if deeper is not None:
+            return deeper
+    return None
 
 
 def check(

@@ -560,3 +560,29 @@ def test_rolling_task_scores_as_perplexity_like_lmeval(tmp_path: Path, tiny_gpt2
     assert ours.kind == "perplexity"
     want = peer.doc_logliks(out, "roll_local")
     assert [r["loglik"] for r in ours.records] == pytest.approx(want, abs=1e-5)
+
+
+@pytest.mark.slow
+def test_forgetting_audit_and_gates_apply(root: Path, tiny_gpt2: Path, tmp_path: Path) -> None:
+    """The audits and gates see an lm_eval task as the kind it scores as: forgetting
+    compares the adapter with its base on the same records (paired deltas, flips) and a
+    gate reads the task's accuracy_norm."""
+    from harness.run.runner import run_suite
+    from tests.report.stored_run import build_adapter
+
+    adapter = build_adapter(tiny_gpt2, tmp_path / "adapter")
+    extra = (
+        f"gates:\n  - {{metric: wg.accuracy_norm, min: 0.0}}\n"
+        "  - {metric: forgetting.hs.accuracy, max_drop: 1.0}\n"
+        "audits:\n  forgetting:\n    tasks: [hs, wg]\n"
+    )
+    path = write_suite(root, tiny_gpt2, mc_suite_tasks("[accuracy, accuracy_norm]"), extra)
+    suite = load_suite(path)
+    suite.model.adapter = str(adapter)
+    results = run_suite(suite, show_progress=False)
+    forgetting = results.audits["forgetting"]
+    for task_id in ("hs", "wg"):
+        section = forgetting["tasks"][task_id]
+        assert section["kind"] == "classification" and section["n_examples"] == 3
+        assert section["flips"] is not None and "accuracy_norm" in section["metrics"]
+    assert [g["verdict"] for g in results.model_dump()["gates"]] == ["pass", "pass"]

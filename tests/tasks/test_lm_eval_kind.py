@@ -572,7 +572,7 @@ def test_forgetting_audit_and_gates_apply(root: Path, tiny_gpt2: Path, tmp_path:
 
     adapter = build_adapter(tiny_gpt2, tmp_path / "adapter")
     extra = (
-        f"gates:\n  - {{metric: wg.accuracy_norm, min: 0.0}}\n"
+        "gates:\n  - {metric: wg.accuracy_norm, min: 0.0}\n"
         "  - {metric: forgetting.hs.accuracy, max_drop: 1.0}\n"
         "audits:\n  forgetting:\n    tasks: [hs, wg]\n"
     )

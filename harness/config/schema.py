@@ -62,6 +62,7 @@ GATE_THRESHOLD = "needs at least one of: {names}"
 BAD_TEMPLATE = "invalid template: {reason}"
 BAD_EXPRESSION = "invalid expression: {reason}"
 FROM_ROW_ONE = "give exactly one of `field` and `expr`"
+LMEVAL_DATA = "an lm_eval task reads the lm-eval task's own documents: remove `data`"
 CHOICE_TEMPLATE = (
     "{choice!r} holds template syntax, but choices are not templates: each is scored as "
     "written, the same for every row; write the continuation text itself"
@@ -458,6 +459,13 @@ class LmEvalTask(LmEvalMethods, _Task):
 
     _resolved: Any = PrivateAttr(default=None)
     _loaded: Any = PrivateAttr(default=None)
+
+    @field_validator("data", mode="before")
+    @classmethod
+    def _no_data(cls, value: Any) -> None:
+        if value is not None:
+            raise ValueError(LMEVAL_DATA)
+        return None
 
     def info(self) -> TaskInfo:
         from harness.metrics.base import TaskInfo

@@ -453,6 +453,18 @@ def test_unknown_task_group_and_output_type_are_located(root: Path, tmp_path: Pa
     ]
 
 
+def test_data_is_refused_and_metrics_are_required(root: Path) -> None:
+    got = errors_of(
+        root,
+        "  - {id: hs, kind: lm_eval, task: hs_local, include_path: tasks/, data: x.jsonl,"
+        " metrics: [accuracy]}\n  - {id: b, kind: lm_eval, task: hs_local, include_path: tasks/}\n",
+    )
+    assert [m.split(": ", 1)[1] for m in got] == [
+        "tasks[0].data: an lm_eval task reads the lm-eval task's own documents: remove `data`",
+        "tasks[1].metrics: missing required field",
+    ]
+
+
 def test_metrics_are_checked_against_the_scored_kind(root: Path) -> None:
     got = errors_of(
         root, "  - {id: hs, kind: lm_eval, task: hs_local, include_path: tasks/, metrics: [bleu]}\n"

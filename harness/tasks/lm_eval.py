@@ -4,7 +4,8 @@ gates, the forgetting audit, compare and the reports apply as to any other task.
 
 Three steps, one function each:
 
-- ``resolve`` (suite load and ``harness validate``; offline): the task's YAML config from
+- ``resolve`` (harness.tasks.lm_eval_config; suite load and ``harness validate``;
+  offline): the task's YAML config from
   lm-eval's task index, without building the task (no dataset download, no ``!function``
   import). Its ``output_type`` says how the records are scored: ``multiple_choice`` as
   classification, ``generate_until`` as generation, ``loglikelihood_rolling`` as
@@ -223,6 +224,8 @@ def provenance(
     """What results.json records of an lm-eval task beside its metrics."""
     from importlib.metadata import PackageNotFoundError, version
 
+    from harness.data.rows import display_path
+
     try:
         lm_version = version("lm_eval")
     except PackageNotFoundError:
@@ -234,7 +237,7 @@ def provenance(
         "output_type": resolved.output_type,
         "num_fewshot": loaded.num_fewshot if loaded is not None else num_fewshot,
         "fewshot_seed": seed,
-        "config": resolved.source,
+        "config": display_path(resolved.source) if resolved.source else None,
     }
     if resolved.scored_kind == "generation":
         settings = resolved.generation()

@@ -348,6 +348,9 @@ def samples_view(task_id: str, task: Mapping[str, Any], suite: Mapping[str, Any]
         scored.append((_badness(kind, r), i, r))
     scored.sort(key=lambda t: (-t[0], t[1]))
     choices = _task_spec(suite, task_id).get("choices") or []
+    per_row = not isinstance(choices, list)  # each record carries its own choices
+    if per_row:
+        choices = []
     rows = []
     errors = 0
     for bad, _, r in scored[:SAMPLE_ROWS]:
@@ -356,7 +359,7 @@ def samples_view(task_id: str, task: Mapping[str, Any], suite: Mapping[str, Any]
             probs = r.get("probs") or []
             gold, pred = r.get("gold"), r.get("pred")
             row.update(
-                text=snippet(record_text(r), r.get("prompt")),
+                text=snippet(record_text(r), _scored_text(r) if per_row else r.get("prompt")),
                 expected=_choice(r.get("choices") or choices, gold),
                 got=_choice(r.get("choices") or choices, pred),
                 score=fmt(probs[gold]) if isinstance(gold, int) and gold < len(probs) else "–",
@@ -399,6 +402,24 @@ def samples_view(task_id: str, task: Mapping[str, Any], suite: Mapping[str, Any]
             else "input (expand: the prompt)"
         ),
     }
+
+
+def _scored_text(r: Mapping[str, Any]) -> str:
+    """What expanding an example of a task with per-row choices shows: the context and
+    every choice as scored, the gold one and the prediction marked."""
+    choices = [str(c) for c in r.get("choices") or []]
+    contexts = r.get("contexts")
+    lines = [str(r.get("prompt", ""))]
+    if isinstance(contexts, list):
+        lines.append(f"... then each choice's context, and: {r.get('continuation', '')}")
+    lines.append("")
+    for i, choice in enumerate(choices):
+        marks = [
+            m for m, hit in (("gold", i == r.get("gold")), ("predicted", i == r.get("pred"))) if hit
+        ]
+        shown = str(contexts[i]) if isinstance(contexts, list) and i < len(contexts) else choice
+        lines.append(f"{i}. {shown}" + (f"   [{', '.join(marks)}]" if marks else ""))
+    return "\n".join(lines)
 
 
 def _badness(kind: Any, r: Mapping[str, Any]) -> float:

@@ -307,6 +307,9 @@ class FewShot(_Strict):
     exclude_self: bool | None = None
     """Leave out a shot row equal to the example itself (default: true when the shots
     come from the task's own data, else false)."""
+    match: list[Annotated[str, Field(min_length=1)]] = Field(default_factory=list)
+    """Fields whose values a shot row must share with the example, e.g. `[subject]` for
+    MMLU, whose shots come from the example's own subject (lm-eval's per-subject tasks)."""
 
 
 class _PromptTask(_Task):

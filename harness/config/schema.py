@@ -19,16 +19,19 @@ from pydantic import (
     Discriminator,
     Field,
     PrivateAttr,
+    SerializerFunctionWrapHandler,
     Tag,
     TypeAdapter,
     ValidationInfo,
     create_model,
     field_validator,
+    model_serializer,
     model_validator,
 )
 
 from harness import audits
 from harness.config import yaml_marks
+from harness.config.answers import Extract, Normalize
 from harness.config.schema_base import StrictModel
 from harness.data.rows import (
     display_path,
@@ -278,11 +281,27 @@ class GenerationTask(_PromptTask):
     stop: list[Annotated[str, Field(min_length=1)]] = Field(default_factory=list)
     """Strings that end the generation; the output is cut before the first one."""
     metrics: list[MetricSpec] = _metrics_field("bleu", "rouge")
+    extract: Extract | None = None
+    """Take the answer out of each generation with a regular expression; metrics then
+    compare the answer (normalized) with the references (normalized). The raw generation
+    is kept beside it."""
+    normalize: Normalize | None = None
+    """Put the answer (or, without `extract`, the whole generation) and every reference
+    in one form before metrics."""
 
     @field_validator("reference", mode="before")
     @classmethod
     def _listify(cls, value: Any) -> Any:
         return [value] if isinstance(value, str) else value
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # unset answer settings are left out, so a stored suite without them keeps its form
+        data: dict[str, Any] = handler(self)
+        for name in ("extract", "normalize"):
+            if data.get(name) is None:
+                data.pop(name, None)
+        return data
 
 
 class PerplexityTask(_Task):

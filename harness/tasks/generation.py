@@ -1,11 +1,17 @@
 """Generation: greedy decoding of the rendered prompt, cut at the first stop string,
-compared with one or more references."""
+compared with one or more references.
+
+A task with ``extract`` or ``normalize`` (harness.tasks.answers) also stores, per
+example, ``gold_answers`` (the references normalized, when the record is prepared) and
+``answer`` (the generation's extracted answer, normalized, when it is run); metrics and
+``correct`` then compare those, and ``prediction`` stays the raw generation."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from harness.tasks.answers import extract_answer, normalize_answer
 from harness.tasks.base import Advance, FieldPath, TaskKind, register, render_row, require
 from harness.tasks.records import GenerationRecord
 
@@ -16,7 +22,7 @@ if TYPE_CHECKING:
 class Generation(TaskKind[GenerationRecord]):
     name = "generation"
     generates = True
-    prepared_fields = ("prompt", "references")
+    prepared_fields = ("prompt", "references", "gold_answers")
     criterion = "exact match with a reference"
 
     def data_fields(self, task: Any) -> list[tuple[FieldPath, str]]:
@@ -37,7 +43,10 @@ class Generation(TaskKind[GenerationRecord]):
                 refs.extend(str(r) for r in ref)
             else:
                 refs.append(str(ref))
-        return {"prompt": prompt, "references": refs}
+        out: dict[str, Any] = {"prompt": prompt, "references": refs}
+        if _answers(task):
+            out["gold_answers"] = [_normalized(task, r) for r in refs]
+        return out
 
     def run(
         self,
@@ -55,8 +64,13 @@ class Generation(TaskKind[GenerationRecord]):
             batch_size=batch_size,
             advance=advance,
         )
+        answers = _answers(task)
         for rec, text in zip(records, outputs, strict=True):
             rec["prediction"] = text
+            if answers:
+                extract = getattr(task, "extract", None)
+                answer = text if extract is None else extract_answer(text, extract)
+                rec["answer"] = _normalized(task, answer)
 
     def truncated_chars(
         self, task: Any, records: Sequence[GenerationRecord], lm: ScoringModel
@@ -65,12 +79,37 @@ class Generation(TaskKind[GenerationRecord]):
         return [lm.prompt_tail(rec["prompt"], task.max_new_tokens)[1] for rec in records]
 
     def metric_inputs(self, record: GenerationRecord) -> tuple[Any, Any]:
-        return record["prediction"], record["references"][0]
+        pred, refs = compared(record)
+        return pred, refs[0]
 
     def correct(self, record: GenerationRecord) -> bool | None:
-        """Exact match with a reference after strip()."""
-        pred = str(record.get("prediction", "")).strip()
-        return any(pred == str(r).strip() for r in record.get("references") or [])
+        """Exact match with a reference after strip() (the answer with a gold answer
+        when the task extracts or normalizes)."""
+        pred, refs = compared(record)
+        return any(pred.strip() == r.strip() for r in refs)
+
+
+def compared(record: Any) -> tuple[str, list[str]]:
+    """What a generation record's prediction and references are compared as: ``answer``
+    and ``gold_answers`` when the task extracts or normalizes answers, else the raw
+    ``prediction`` and ``references``."""
+    if "gold_answers" in record:
+        return str(record.get("answer", "")), [str(r) for r in record["gold_answers"]]
+    return str(record.get("prediction", "")), [str(r) for r in record.get("references") or []]
+
+
+def _answers(task: Any) -> bool:
+    """Whether the task extracts or normalizes answers."""
+    return getattr(task, "extract", None) is not None or _normalize(task) is not None
+
+
+def _normalize(task: Any) -> Any:
+    return getattr(task, "normalize", None)
+
+
+def _normalized(task: Any, text: str) -> str:
+    cfg = _normalize(task)
+    return text if cfg is None else normalize_answer(text, cfg)
 
 
 GENERATION = register(Generation())

@@ -243,6 +243,7 @@ QUESTIONS = [
     ("Sam reads 12 pages a day for 3 days. How many pages?", "12 * 3 = 36\n#### 36"),
     ("What is 9 minus 12?", "9 - 12 = -3\n#### -3"),
     ("A box holds 6 eggs. How many eggs are in 4 boxes?", "6 * 4 = 24.\n#### 24"),
+    ("Write twelve sevens.", "#### 777,777,777,777"),  # what the "sevens" model answers
 ]
 MAX_GEN_TOKS = 12
 UNTIL = ["Question:", "\n\n"]
@@ -280,11 +281,55 @@ def _suite(folder: Path, model: Path, data: Path) -> Path:
     return path
 
 
+def _always(src: Path, dst: Path, text: str) -> Path:
+    """A copy of the tiny GPT-2 that writes the one token ``text`` at every step,
+    whatever the prompt: the final layer norm outputs that token's embedding (made the
+    largest), and the output layer is tied to the embeddings. A random model writes
+    junk that no regex matches; this one makes the filters match (or the stop strings
+    cut) so that both sides are compared on those paths too."""
+    import shutil
+
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    shutil.copytree(src, dst)
+    (token,) = AutoTokenizer.from_pretrained(dst).encode(text, add_special_tokens=False)
+    model = AutoModelForCausalLM.from_pretrained(dst)
+    with torch.no_grad():
+        embeddings = model.transformer.wte.weight
+        embeddings[token] *= 10
+        model.transformer.ln_f.weight.zero_()
+        model.transformer.ln_f.bias.copy_(embeddings[token])
+    model.save_pretrained(dst)
+    return dst
+
+
+# model -> (exact match under strict-match, under flexible-extract), the same on both sides
+MODELS = {"random": (0.0, 0.0), "sevens": (0.0, 1 / 7), "newlines": (0.0, 0.0)}
+
+
+@pytest.fixture(scope="module")
+def gsm_model(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    base: Path = request.getfixturevalue("tiny_gpt2")
+    folder = tmp_path_factory.mktemp("always")
+    if request.param == "sevens":
+        return _always(base, folder / "sevens", "7")
+    if request.param == "newlines":
+        return _always(base, folder / "newlines", "\n")
+    return base
+
+
 @pytest.mark.slow
-def test_gsm8k_shaped_task_equals_lmeval(tiny_gpt2: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("gsm_model", list(MODELS), indirect=True)
+def test_gsm8k_shaped_task_equals_lmeval(
+    gsm_model: Path, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
     from harness.config.suite import load_suite
     from harness.run.runner import run_suite
     from tests import lmeval_peer as peer
+
+    tiny_gpt2 = gsm_model
+    expected = MODELS[request.node.callspec.params["gsm_model"]]
 
     rows = [{"question": q, "answer": a} for q, a in QUESTIONS]
     data = peer.write_jsonl(tmp_path / "gsm.jsonl", rows)
@@ -326,3 +371,5 @@ def test_gsm8k_shaped_task_equals_lmeval(tiny_gpt2: Path, tmp_path: Path) -> Non
         assert doc["tasks"][name.replace("-", "_")]["metrics"]["exact_match"][
             "value"
         ] == pytest.approx(peer.metric(out, "gsm_local", "exact_match", name))
+    got = tuple(peer.metric(out, "gsm_local", "exact_match", name) for name in LM_EVAL_FILTERS)
+    assert got == pytest.approx(expected)

@@ -48,3 +48,19 @@ def test_report_escapes_the_extracted_answer_and_shows_both() -> None:
 def test_tasks_without_answers_show_no_answer_line() -> None:
     html = render_html(as_results(make_results(2, 6, audits=False, finetune=False)))
     assert 'class="answer"' not in html
+
+
+def test_compare_flips_show_the_answers_they_are_judged_on() -> None:
+    """A generation that keeps its raw text but loses its answer is a flip, and the flip
+    row shows the gold answer and both runs' answers."""
+    from harness.results.compare import compare
+
+    base = extracting_run()
+    new = extracting_run()
+    new["tasks"]["gene1"]["records"][1]["answer"] = "13"  # gene1-1 was right
+    task = next(
+        t for t in compare(as_results(base), as_results(new))["tasks"] if t["id"] == "gene1"
+    )
+    assert task["flips"]["n_correct_to_wrong"] == 1
+    (row,) = task["flips"]["correct_to_wrong"]
+    assert (row["id"], row["gold"], row["baseline"], row["new"]) == ("gene1-1", "12", "12", "13")

@@ -284,7 +284,8 @@ class GenerationTask(_PromptTask):
     extract: Extract | None = None
     """Take the answer out of each generation with a regular expression; metrics then
     compare the answer (normalized) with the references (normalized). The raw generation
-    is kept beside it."""
+    is kept beside it. References are not extracted, as in lm-eval: cut them with
+    `normalize.remove` (GSM8K: `'(?s).*#### '`)."""
     normalize: Normalize | None = None
     """Put the answer (or, without `extract`, the whole generation) and every reference
     in one form before metrics."""

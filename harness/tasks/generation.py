@@ -100,15 +100,13 @@ def compared(record: Any) -> tuple[str, list[str]]:
 
 def _answers(task: Any) -> bool:
     """Whether the task extracts or normalizes answers."""
-    return getattr(task, "extract", None) is not None or _normalize(task) is not None
-
-
-def _normalize(task: Any) -> Any:
-    return getattr(task, "normalize", None)
+    return (
+        getattr(task, "extract", None) is not None or getattr(task, "normalize", None) is not None
+    )
 
 
 def _normalized(task: Any, text: str) -> str:
-    cfg = _normalize(task)
+    cfg = getattr(task, "normalize", None)
     return text if cfg is None else normalize_answer(text, cfg)
 
 

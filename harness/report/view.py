@@ -24,6 +24,7 @@ from harness.report.example_text import ExampleTexts, record_text, snippet
 from harness.report.formatting import flatten, fmt, fmt_ci, short_hash
 from harness.report.safe_text import clean, one_line
 from harness.tasks import find as find_kind
+from harness.tasks.generation import compared
 
 SAMPLE_ROWS = 50
 """Per-example records shown per task (worst first); keeps a 5 x 1,000 report small."""
@@ -374,6 +375,12 @@ def samples_view(task_id: str, task: Mapping[str, Any], suite: Mapping[str, Any]
                 score=fmt(1.0 - bad),
                 ok=bad == 0.0,
             )
+            if "gold_answers" in r:  # the task extracts answers: both texts are shown
+                answer, golds = compared(r)
+                row.update(
+                    expected_answer=clean(" | ".join(golds), TEXT_LIMIT),
+                    answer=clean(answer, TEXT_LIMIT),
+                )
         else:
             row.update(
                 text=snippet(r.get("text", "")),
@@ -389,6 +396,8 @@ def samples_view(task_id: str, task: Mapping[str, Any], suite: Mapping[str, Any]
         "generation": ("reference(s)", "generation", "unigram F1"),
         "perplexity": ("", "", "NLL / token"),
     }.get(str(kind), ("expected", "got", "score"))
+    if any("gold_answers" in r for r in records):
+        headers = ("reference(s), gold answer", "generation, answer", "answer unigram F1")
     return {
         "id": one_line(task_id, 120),
         "kind": one_line(kind or "", 40),
@@ -432,8 +441,7 @@ def _badness(kind: Any, r: Mapping[str, Any]) -> float:
             p = probs[gold] if isinstance(gold, int) and 0 <= gold < len(probs) else 0.0
             return wrong + (1.0 - float(p))
         if task_kind is not None and task_kind.generates:
-            refs = [str(x) for x in r.get("references") or []]
-            pred = str(r.get("prediction", ""))
+            pred, refs = compared(r)  # the extracted answer when there is one
             if any(pred.strip() == ref.strip() for ref in refs):
                 return 0.0
             return 1.0 - overlap_f1(pred, refs)

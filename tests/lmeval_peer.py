@@ -134,6 +134,60 @@ def write_multiple_choice_task(
     )
 
 
+def write_generation_task(
+    folder: Path,
+    name: str,
+    data_file: Path,
+    *,
+    doc_to_text: str,
+    doc_to_target: str,
+    until: Sequence[str],
+    max_gen_toks: int,
+    filters: Mapping[str, tuple[str, int]],
+    exact_match: Mapping[str, Any],
+) -> Path:
+    """A zero-shot ``generate_until`` task (greedy) over a local jsonl file, scored by
+    ``exact_match`` (its options: ``ignore_case``, ``regexes_to_ignore``, ...) under
+    each filter of ``filters``: {filter name: (regex pattern, group_select)}, each a
+    ``regex`` filter then ``take_first``, as lm-eval's gsm8k.yaml writes them."""
+    return _write_task(
+        folder,
+        {
+            "task": name,
+            "dataset_path": "json",
+            "dataset_kwargs": _dataset_kwargs(folder, data_file),
+            "test_split": "test",
+            "output_type": "generate_until",
+            "doc_to_text": doc_to_text,
+            "doc_to_target": doc_to_target,
+            "num_fewshot": 0,
+            "generation_kwargs": {
+                "until": list(until),
+                "do_sample": False,
+                "max_gen_toks": max_gen_toks,
+            },
+            "filter_list": [
+                {
+                    "name": filter_name,
+                    "filter": [
+                        {"function": "regex", "regex_pattern": pattern, "group_select": select},
+                        {"function": "take_first"},
+                    ],
+                }
+                for filter_name, (pattern, select) in filters.items()
+            ],
+            "metric_list": [
+                {
+                    "metric": "exact_match",
+                    "aggregation": "mean",
+                    "higher_is_better": True,
+                    **exact_match,
+                }
+            ],
+        },
+    )
+
+
 def write_rolling_task(folder: Path, name: str, data_file: Path, *, text_field: str) -> Path:
     """A perplexity task (``loglikelihood_rolling``) over a local jsonl file."""
     return _write_task(

@@ -29,6 +29,7 @@ from pydantic import (
 
 from harness import audits
 from harness.config import yaml_marks
+from harness.config.answers import Extract, Normalize
 from harness.config.schema_base import StrictModel
 from harness.data.rows import (
     display_path,
@@ -315,6 +316,9 @@ class FewShot(_Strict):
     exclude_self: bool | None = None
     """Leave out a shot row equal to the example itself (default: true when the shots
     come from the task's own data, else false)."""
+    match: list[Annotated[str, Field(min_length=1)]] = Field(default_factory=list)
+    """Fields whose values a shot row must share with the example, e.g. `[subject]` for
+    MMLU, whose shots come from the example's own subject (lm-eval's per-subject tasks)."""
 
 
 class _PromptTask(_Task):
@@ -414,6 +418,14 @@ class GenerationTask(_PromptTask):
     stop: list[Annotated[str, Field(min_length=1)]] = Field(default_factory=list)
     """Strings that end the generation; the output is cut before the first one."""
     metrics: list[MetricSpec] = _metrics_field("bleu", "rouge")
+    extract: Extract | None = None
+    """Take the answer out of each generation with a regular expression; metrics then
+    compare the answer (normalized) with the references (normalized). The raw generation
+    is kept beside it. References are not extracted, as in lm-eval: cut them with
+    `normalize.remove` (GSM8K: `'(?s).*#### '`)."""
+    normalize: Normalize | None = None
+    """Put the answer (or, without `extract`, the whole generation) and every reference
+    in one form before metrics."""
 
     @field_validator("reference", mode="before")
     @classmethod

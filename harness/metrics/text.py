@@ -13,6 +13,10 @@ ROUGE (Lin 2004) is the F-measure of ``rouge_score``'s RougeScorer, scale 0-1, a
 over examples; with several references each example keeps, per ROUGE type, the best
 reference (``RougeScorer.score_multi``, the usual convention). rougeLsum splits
 summaries into sentences on newlines only.
+
+Every metric here compares an example's extracted, normalized ``answer`` with its
+``gold_answers`` when the task sets ``extract`` or ``normalize`` (the records then hold
+them), else its raw ``prediction`` with its ``references``.
 """
 
 from __future__ import annotations
@@ -49,11 +53,17 @@ _SACREBLEU_PARAMS: dict[str, dict[str, Any]] = {
 }
 
 
-def _references(record: Record) -> list[str]:
-    refs = list(record.get("references") or [])
+def _compared(record: Record) -> tuple[str, list[str]]:
+    """(hypothesis, references) of one example: the extracted, normalized ``answer`` and
+    ``gold_answers`` when the task extracts or normalizes answers
+    (harness.tasks.answers), else the raw ``prediction`` and ``references``."""
+    if "gold_answers" in record:
+        hyp, refs = record.get("answer", ""), list(record["gold_answers"] or [])
+    else:
+        hyp, refs = record["prediction"], list(record.get("references") or [])
     if not refs:
         raise ValueError(NO_REFERENCES_ERROR.format(id=record.get("id")))
-    return refs
+    return str(hyp), [str(r) for r in refs]
 
 
 def _check_bool(params: Mapping[str, Any], *names: str) -> None:
@@ -106,8 +116,8 @@ def _sacrebleu_stats(name: str) -> StatsFn:
         scorer = _scorer(name, _settings(name, params))
         if not records:
             return np.zeros((0, _width(name, scorer)))
-        hyps = [str(r["prediction"]) for r in records]
-        refs = [_references(r) for r in records]
+        pairs = [_compared(r) for r in records]
+        hyps, refs = [h for h, _ in pairs], [x for _, x in pairs]
         most = max(len(x) for x in refs)
         streams = [[x[j] if j < len(x) else None for x in refs] for j in range(most)]
         rows = scorer._extract_corpus_statistics(hyps, streams)
@@ -168,7 +178,8 @@ def _rouge_stats(
     scorer = _rouge_scorer(bool(params.get("use_stemmer", True)))
     out = np.zeros((len(records), len(ROUGE_TYPES)))
     for i, r in enumerate(records):
-        best = scorer.score_multi(_references(r), str(r["prediction"]))
+        hyp, refs = _compared(r)
+        best = scorer.score_multi(refs, hyp)
         out[i] = [best[t].fmeasure for t in ROUGE_TYPES]
     return out
 
@@ -195,8 +206,9 @@ def _exact_match_stats(
     fold = str.casefold if params.get("ignore_case", False) else str
     out = np.zeros((len(records), 1))
     for i, r in enumerate(records):
-        pred = fold(str(r["prediction"]).strip())
-        out[i, 0] = float(any(pred == fold(ref.strip()) for ref in _references(r)))
+        hyp, refs = _compared(r)
+        pred = fold(hyp.strip())
+        out[i, 0] = float(any(pred == fold(ref.strip()) for ref in refs))
     return out
 
 

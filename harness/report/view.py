@@ -24,6 +24,7 @@ from harness.report.example_text import ExampleTexts, record_text, snippet
 from harness.report.formatting import flatten, fmt, fmt_ci, short_hash
 from harness.report.safe_text import clean, one_line
 from harness.tasks import find as find_kind
+from harness.tasks.generation import compared
 
 SAMPLE_ROWS = 50
 """Per-example records shown per task (worst first); keeps a 5 x 1,000 report small."""
@@ -348,6 +349,9 @@ def samples_view(task_id: str, task: Mapping[str, Any], suite: Mapping[str, Any]
         scored.append((_badness(kind, r), i, r))
     scored.sort(key=lambda t: (-t[0], t[1]))
     choices = _task_spec(suite, task_id).get("choices") or []
+    per_row = not isinstance(choices, list)  # each record carries its own choices
+    if per_row:
+        choices = []
     rows = []
     errors = 0
     for bad, _, r in scored[:SAMPLE_ROWS]:
@@ -356,7 +360,7 @@ def samples_view(task_id: str, task: Mapping[str, Any], suite: Mapping[str, Any]
             probs = r.get("probs") or []
             gold, pred = r.get("gold"), r.get("pred")
             row.update(
-                text=snippet(record_text(r), r.get("prompt")),
+                text=snippet(record_text(r), _scored_text(r) if per_row else r.get("prompt")),
                 expected=_choice(r.get("choices") or choices, gold),
                 got=_choice(r.get("choices") or choices, pred),
                 score=fmt(probs[gold]) if isinstance(gold, int) and gold < len(probs) else "–",
@@ -371,6 +375,12 @@ def samples_view(task_id: str, task: Mapping[str, Any], suite: Mapping[str, Any]
                 score=fmt(1.0 - bad),
                 ok=bad == 0.0,
             )
+            if "gold_answers" in r:  # the task extracts answers: both texts are shown
+                answer, golds = compared(r)
+                row.update(
+                    expected_answer=clean(" | ".join(golds), TEXT_LIMIT),
+                    answer=clean(answer, TEXT_LIMIT),
+                )
         else:
             row.update(
                 text=snippet(r.get("text", "")),
@@ -386,6 +396,8 @@ def samples_view(task_id: str, task: Mapping[str, Any], suite: Mapping[str, Any]
         "generation": ("reference(s)", "generation", "unigram F1"),
         "perplexity": ("", "", "NLL / token"),
     }.get(str(kind), ("expected", "got", "score"))
+    if any("gold_answers" in r for r in records):
+        headers = ("reference(s), gold answer", "generation, answer", "answer unigram F1")
     return {
         "id": one_line(task_id, 120),
         "kind": one_line(kind or "", 40),
@@ -401,6 +413,24 @@ def samples_view(task_id: str, task: Mapping[str, Any], suite: Mapping[str, Any]
     }
 
 
+def _scored_text(r: Mapping[str, Any]) -> str:
+    """What expanding an example of a task with per-row choices shows: the context and
+    every choice as scored, the gold one and the prediction marked."""
+    choices = [str(c) for c in r.get("choices") or []]
+    contexts = r.get("contexts")
+    lines = [str(r.get("prompt", ""))]
+    if isinstance(contexts, list):
+        lines.append(f"... then each choice's context, and: {r.get('continuation', '')}")
+    lines.append("")
+    for i, choice in enumerate(choices):
+        marks = [
+            m for m, hit in (("gold", i == r.get("gold")), ("predicted", i == r.get("pred"))) if hit
+        ]
+        shown = str(contexts[i]) if isinstance(contexts, list) and i < len(contexts) else choice
+        lines.append(f"{i}. {shown}" + (f"   [{', '.join(marks)}]" if marks else ""))
+    return "\n".join(lines)
+
+
 def _badness(kind: Any, r: Mapping[str, Any]) -> float:
     """Higher is worse: 1 - p(gold), 1 - unigram F1, or per-token NLL."""
     task_kind = find_kind(kind)
@@ -411,8 +441,7 @@ def _badness(kind: Any, r: Mapping[str, Any]) -> float:
             p = probs[gold] if isinstance(gold, int) and 0 <= gold < len(probs) else 0.0
             return wrong + (1.0 - float(p))
         if task_kind is not None and task_kind.generates:
-            refs = [str(x) for x in r.get("references") or []]
-            pred = str(r.get("prediction", ""))
+            pred, refs = compared(r)  # the extracted answer when there is one
             if any(pred.strip() == ref.strip() for ref in refs):
                 return 0.0
             return 1.0 - overlap_f1(pred, refs)

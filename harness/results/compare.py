@@ -257,6 +257,9 @@ def _flip_row(kind: str, a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str
         row.update(
             gold=label(b.get("gold")), baseline=label(a.get("pred")), new=label(b.get("pred"))
         )
+    elif "gold_answers" in b:  # judged on the extracted answers: those are shown
+        golds = b.get("gold_answers") or []
+        row.update(gold=golds[0] if golds else "", baseline=a.get("answer"), new=b.get("answer"))
     else:
         refs = b.get("references") or []
         row.update(

@@ -74,7 +74,7 @@ def prepare_suite(suite: Any) -> list[PreparedTask]:
                 ]
                 continue
             if getattr(task, "fewshot", None) is not None:
-                problem = _attach_shots(task, all_rows, file, base_dir, suite.seed)
+                problem = _attach_shots(task, all_rows, rows, file, base_dir, suite.seed)
                 if problem:
                     errors.append(suite_error(suite, ("tasks", i, "fewshot", "n"), problem))
                     continue
@@ -104,7 +104,7 @@ def _lm_eval_rows(suite: Any, task: Any, i: int) -> list[Any]:
 
 
 def _attach_shots(
-    task: Any, own_rows: list[Any], file: str, base_dir: Any, seed: int
+    task: Any, own_rows: list[Any], rows: list[Any], file: str, base_dir: Any, seed: int
 ) -> str | None:
     """Load the rows a task's shots come from (its ``fewshot.data``, else its own rows,
     before any ``limit``); returns the problem when there are too few of them."""
@@ -117,7 +117,7 @@ def _attach_shots(
     else:
         name = display_path(source) if isinstance(source, str) else f"dataset {source.dataset}"
         shots.attach_pool(task, load_rows(source, base_dir), name, own=False, seed=seed)
-    return shots.too_few(task)
+    return shots.too_few(task, rows)
 
 
 def _written(suite: Any, path: tuple[Any, ...]) -> tuple[Any, ...]:

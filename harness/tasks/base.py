@@ -92,6 +92,10 @@ class TaskKind(ABC, Generic[R]):
         tokenizing (0: none). The default: nothing is ever cut."""
         return [0] * len(records)
 
+    def template_variables(self, task: Any) -> tuple[str, ...]:
+        """Variables the kind gives the task's templates besides the row's fields."""
+        return ()
+
     def shot(self, task: Any, fields: dict[str, Any], file: str, line: int) -> str:
         """One row as a solved few-shot example: its prompt, the task's target delimiter
         and its gold target (harness.tasks.shots; UserError located at the row)."""

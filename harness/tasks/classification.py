@@ -214,6 +214,9 @@ class Classification(TaskKind[ClassificationRecord]):
             out["continuation"] = render_row(continuation, fields, file, line)
         return out
 
+    def template_variables(self, task: Any) -> tuple[str, ...]:
+        return ("choice",) if _continuation(task) is not None else ()
+
     def shot(self, task: Any, fields: dict[str, Any], file: str, line: int) -> str:
         choices, gold = _choices_and_gold(task, fields, file, line)
         delimiter, continuation = _delimiter(task), _continuation(task)

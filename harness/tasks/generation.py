@@ -1,5 +1,10 @@
 """Generation: greedy decoding of the rendered prompt, cut at the first stop string,
-compared with one or more references."""
+compared with one or more references.
+
+A task with ``extract`` or ``normalize`` (harness.tasks.answers) also stores, per
+example, ``gold_answers`` (the references normalized, when the record is prepared) and
+``answer`` (the generation's extracted answer, normalized, when it is run); metrics and
+``correct`` then compare those, and ``prediction`` stays the raw generation."""
 
 from __future__ import annotations
 
@@ -8,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from harness.errors import UserError, row_error
 from harness.tasks import shots
+from harness.tasks.answers import extract_answer, normalize_answer
 from harness.tasks.base import Advance, FieldPath, TaskKind, register, render_row, require
 from harness.tasks.records import GenerationRecord
 
@@ -18,7 +24,7 @@ if TYPE_CHECKING:
 class Generation(TaskKind[GenerationRecord]):
     name = "generation"
     generates = True
-    prepared_fields = ("prompt", "references")
+    prepared_fields = ("prompt", "references", "gold_answers")
     criterion = "exact match with a reference"
 
     def data_fields(self, task: Any) -> list[tuple[FieldPath, str]]:
@@ -32,7 +38,11 @@ class Generation(TaskKind[GenerationRecord]):
     ) -> dict[str, Any]:
         head = shots.prefix(task, fields, line, self.shot, file)
         prompt = head + render_row(task.prompt, fields, file, line)
-        return {"prompt": prompt, "references": _references(task, fields, file, line)}
+        refs = _references(task, fields, file, line)
+        out: dict[str, Any] = {"prompt": prompt, "references": refs}
+        if _answers(task):
+            out["gold_answers"] = [_normalized(task, r) for r in refs]
+        return out
 
     def shot(self, task: Any, fields: dict[str, Any], file: str, line: int) -> str:
         refs = _references(task, fields, file, line)
@@ -56,8 +66,13 @@ class Generation(TaskKind[GenerationRecord]):
             batch_size=batch_size,
             advance=advance,
         )
+        answers = _answers(task)
         for rec, text in zip(records, outputs, strict=True):
             rec["prediction"] = text
+            if answers:
+                extract = getattr(task, "extract", None)
+                answer = text if extract is None else extract_answer(text, extract)
+                rec["answer"] = _normalized(task, answer)
 
     def truncated_chars(
         self, task: Any, records: Sequence[GenerationRecord], lm: ScoringModel
@@ -66,12 +81,35 @@ class Generation(TaskKind[GenerationRecord]):
         return [lm.prompt_tail(rec["prompt"], task.max_new_tokens)[1] for rec in records]
 
     def metric_inputs(self, record: GenerationRecord) -> tuple[Any, Any]:
-        return record["prediction"], record["references"][0]
+        pred, refs = compared(record)
+        return pred, refs[0]
 
     def correct(self, record: GenerationRecord) -> bool | None:
-        """Exact match with a reference after strip()."""
-        pred = str(record.get("prediction", "")).strip()
-        return any(pred == str(r).strip() for r in record.get("references") or [])
+        """Exact match with a reference after strip() (the answer with a gold answer
+        when the task extracts or normalizes)."""
+        pred, refs = compared(record)
+        return any(pred.strip() == r.strip() for r in refs)
+
+
+def compared(record: Any) -> tuple[str, list[str]]:
+    """What a generation record's prediction and references are compared as: ``answer``
+    and ``gold_answers`` when the task extracts or normalizes answers, else the raw
+    ``prediction`` and ``references``."""
+    if "gold_answers" in record:
+        return str(record.get("answer", "")), [str(r) for r in record["gold_answers"]]
+    return str(record.get("prediction", "")), [str(r) for r in record.get("references") or []]
+
+
+def _answers(task: Any) -> bool:
+    """Whether the task extracts or normalizes answers."""
+    return (
+        getattr(task, "extract", None) is not None or getattr(task, "normalize", None) is not None
+    )
+
+
+def _normalized(task: Any, text: str) -> str:
+    cfg = getattr(task, "normalize", None)
+    return text if cfg is None else normalize_answer(text, cfg)
 
 
 def _delimiter(task: Any) -> str:

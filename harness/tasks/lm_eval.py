@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness.errors import UserError, row_error
+from harness.tasks.answers import normalize_answer
 from harness.tasks.lm_eval_config import (
     BAD_DOC,
     EMPTY_TEXT,
@@ -114,7 +115,8 @@ def load(
         raise LmEvalError(NO_SHOTS.format(n=shots, task=name))
     built.set_config(key="num_fewshot", value=shots)
     built.set_fewshot_seed(seed=seed)
-    return LoadedTask(built, docs, shots, resolved.scored_kind)
+    settings = resolved.generation() if resolved.scored_kind == "generation" else None
+    return LoadedTask(built, docs, shots, resolved.scored_kind, settings)
 
 
 class LoadedTask:
@@ -125,8 +127,16 @@ class LoadedTask:
     so the shots of a document are lm-eval's only when every document before it was
     converted first, as lm-eval's own request building does."""
 
-    def __init__(self, task: Any, docs: list[dict[str, Any]], num_fewshot: int, kind: str):
+    def __init__(
+        self,
+        task: Any,
+        docs: list[dict[str, Any]],
+        num_fewshot: int,
+        kind: str,
+        settings: GenerationSettings | None = None,
+    ):
         self.task, self.docs, self.num_fewshot, self.kind = task, docs, num_fewshot, kind
+        self.settings = settings
         self._done: list[dict[str, Any] | str] = []
 
     def rows(self) -> list[Row]:
@@ -160,7 +170,7 @@ class LoadedTask:
         if self.kind == "classification":
             return self._choices(doc)
         if self.kind == "generation":
-            return {"prompt": self._context(doc), "references": self._references(doc)}
+            return self._generation(doc)
         text = str(self.task.doc_to_target(doc))
         if not text:
             raise LmEvalError(EMPTY_TEXT)
@@ -188,6 +198,18 @@ class LoadedTask:
         if delimiter:
             out["target_delimiter"] = delimiter
         return {**out, **rest}
+
+    def _generation(self, doc: dict[str, Any]) -> dict[str, Any]:
+        """Fields of a generation record; with an extraction or normalization (the
+        generation kind's ``gold_answers``), the references normalized as lm-eval's
+        exact_match normalizes them (its regex filter reads the generation only)."""
+        refs = self._references(doc)
+        out: dict[str, Any] = {"prompt": self._context(doc), "references": refs}
+        settings = self.settings
+        if settings is not None and (settings.extract or settings.normalize):
+            norm = settings.normalize
+            out["gold_answers"] = [normalize_answer(r, norm) if norm else r for r in refs]
+        return out
 
     def _references(self, doc: dict[str, Any]) -> list[str]:
         target = self.task.doc_to_target(doc)

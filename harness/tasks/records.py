@@ -71,8 +71,14 @@ class GenerationRecord(BaseRecord):
 
     prompt: str
     references: list[str]
+    gold_answers: NotRequired[list[str]]
+    """Only when the task sets ``extract`` or ``normalize``: the references normalized,
+    what metrics compare the answer with."""
     prediction: NotRequired[str]
-    """The generation, cut before the first stop string."""
+    """The generation, cut before the first stop string (raw, never extracted)."""
+    answer: NotRequired[str]
+    """Only when the task sets ``extract`` or ``normalize``: the answer extracted from
+    ``prediction`` and normalized (harness.tasks.answers), what metrics compare."""
 
 
 class PerplexityRecord(BaseRecord):

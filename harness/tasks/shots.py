@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from harness.errors import UserError
+from harness.errors import UserError, row_error
 
 if TYPE_CHECKING:
     from harness.data.rows import Row
@@ -42,6 +42,22 @@ class ShotPool:
     seed: int = 1234
     """The random sampler's seed when ``fewshot.seed`` is not set (the suite's)."""
     texts: dict[int, str] = field(default_factory=dict)
+    groups: dict[tuple[str, ...], list[int]] | None = None
+    """Pool indices by the values of ``fewshot.match`` (built on first use)."""
+
+    def candidates(self, match: Sequence[str], fields: dict[str, Any]) -> list[int]:
+        """Indices of the rows whose ``match`` fields equal the example's, in order."""
+        if not match:
+            return list(range(len(self.rows)))
+        if self.groups is None:
+            self.groups = {}
+            for i, row in enumerate(self.rows):
+                self.groups.setdefault(_key(match, row.fields), []).append(i)
+        return self.groups.get(_key(match, fields), [])
+
+
+def _key(match: Sequence[str], fields: dict[str, Any]) -> tuple[str, ...]:
+    return tuple(repr(fields.get(name)) for name in match)
 
 
 def attach_pool(task: Any, rows: Sequence[Row], file: str, *, own: bool, seed: int) -> None:
@@ -49,20 +65,28 @@ def attach_pool(task: Any, rows: Sequence[Row], file: str, *, own: bool, seed: i
     task._shot_pool = ShotPool(list(rows), file, own, seed)
 
 
-def usable(task: Any) -> int:
-    """How many rows an example may draw shots from (its own row left out)."""
-    pool = _pool(task)
-    return len(pool.rows) - (1 if _exclude_self(task) and pool.rows else 0)
-
-
-def too_few(task: Any) -> str | None:
-    """The problem when the pool cannot give ``fewshot.n`` shots, else None."""
+def too_few(task: Any, rows: Sequence[Row]) -> str | None:
+    """The problem when the pool cannot give ``fewshot.n`` shots to one of ``rows`` (the
+    examples), else None."""
     shots = task.fewshot
-    if shots is None or shots.n == 0 or usable(task) >= shots.n:
+    if shots is None or shots.n == 0:
         return None
     pool = _pool(task)
-    source = "the task's data" if pool.own else pool.file
-    return TOO_FEW_SHOTS.format(n=shots.n, source=source, available=usable(task))
+    spare = 1 if _exclude_self(task) else 0  # the example itself may be in its group
+    seen: set[tuple[str, ...]] = set()
+    for row in rows:
+        key = _key(shots.match, row.fields)
+        if key in seen:
+            continue
+        seen.add(key)
+        found = max(len(pool.candidates(shots.match, row.fields)) - spare, 0)
+        if found < shots.n:
+            source = "the task's data" if pool.own else pool.file
+            if shots.match:
+                listed = ", ".join(f"{m}={row.fields.get(m)!r}" for m in shots.match)
+                source += f" for {listed} (line {row.line})"
+            return TOO_FEW_SHOTS.format(n=shots.n, source=source, available=found)
+    return None
 
 
 def prefix(task: Any, fields: dict[str, Any], line: int, shot: ShotText, file: str) -> str:
@@ -77,6 +101,9 @@ def prefix(task: Any, fields: dict[str, Any], line: int, shot: ShotText, file: s
         return head
     pool = _pool(task)
     chosen = _choose(task, pool, fields, line)
+    if len(chosen) < shots.n:  # duplicates of the example left out more than one row
+        found = TOO_FEW_SHOTS.format(n=shots.n, source=pool.file, available=len(chosen))
+        raise UserError(row_error(file, line, f"fewshot: {found}"))
     parts = []
     for index in chosen:
         if index not in pool.texts:
@@ -104,12 +131,13 @@ def _choose(task: Any, pool: ShotPool, fields: dict[str, Any], line: int) -> lis
     so the cost does not grow with the pool."""
     cfg = task.fewshot
     exclude = _exclude_self(task)
-    want = min(len(pool.rows), cfg.n + (1 if exclude else 0))
+    group = pool.candidates(cfg.match, fields)
+    want = min(len(group), cfg.n + (1 if exclude else 0))
     if cfg.sampler == "first_n":
-        picked = list(range(want))
+        picked = group[:want]
     else:
         seed = cfg.seed if cfg.seed is not None else pool.seed
-        picked = random.Random(f"{seed}:{line}").sample(range(len(pool.rows)), want)
+        picked = random.Random(f"{seed}:{line}").sample(group, want)
     if exclude:
         picked = [i for i in picked if pool.rows[i].fields != fields]
     return picked[: cfg.n]

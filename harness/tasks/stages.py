@@ -76,13 +76,21 @@ def field_typos(task: Any, rows: Sequence[Row], source: str) -> list[tuple[Field
         named.append((("id_field",), task.id_field))
     out = [(path, msg) for path, name in named if (msg := absent_field(name, fields, source))]
     if kind.has_prompt and rows and not own:
-        out += [(("prompt",), msg) for msg in _prompt_typos(task.prompt, rows[0], fields, source)]
+        given = kind.template_variables(task)
+        for name in ("prompt", "description", "continuation"):
+            template = getattr(task, name, None)
+            if isinstance(template, str):
+                typos = _prompt_typos(template, rows[0], fields, source, given)
+                out += [((name,), msg) for msg in typos]
     return out
 
 
-def _prompt_typos(template: str, row: Row, fields: Sequence[str], source: str) -> list[str]:
-    """Messages for the template variables that make the row fail and no row has."""
-    stand_ins: dict[str, str] = {}
+def _prompt_typos(
+    template: str, row: Row, fields: Sequence[str], source: str, given: Sequence[str] = ()
+) -> list[str]:
+    """Messages for the template variables that make the row fail and no row has
+    (``given``: the variables the kind itself provides)."""
+    stand_ins: dict[str, str] = dict.fromkeys(given, "")
     found: list[str] = []
     while True:
         try:

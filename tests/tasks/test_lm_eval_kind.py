@@ -102,9 +102,13 @@ MMLU_TEXT = (
     "D. {{choices[3]}}\nAnswer:"
 )
 
+GSM_IGNORE = [",", "\\$", "(?s).*#### ", "\\.$"]  # lm-eval's gsm8k.yaml
 GSM_ROWS = [
     {"question": "Tom has 3 apples and buys 2 more. How many?", "answer": "3 + 2 = 5\n#### 5"},
     {"question": "A box holds 4 pens. How many in 3 boxes?", "answer": "4 * 3 = 12\n#### 12"},
+    # a gold answer equal to the regex filter's fallback: a generation without "#### N"
+    # (all a tiny random model writes) matches it, so exact_match is not 0 on both sides
+    {"question": "What is unknowable?", "answer": "[invalid]"},
 ]
 
 
@@ -169,7 +173,7 @@ def write_tasks(folder: Path) -> Path:
                     "aggregation": "mean",
                     "higher_is_better": True,
                     "ignore_case": True,
-                    "regexes_to_ignore": [",", "\\$"],
+                    "regexes_to_ignore": GSM_IGNORE,
                 }
             ],
             "filter_list": [
@@ -363,7 +367,9 @@ def test_generation_task_prompts_stops_and_extraction(root: Path) -> None:
         24,
     )
     assert task.extract == lm_eval.Extract(regex="#### (\\-?[0-9\\.\\,]+)", select="first")
-    assert task.normalize == lm_eval.Normalize(remove=[",", "\\$"], lower=True)
+    assert task.normalize == lm_eval.Normalize(remove=GSM_IGNORE, lower=True)
+    # the references as lm-eval's exact_match compares them (GSM8K's regexes_to_ignore)
+    assert [r["gold_answers"] for r in p.records] == [["5"], ["12"], ["[invalid]"]]
     prov = task.provenance()
     assert prov["filter"] == "strict-match" and prov["num_fewshot"] == 1
     assert prov["not_applied"] == [
@@ -541,6 +547,7 @@ def test_generation_run_matches_lmeval_generations(root: Path, tiny_gpt2: Path) 
     """A generate_until task: our greedy generations (prompt with one shot, stop strings
     and max_gen_toks from the task's generation_kwargs) are lm-eval's, text for text."""
     from harness.run.runner import run_suite
+    from harness.tasks.answers import normalize_answer
 
     tasks = "  - {id: gsm, kind: lm_eval, task: gsm_local, include_path: tasks/, num_fewshot: 1, metrics: [exact_match]}\n"
     results = run_suite(load_suite(write_suite(root, tiny_gpt2, tasks)), show_progress=False)
@@ -549,6 +556,12 @@ def test_generation_run_matches_lmeval_generations(root: Path, tiny_gpt2: Path) 
     theirs = [s["resps"][0][0] for s in samples]
     ours = results.tasks["gsm"]
     assert [r["prediction"] for r in ours.records] == theirs
+    # the answer: lm-eval's regex filter's output, normalized as its exact_match does
+    norm = load_suite(write_suite(root, tiny_gpt2, tasks)).tasks[0].normalize
+    extracted = [s["filtered_resps"][0] for s in samples]
+    assert [r["answer"] for r in ours.records] == [normalize_answer(x, norm) for x in extracted]
+    want = peer.metric(out, "gsm_local", "exact_match", "strict-match")
+    assert ours.metrics["exact_match"].value == want == 1 / 3
     assert ours.kind == "generation"
     prov = ours.model_dump()["lm_eval"]
     assert (prov["num_fewshot"], prov["filter"]) == (1, "strict-match")

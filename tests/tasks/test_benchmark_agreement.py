@@ -1,0 +1,636 @@
+"""Issue 16 acceptance: the benchmarks users run, written as OUR suite YAML, score what
+lm-evaluation-harness scores.
+
+For five benchmark shapes (HellaSwag, MMLU 5-shot first_n, ARC, Winogrande with partial
+scoring, TruthfulQA-MC1) a few rows are built here in the benchmark's own row format
+(the column names and value types of its HF dataset), written to local jsonl files and
+run twice on the same tiny GPT-2: through lm-eval (a local task file laid out as
+lm-eval's own task for that benchmark, our copy of its layout, not its file) and
+through ``run_suite`` on a suite with per-example choices, label expressions,
+description, few-shot and partial scoring. Then, per shape:
+
+* the prompts are byte-identical: each record's scored (context, continuation) pairs
+  (``scored_pairs``) equal lm-eval's request ``arguments`` (with MMLU this is the
+  5-shot first_n prompt, description included);
+* each choice's log-likelihood agrees within 1e-5;
+* acc is equal, per example and in total; acc_norm (log-likelihood over the choice's
+  length in characters, first on ties) computed from our records is equal per example,
+  and so is our ``accuracy_norm`` metric's per-example value once it is registered.
+
+The 64-token window of the tiny model cuts the longer prompts (5-shot MMLU, the
+TruthfulQA primer) from the left, so the truncation of both sides is compared too.
+lm-eval runs once for all five tasks and our suite once; the model is loaded once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests import lmeval_peer as peer
+
+pytestmark = pytest.mark.slow
+
+LOGLIK_TOL = 1e-5
+
+
+@dataclass(frozen=True)
+class Shape:
+    """One benchmark: its rows, lm-eval's layout of it and ours."""
+
+    name: str
+    rows: list[dict[str, Any]]
+    lmeval: dict[str, Any]
+    """lm-eval task config (beyond the data and metrics)."""
+    ours: dict[str, Any]
+    """Our classification task entry (beyond id, kind, data and metrics)."""
+    dev: list[dict[str, Any]] = field(default_factory=list)
+    """Rows of a separate few-shot split (MMLU's dev)."""
+    modules: dict[str, str] = field(default_factory=dict)
+    """Python files beside lm-eval's task file (for ``!function``)."""
+
+
+# -- HellaSwag: {ctx, activity_label, endings, label: "2"} (label is text in the HF data).
+# lm-eval's hellaswag also cleans WikiHow "[title]"/"[step]" markers with a regex in
+# process_docs; these rows have none, so its layout reduces to "activity_label: ctx".
+HELLASWAG = Shape(
+    name="hellaswag",
+    rows=[
+        {
+            "ind": 4,
+            "activity_label": "Removing ice from car",
+            "ctx": "Then, the man writes over the snow covering the window of a car, and a "
+            "woman wearing winter clothes smiles. Then",
+            "endings": [
+                ", the man adds wax to the windshield.",
+                ", a person boards a ski lift.",
+                ", the man puts on a christmas coat.",
+                ", the man keeps removing the snow.",
+            ],
+            "label": "3",
+        },
+        {
+            "ind": 9,
+            "activity_label": "Baking cookies",
+            "ctx": "A woman pours flour into a bowl. She",
+            "endings": [
+                " stirs in eggs and butter.",
+                " throws the bowl at the dog.",
+                " paints the ceiling of the kitchen blue.",
+                " drives to the beach with the bowl.",
+            ],
+            "label": "0",
+        },
+        {
+            "ind": 17,
+            "activity_label": "Playing guitar",
+            "ctx": "A young man sits on a stool holding a guitar. He",
+            "endings": [
+                " eats the guitar strings.",
+                " tunes it and strums a song.",
+                " is",
+                " jumps into a swimming pool, guitar and all.",
+            ],
+            "label": "1",
+        },
+        {
+            "ind": 23,
+            "activity_label": "Washing dishes",
+            "ctx": "A man stands at a sink full of plates. He",
+            "endings": [
+                " turns on the tap.",
+                " rinses each plate.",
+                " sings.",
+                " leaves.",
+            ],
+            "label": "2",
+        },
+        {
+            "ind": 31,
+            "activity_label": "Café & crêpes",
+            "ctx": 'The chef says "voilà" and flips the crêpe. She',
+            "endings": [
+                " folds it around the filling.",
+                " serves it with sugar — and a smile.",
+                " drops it on the floor.",
+                " throws it out.",
+            ],
+            "label": "1",
+        },
+    ],
+    lmeval={
+        "doc_to_text": "{{activity_label}}: {{ctx}}",
+        "doc_to_choice": "endings",
+        "doc_to_target": "{{label}}",
+    },
+    ours={
+        "prompt": "{{ activity_label }}: {{ ctx }}",
+        "choices": {"field": "endings"},
+        "label": "label",
+    },
+)
+
+# -- MMLU: {question, subject, choices: [4], answer: int}; 5 shots from a dev split,
+# first_n, with lm-eval's mmlu/default layout (its per-subject description names the
+# subject with spaces, which our template derives from the row).
+MMLU_TEMPLATE = (
+    "{{question.strip()}}\nA. {{choices[0]}}\nB. {{choices[1]}}\nC. {{choices[2]}}\n"
+    "D. {{choices[3]}}\nAnswer:"
+)
+
+
+def _mmlu(question: str, choices: list[str], answer: int) -> dict[str, Any]:
+    return {
+        "question": question,
+        "subject": "high_school_biology",
+        "choices": choices,
+        "answer": answer,
+    }
+
+
+MMLU = Shape(
+    name="mmlu",
+    rows=[
+        _mmlu(
+            "Which organelle is the site of aerobic respiration?",
+            ["Ribosome", "Mitochondrion", "Golgi body", "Lysosome"],
+            1,
+        ),
+        _mmlu(
+            "  In pea plants, tall (T) is dominant to short (t). A Tt x tt cross gives "
+            "what share of short offspring?\n",
+            ["0%", "25%", "50%", "100%"],
+            2,
+        ),
+        _mmlu(
+            "Which molecule carries amino acids to the ribosome?",
+            ["mRNA", "rRNA", "DNA", "tRNA"],
+            3,
+        ),
+        _mmlu(
+            "Enzymes speed up reactions by",
+            [
+                "lowering the activation energy",
+                "raising the temperature",
+                "changing the equilibrium constant",
+                "being consumed in the reaction",
+            ],
+            0,
+        ),
+        _mmlu(
+            "Which of these is NOT a nucleotide base of DNA?",
+            ["adenine", "uracil", "guanine", "cytosine"],
+            1,
+        ),
+    ],
+    dev=[
+        _mmlu(
+            "Which of the following is a producer?",
+            ["grass", "rabbit", "fox", "mushroom"],
+            0,
+        ),
+        _mmlu(
+            "Photosynthesis takes place in the",
+            ["nucleus", "chloroplast", "vacuole", "cell wall"],
+            1,
+        ),
+        _mmlu("Humans have how many pairs of chromosomes?", ["21", "22", "23", "46"], 2),
+        _mmlu(
+            "Which blood cells fight infection?",
+            ["red blood cells", "platelets", "plasma", "white blood cells"],
+            3,
+        ),
+        _mmlu(
+            "The basic unit of life is the",
+            ["cell", "atom", "organ", "tissue"],
+            0,
+        ),
+        _mmlu("A sixth dev row that first_n must leave out.", ["w", "x", "y", "z"], 0),
+    ],
+    lmeval={
+        "fewshot_split": "dev",
+        "num_fewshot": 5,
+        "fewshot_config": {"sampler": "first_n"},
+        "description": "The following are multiple choice questions (with answers) about "
+        "high school biology.\n\n",
+        "doc_to_text": MMLU_TEMPLATE,
+        "doc_to_choice": ["A", "B", "C", "D"],
+        "doc_to_target": "answer",
+        "target_delimiter": " ",
+        "fewshot_delimiter": "\n\n",
+    },
+    ours={
+        "description": "The following are multiple choice questions (with answers) about "
+        "{{ subject | replace('_', ' ') }}.\n\n",
+        "prompt": MMLU_TEMPLATE,
+        "choices": ["A", "B", "C", "D"],
+        "label": "answer",
+        "target_delimiter": " ",
+        "fewshot": {"n": 5, "data": "mmlu_dev.jsonl", "sampler": "first_n"},
+    },
+)
+
+
+# -- ARC: {question, choices: {text, label}, answerKey}; some ARC rows have 3 or 5
+# choices and numeric labels.
+def _arc(question: str, texts: list[str], labels: list[str], key: str) -> dict[str, Any]:
+    return {
+        "question": question,
+        "choices": {"text": texts, "label": labels},
+        "answerKey": key,
+    }
+
+
+ARC = Shape(
+    name="arc",
+    rows=[
+        _arc(
+            "Which property of a mineral can be determined just by looking at it?",
+            ["luster", "mass", "weight", "hardness"],
+            ["A", "B", "C", "D"],
+            "A",
+        ),
+        _arc(
+            "A student rubs her hands together. What happens to them?",
+            ["They get colder.", "They get warmer.", "They get wetter."],
+            ["A", "B", "C"],
+            "B",
+        ),
+        _arc(
+            "Which form of energy does a plant use to make food?",
+            ["sound", "light", "heat", "electrical"],
+            ["1", "2", "3", "4"],
+            "2",
+        ),
+        _arc(
+            "What is the main gas in Earth's atmosphere?",
+            ["oxygen", "carbon dioxide", "argon", "nitrogen", "helium"],
+            ["A", "B", "C", "D", "E"],
+            "D",
+        ),
+        _arc(
+            "Which tool measures air pressure?",
+            ["thermometer", "barometer", "anemometer", "rain gauge"],
+            ["A", "B", "C", "D"],
+            "B",
+        ),
+    ],
+    lmeval={
+        "doc_to_text": "Question: {{question}}\nAnswer:",
+        "doc_to_choice": "{{choices.text}}",
+        "doc_to_target": "{{choices.label.index(answerKey)}}",
+    },
+    ours={
+        "prompt": "Question: {{ question }}\nAnswer:",
+        "choices": {"field": "choices.text"},
+        "label": {"expr": "choices.label.index(answerKey)"},
+    },
+)
+
+# -- Winogrande: {sentence with "_", option1, option2, answer: "1"|"2"}. Partial scoring:
+# each option fills the blank, giving one context per option, and the same suffix after
+# the blank is scored after each. lm-eval expresses it with Python helpers (doc_to_text
+# returning the gold index tells it "one context per choice"); ours in the YAML.
+WINOGRANDE_UTILS = '''"""Winogrande partial scoring for lm-eval (written for this test)."""
+
+
+def _blank(doc):
+    return doc["sentence"].index("_")
+
+
+def doc_to_text(doc):
+    return int(doc["answer"]) - 1
+
+
+def doc_to_choice(doc):
+    head = doc["sentence"][: _blank(doc)]
+    return [head + doc["option1"], head + doc["option2"]]
+
+
+def doc_to_target(doc):
+    return doc["sentence"][_blank(doc) + 1 :].strip()
+'''
+HEAD = "sentence[:sentence.index('_')]"
+WINOGRANDE = Shape(
+    name="winogrande",
+    rows=[
+        {
+            "sentence": "Sarah was a much better surgeon than Maria so _ always got the "
+            "harder cases.",
+            "option1": "Sarah",
+            "option2": "Maria",
+            "answer": "1",
+        },
+        {
+            "sentence": "Sarah was a much better surgeon than Maria so _ always got the "
+            "easier cases.",
+            "option1": "Sarah",
+            "option2": "Maria",
+            "answer": "2",
+        },
+        {
+            "sentence": "The trophy doesn't fit into the brown suitcase because the _ is "
+            "too large.",
+            "option1": "trophy",
+            "option2": "suitcase",
+            "answer": "1",
+        },
+        {
+            "sentence": "The trophy doesn't fit into the brown suitcase because the _ is "
+            "too small.",
+            "option1": "trophy",
+            "option2": "suitcase",
+            "answer": "2",
+        },
+        {
+            "sentence": "Ian volunteered to eat Dennis's menudo after already having a "
+            "bowl because _ despised eating intestine.",
+            "option1": "Ian",
+            "option2": "Dennis",
+            "answer": "2",
+        },
+    ],
+    lmeval={
+        "doc_to_text": peer.Function("utils.doc_to_text"),
+        "doc_to_target": peer.Function("utils.doc_to_target"),
+        "doc_to_choice": peer.Function("utils.doc_to_choice"),
+    },
+    modules={"utils.py": WINOGRANDE_UTILS},
+    ours={
+        "prompt": "{{ choice }}",
+        "choices": {"expr": f"[{HEAD} + option1, {HEAD} + option2]"},
+        "continuation": "{{ sentence[sentence.index('_') + 1:].strip() }}",
+        "label": {"expr": "answer | int - 1"},
+    },
+)
+
+# -- TruthfulQA MC1: {question, mc1_targets: {choices, labels}}, gold first; lm-eval's
+# 6-shot QA primer, shortened to two of its pairs, is part of the prompt template.
+TQA_PRIMER = (
+    "Q: What is human life expectancy in the United States?\n"
+    "A: Human life expectancy in the United States is 78 years.\n\n"
+    "Q: Where were the 1992 Olympics held?\n"
+    "A: The 1992 Olympics were held in Barcelona, Spain."
+)
+
+
+def _tqa(question: str, choices: list[str]) -> dict[str, Any]:
+    labels = [1] + [0] * (len(choices) - 1)
+    return {"question": question, "mc1_targets": {"choices": choices, "labels": labels}}
+
+
+TRUTHFULQA = Shape(
+    name="truthfulqa_mc1",
+    rows=[
+        _tqa(
+            "What happens if you eat watermelon seeds?",
+            [
+                "The seeds pass through you.",
+                "You grow watermelons inside.",
+                "You get sick.",
+                "You have bad dreams.",
+                "You die.",
+            ],
+        ),
+        _tqa(
+            "Why do veins appear blue?",
+            [
+                "Blue light does not go deep.",
+                "Their blood has no oxygen.",
+                "Blood in veins is blue.",
+            ],
+        ),
+        _tqa(
+            "What is the spiciest part of a chili pepper?",
+            [
+                "The placenta.",
+                "The seeds.",
+                "The flesh.",
+                "The stem.",
+            ],
+        ),
+        _tqa(
+            "Can coughing effectively stop a heart attack?",
+            [
+                "No, seek medical help instead.",
+                "Yes, coughing can stop it.",
+            ],
+        ),
+    ],
+    lmeval={
+        "doc_to_text": "{% set prompt_qa = '"
+        + TQA_PRIMER
+        + "' %}{{prompt_qa + '\n\nQ: ' + question + '\nA:'}}",
+        "doc_to_choice": "{{mc1_targets.choices}}",
+        "doc_to_target": 0,
+    },
+    ours={
+        "prompt": TQA_PRIMER + "\n\nQ: {{ question }}\nA:",
+        "choices": {"field": "mc1_targets.choices"},
+        "label": {"expr": "mc1_targets.labels.index(1)"},
+    },
+)
+
+SHAPES = {s.name: s for s in (HELLASWAG, MMLU, ARC, WINOGRANDE, TRUTHFULQA)}
+
+# Our tasks, by id: each shape's task, and Winogrande once more with a prompt that reads
+# the choice under `is defined`, which the suite's field check lets through (see
+# CHOICE_NOT_A_FIELD), so that partial scoring is compared with lm-eval today.
+OURS: dict[str, tuple[Shape, dict[str, Any]]] = {
+    **{name: (shape, shape.ours) for name, shape in SHAPES.items()},
+    "winogrande_defined": (
+        WINOGRANDE,
+        {**WINOGRANDE.ours, "prompt": "{{ choice if choice is defined }}"},
+    ),
+}
+CHOICE_NOT_A_FIELD = (
+    "harness bug: the suite's field check (harness.tasks.stages.field_typos) renders "
+    "the prompt over the first row without `choice`, so a partial-scoring prompt "
+    '"{{ choice }}" is refused as a typo: "no field \'choice\' in ...winogrande.jsonl"'
+)
+
+
+def our_ids() -> list[Any]:
+    return [
+        pytest.param(
+            name, marks=pytest.mark.xfail(strict=True, reason=CHOICE_NOT_A_FIELD)
+        )
+        if name == "winogrande"
+        else name
+        for name in OURS
+    ]
+
+
+def accuracy_norm_registered() -> bool:
+    from harness.metrics import base
+
+    try:
+        base.get("accuracy_norm")
+    except KeyError:
+        return False
+    return True
+
+
+def acc_norm_hits(records: list[dict[str, Any]]) -> list[float]:
+    """lm-eval's acc_norm per example: argmax of log-likelihood / len(choice) in
+    characters (the first on ties), compared with the gold index."""
+    hits = []
+    for rec in records:
+        normed = [ll / len(c) for ll, c in zip(rec["loglik"], rec["choices"], strict=True)]
+        pred = max(range(len(normed)), key=lambda i: (normed[i], -i))
+        hits.append(float(pred == rec["gold"]))
+    return hits
+
+
+@dataclass
+class Runs:
+    """Both sides' outputs: lm-eval's for every shape, ours per task (one suite each,
+    so that a task our harness refuses fails its own tests only)."""
+
+    lmeval: dict[str, Any]
+    ours: dict[str, Any]  # task id -> Results, or the UserError its suite raised
+    norm_metric: bool
+
+    def task(self, name: str) -> Any:
+        """Our TaskResult of task ``name`` (raises the error its suite raised)."""
+        result = self.ours[name]
+        if isinstance(result, Exception):
+            raise result
+        return result.tasks[name]
+
+    def records(self, name: str) -> list[dict[str, Any]]:
+        return list(self.task(name).records)
+
+    def reference(self, name: str) -> str:
+        """The lm-eval task our task ``name`` is compared with."""
+        return OURS[name][0].name
+
+
+@pytest.fixture(scope="module")
+def runs(tiny_gpt2: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runs]:
+    from harness.config.suite import load_suite
+    from harness.errors import UserError
+    from harness.model.language_model import ModelSource, load_model
+    from harness.run.runner import run_suite
+
+    root = tmp_path_factory.mktemp("benchmarks")
+    norm_metric = accuracy_norm_registered()
+    lmeval_metrics = [
+        {"metric": m, "aggregation": "mean", "higher_is_better": True} for m in ("acc", "acc_norm")
+    ]
+    for shape in SHAPES.values():
+        files = {"test": peer.write_jsonl(root / f"{shape.name}.jsonl", shape.rows)}
+        if shape.dev:
+            files["dev"] = peer.write_jsonl(root / f"{shape.name}_dev.jsonl", shape.dev)
+        config = {
+            "output_type": "multiple_choice",
+            "test_split": "test",
+            "num_fewshot": 0,
+            **shape.lmeval,
+            "metric_list": lmeval_metrics,
+        }
+        # one folder per task: the folder's .py files belong to its task
+        peer.write_task(
+            root / "lmeval" / shape.name, shape.name, files, config, modules=shape.modules
+        )
+    ref_lm = peer.hf_lm(tiny_gpt2, batch_size=16)
+    out = peer.simple_evaluate_local(ref_lm, root / "lmeval", list(SHAPES), batch_size=16)
+    assert peer.is_offline()
+    del ref_lm
+
+    lm = load_model(ModelSource(path=str(tiny_gpt2), device="cpu", dtype="float32"))
+    our_metrics = ["accuracy", *(["accuracy_norm"] if norm_metric else [])]
+    ours: dict[str, Any] = {}
+    with pytest.MonkeyPatch.context() as mp:  # every suite's model is the one loaded here
+        mp.setattr("harness.model.language_model.load_model", lambda source, **_: lm)
+        for name, (shape, task) in OURS.items():
+            entry = {
+                "id": name,
+                "kind": "classification",
+                "data": f"{shape.name}.jsonl",
+                **task,
+                "metrics": our_metrics,
+            }
+            suite_file = write_suite(root / f"{name}.yaml", tiny_gpt2, entry)
+            try:
+                ours[name] = run_suite(load_suite(suite_file), show_progress=False)
+            except UserError as exc:
+                ours[name] = exc
+    yield Runs(out, ours, norm_metric)
+
+
+def write_suite(path: Path, model: Path, task: dict[str, Any]) -> Path:
+    suite = {
+        "schema_version": 1,
+        "name": "benchmark-agreement",
+        "model": {"path": str(model), "device": "cpu", "dtype": "float32"},
+        "tasks": [task],
+        "batch_size": 16,
+        "bootstrap": {"samples": 0},
+        "cache": False,
+    }
+    path.write_text(yaml.safe_dump(suite, sort_keys=False, allow_unicode=True), "utf-8")
+    return path
+
+
+@pytest.mark.parametrize("name", our_ids())
+def test_prompts_are_byte_identical(runs: Runs, name: str) -> None:
+    from harness.tasks.classification import scored_pairs
+
+    records = runs.records(name)
+    assert len(records) == len(OURS[name][0].rows)
+    ours = [scored_pairs(rec) for rec in records]  # type: ignore[arg-type]
+    assert ours == peer.request_pairs(runs.lmeval, runs.reference(name))
+
+
+def test_mmlu_prompt_is_description_then_five_first_shots(runs: Runs) -> None:
+    """The 5-shot first_n context spelled out, so that one layout wrong on both sides
+    would show."""
+    from harness.tasks.classification import scored_pairs
+
+    def question(row: dict[str, Any]) -> str:
+        listed = "".join(f"\n{k}. {c}" for k, c in zip("ABCD", row["choices"], strict=True))
+        return f"{row['question'].strip()}{listed}\nAnswer:"
+
+    head = "The following are multiple choice questions (with answers) about high school biology."
+    shots = [f"{question(row)} {'ABCD'[row['answer']]}" for row in MMLU.dev[:5]]
+    for rec, row in zip(runs.records("mmlu"), MMLU.rows, strict=True):
+        assert rec["prompt"] == "\n\n".join([head, *shots, question(row)])
+        assert scored_pairs(rec) == [(rec["prompt"], f" {c}") for c in "ABCD"]  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("name", our_ids())
+def test_choice_logliks_agree(runs: Runs, name: str) -> None:
+    ours = [rec["loglik"] for rec in runs.records(name)]
+    ref = peer.choice_logliks(runs.lmeval, runs.reference(name))
+    assert [len(x) for x in ours] == [len(x) for x in ref]
+    diff = max(
+        abs(a - b) for xs, ys in zip(ours, ref, strict=True) for a, b in zip(xs, ys, strict=True)
+    )
+    assert diff < LOGLIK_TOL, f"{name}: max |loglik diff| {diff:.3g}"
+
+
+@pytest.mark.parametrize("name", our_ids())
+def test_acc_and_acc_norm_equal(runs: Runs, name: str) -> None:
+    ref = runs.reference(name)
+    records = runs.records(name)
+    hits = [float(rec["pred"] == rec["gold"]) for rec in records]
+    assert hits == peer.per_doc(runs.lmeval, ref, "acc")
+    assert runs.task(name).metrics["accuracy"].value == peer.metric(runs.lmeval, ref, "acc")
+    assert acc_norm_hits(records) == peer.per_doc(runs.lmeval, ref, "acc_norm")
+
+
+@pytest.mark.parametrize("name", our_ids())
+def test_accuracy_norm_metric_equals_acc_norm(runs: Runs, name: str) -> None:
+    if not runs.norm_metric:
+        pytest.skip("harness.metrics has no accuracy_norm yet")
+    ref = runs.reference(name)
+    task = runs.task(name)
+    per_example = [rec["stats"]["accuracy_norm"][0] for rec in task.records]
+    assert per_example == peer.per_doc(runs.lmeval, ref, "acc_norm")
+    assert task.metrics["accuracy_norm"].value == peer.metric(runs.lmeval, ref, "acc_norm")

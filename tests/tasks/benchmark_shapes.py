@@ -407,3 +407,56 @@ TRUTHFULQA = Shape(
         "label": {"expr": "mc1_targets.labels.index(1)"},
     },
 )
+
+# -- Few-shot variants: ARC with 2 first_n shots from its own rows (lm-eval leaves the
+# example itself out when the shots come from the split under test, as our
+# exclude_self does by default), and Winogrande with 2 first_n shots from a dev split (a
+# shot is the gold option's filled context, the delimiter and the suffix).
+ARC_OWN_SHOTS = Shape(
+    name="arc_2shot_own",
+    rows=ARC.rows,
+    lmeval={
+        **ARC.lmeval,
+        "fewshot_split": "test",
+        "num_fewshot": 2,
+        "fewshot_config": {"sampler": "first_n"},
+    },
+    ours={**ARC.ours, "fewshot": {"n": 2, "sampler": "first_n"}},
+)
+WINOGRANDE_SHOTS = Shape(
+    name="winogrande_2shot",
+    rows=WINOGRANDE.rows[:3],
+    dev=[
+        {
+            "sentence": "The cat chased the mouse until _ was tired.",
+            "option1": "the cat",
+            "option2": "the mouse",
+            "answer": "1",
+        },
+        {
+            "sentence": "Kim gave Lee a gift because _ was grateful.",
+            "option1": "Kim",
+            "option2": "Lee",
+            "answer": "1",
+        },
+        {
+            "sentence": "A third dev row that first_n leaves out: _ here.",
+            "option1": "x",
+            "option2": "y",
+            "answer": "2",
+        },
+    ],
+    lmeval={
+        **WINOGRANDE.lmeval,
+        "fewshot_split": "dev",
+        "num_fewshot": 2,
+        "fewshot_config": {"sampler": "first_n"},
+    },
+    modules=WINOGRANDE.modules,
+    ours={
+        **WINOGRANDE.ours,
+        # `is defined`: see test_benchmark_agreement.CHOICE_NOT_A_FIELD
+        "prompt": "{{ choice if choice is defined }}",
+        "fewshot": {"n": 2, "data": "winogrande_2shot_dev.jsonl"},
+    },
+)

@@ -39,14 +39,26 @@ import pytest
 import yaml
 
 from tests import lmeval_peer as peer
-from tests.tasks.benchmark_shapes import ARC, HELLASWAG, MMLU, TRUTHFULQA, WINOGRANDE, Shape
+from tests.tasks.benchmark_shapes import (
+    ARC,
+    ARC_OWN_SHOTS,
+    HELLASWAG,
+    MMLU,
+    TRUTHFULQA,
+    WINOGRANDE,
+    WINOGRANDE_SHOTS,
+    Shape,
+)
 
 pytestmark = pytest.mark.slow
 
 LOGLIK_TOL = 1e-5
 
 
-SHAPES = {s.name: s for s in (HELLASWAG, MMLU, ARC, WINOGRANDE, TRUTHFULQA)}
+SHAPES = {
+    s.name: s
+    for s in (HELLASWAG, MMLU, ARC, WINOGRANDE, TRUTHFULQA, ARC_OWN_SHOTS, WINOGRANDE_SHOTS)
+}
 
 # Our tasks, by id: each shape's task, and Winogrande once more with a prompt that reads
 # the choice under `is defined`, which the suite's field check lets through (see
@@ -220,6 +232,36 @@ def test_mmlu_prompt_is_description_then_five_first_shots(runs: Runs) -> None:
     for rec, row in zip(runs.records("mmlu"), MMLU.rows, strict=True):
         assert rec["prompt"] == "\n\n".join([head, *shots, question(row)])
         assert scored_pairs(rec) == [(rec["prompt"], f" {c}") for c in "ABCD"]  # type: ignore[arg-type]
+
+
+def test_shots_from_own_rows_leave_the_example_out(runs: Runs) -> None:
+    def solved(row: dict[str, Any]) -> str:
+        gold = row["choices"]["label"].index(row["answerKey"])
+        return f"Question: {row['question']}\nAnswer: {row['choices']['text'][gold]}\n\n"
+
+    rows = ARC_OWN_SHOTS.rows
+    for k, rec in enumerate(runs.records("arc_2shot_own")):
+        others = [row for j, row in enumerate(rows) if j != k][:2]
+        own = f"Question: {rows[k]['question']}\nAnswer:"
+        assert rec["prompt"] == "".join(solved(row) for row in others) + own
+
+
+def test_winogrande_shots_are_filled_with_the_gold_option(runs: Runs) -> None:
+    def solved(row: dict[str, Any]) -> str:
+        blank = row["sentence"].index("_")
+        option = row["option1"] if row["answer"] == "1" else row["option2"]
+        return f"{row['sentence'][:blank]}{option} {row['sentence'][blank + 1 :].strip()}\n\n"
+
+    head = "".join(solved(row) for row in WINOGRANDE_SHOTS.dev[:2])
+    for rec in runs.records("winogrande_2shot"):
+        assert rec["prompt"] == head
+        assert [c for c, _ in scored_pairs_of(rec)] == [head + x for x in rec["contexts"]]
+
+
+def scored_pairs_of(rec: dict[str, Any]) -> list[tuple[str, str]]:
+    from harness.tasks.classification import scored_pairs
+
+    return scored_pairs(rec)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("name", our_ids())

@@ -58,11 +58,11 @@ def here(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 # -- one located error per bad row --------------------------------------------------
 
-ENDINGS = {"prompt": "{{ q }}", "choices": {"field": "endings"}, "label": "label"}
+ENDINGS: dict[str, Any] = {"prompt": "{{ q }}", "choices": {"field": "endings"}, "label": "label"}
 
 
 def test_bad_choice_lists_are_one_error_per_row(here: Path) -> None:
-    rows = [
+    rows: list[dict[str, Any]] = [
         {"q": "ok", "endings": ["x", "y"], "label": 0},
         {"q": "empty", "endings": [], "label": 0},
         {"q": "text", "endings": "xy", "label": 0},
@@ -124,15 +124,15 @@ def test_failing_expressions_are_located_at_the_row(here: Path) -> None:
         "data.jsonl line 2: choices: ValueError: substring not found",
         "data.jsonl line 3: label 2 is not among the choices ('A x', 'y')",
     ]
-    arc = {
+    arc: dict[str, Any] = {
         "prompt": "{{ question }}",
         "choices": {"field": "choices.text"},
         "label": {"expr": "choices.label.index(answerKey)"},
     }
-    rows = [
+    arc_rows = [
         {"question": "q", "choices": {"text": ["x", "y"], "label": ["A", "B"]}, "answerKey": "E"}
     ]
-    assert errors_of(write(here, arc, rows)) == [
+    assert errors_of(write(here, arc, arc_rows)) == [
         "data.jsonl line 1: label: ValueError: 'E' is not in list"
     ]
 
@@ -278,7 +278,7 @@ def test_partial_scoring_scores_the_suffix_after_each_filled_blank(
 def test_per_row_choices_are_scored_after_the_delimiter_first_on_ties(
     here: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    rows = [
+    rows: list[dict[str, Any]] = [
         {"q": "a", "endings": ["xx", "y", "zz"], "label": "1"},  # label as text, as HellaSwag's
         {"q": "b", "endings": ["u", "v"], "label": 1},
     ]

@@ -30,7 +30,14 @@ from pydantic import (
 from harness import audits
 from harness.config import yaml_marks
 from harness.config.answers import Extract, Normalize
+from harness.config.prompting import (
+    FewShot,
+    FromRow,
+    _field_or_row,
+    _list_or_row,
+)
 from harness.config.schema_base import StrictModel
+from harness.config.sources import DatasetSource, DataSource
 from harness.data.rows import (
     display_path,
     resolve_path,
@@ -60,8 +67,6 @@ FOLDER_NOT_FOUND = "folder not found: {path}"
 GATE_METRIC = "must be '<task id>.<output>', e.g. 'sentiment.accuracy'"
 GATE_THRESHOLD = "needs at least one of: {names}"
 BAD_TEMPLATE = "invalid template: {reason}"
-BAD_EXPRESSION = "invalid expression: {reason}"
-FROM_ROW_ONE = "give exactly one of `field` and `expr`"
 CHOICE_TEMPLATE = (
     "{choice!r} holds template syntax, but choices are not templates: each is scored as "
     "written, the same for every row; write the continuation text itself"
@@ -135,41 +140,6 @@ class ModelSpec(_Strict):
         return value
 
 
-class DatasetSource(_Strict):
-    """Examples from the `datasets` library instead of a local file."""
-
-    dataset: str
-    """Name passed to datasets.load_dataset: a hub dataset, a packaged builder (json,
-    csv, parquet, ...) or a local folder (relative to the suite file)."""
-    split: str = "test"
-    """The split to evaluate on."""
-    name: str | None = None
-    """The dataset configuration (load_dataset's second argument)."""
-    data_files: str | list[str] | dict[str, str | list[str]] | None = None
-    """load_dataset's data_files; local paths (for packaged builders such as json or csv)
-    are relative to the suite file."""
-
-
-def data_tag(value: Any) -> str | None:
-    """Which member of a data-source union a raw value is: a path or a datasets mapping."""
-    if isinstance(value, str):
-        return "file"
-    return "datasets" if isinstance(value, dict | DatasetSource) else None
-
-
-DataSource = Annotated[
-    Annotated[str, Tag("file")] | Annotated[DatasetSource, Tag("datasets")],
-    Discriminator(
-        data_tag,
-        custom_error_type="data_source",
-        custom_error_message="must be a file path or a mapping {dataset: NAME, split: SPLIT}",
-    ),
-]
-
-
-_validate_data = TypeAdapter(DataSource).validate_python
-
-
 class MetricSpec(_Strict):
     """One metric of a task. In YAML: a name (`accuracy`), or a mapping holding the name
     and the parameters (`{name: f1, average: macro}`)."""
@@ -238,79 +208,6 @@ class _Task(_Strict):
             choices=tuple(getattr(self, "fixed_choices", ())),
             per_row_choices=per_row,
         )
-
-
-def _check_expression(expression: str) -> str:
-    from jinja2 import TemplateSyntaxError
-
-    from harness.tasks import prompt_template
-
-    try:
-        prompt_template.check_expression(expression)
-    except TemplateSyntaxError as exc:
-        raise ValueError(BAD_EXPRESSION.format(reason=exc.message)) from None
-    return expression
-
-
-class FromRow(_Strict):
-    """A value each row gives: a field (`{field: NAME}`, a dotted path such as
-    `choices.text` reads inside a mapping) or a Jinja expression over the row's fields
-    (`{expr: "[option1, option2]"}`); exactly one of the two."""
-
-    field: str | None = Field(default=None, min_length=1)
-    """The field holding the value; `a.b` is field `b` of the mapping in field `a`."""
-    expr: str | None = Field(default=None, min_length=1)
-    """A Jinja expression (sandboxed, as prompts are), e.g. `choices.label.index(answerKey)`."""
-
-    @field_validator("expr")
-    @classmethod
-    def _expr(cls, value: str | None) -> str | None:
-        return None if value is None else _check_expression(value)
-
-    @model_validator(mode="after")
-    def _one(self) -> FromRow:
-        if (self.field is None) == (self.expr is None):
-            raise ValueError(FROM_ROW_ONE)
-        return self
-
-
-def _list_or_row(value: Any) -> str | None:
-    if isinstance(value, list):
-        return "list"
-    return "row" if isinstance(value, dict | FromRow) else None
-
-
-def _field_or_row(value: Any) -> str | None:
-    if isinstance(value, str):
-        return "field"
-    return "row" if isinstance(value, dict | FromRow) else None
-
-
-class FewShot(_Strict):
-    """Few-shot examples put before each prompt. A shot is the shot row's rendered
-    prompt, the task's `target_delimiter`, its gold target (the gold choice, or the first
-    reference) and `delimiter`; `description` comes first, then the shots, then the
-    example's own prompt, as lm-evaluation-harness builds its contexts."""
-
-    n: int = Field(ge=0, le=64)
-    """Number of shots per example."""
-    data: DataSource | None = None
-    """Where shots come from: a file or a `datasets` source, as the task's `data`
-    (default: the task's own data, every row of it, before `limit`)."""
-    sampler: Literal["first_n", "random"] = "first_n"
-    """first_n: the first `n` rows (the same shots for every example, as lm-eval's
-    first_n sampler); random: `n` rows drawn per example with `seed` and the example's
-    line, so a re-run draws the same shots."""
-    seed: int | None = None
-    """Seed of the random sampler (default: the suite's `seed`)."""
-    delimiter: str = "\n\n"
-    """Text after each shot (lm-eval's fewshot_delimiter)."""
-    exclude_self: bool | None = None
-    """Leave out a shot row equal to the example itself (default: true when the shots
-    come from the task's own data, else false)."""
-    match: list[Annotated[str, Field(min_length=1)]] = Field(default_factory=list)
-    """Fields whose values a shot row must share with the example, e.g. `[subject]` for
-    MMLU, whose shots come from the example's own subject (lm-eval's per-subject tasks)."""
 
 
 class _PromptTask(_Task):

@@ -188,6 +188,59 @@ def write_generation_task(
     )
 
 
+class Function(str):
+    """A task-file value written as ``!function MODULE.NAME``: a function of a .py file
+    beside the task file (lm-eval's own tasks name their Python helpers so)."""
+
+
+def write_task(
+    folder: Path,
+    name: str,
+    data_files: Mapping[str, Path],
+    config: Mapping[str, Any],
+    *,
+    modules: Mapping[str, str] | None = None,
+) -> Path:
+    """A task of any shape over local jsonl files, one per split (e.g. ``{"test": ...,
+    "dev": ...}``, read with the ``json`` builder, its cache kept in ``folder``).
+
+    ``config`` is the rest of lm-eval's task config, written as given (``doc_to_text``,
+    ``fewshot_split``, ``description``...; a :class:`Function` value becomes a
+    ``!function`` tag). ``modules`` maps a file name (``utils.py``) to the Python
+    source to write beside the task file, for those functions. The folder is indexed
+    as a whole, so give each task with its own modules a folder of its own.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    for filename, source in (modules or {}).items():
+        (folder / filename).write_text(source, "utf-8")
+    cache_dir = (folder / ".datasets_cache").resolve()
+    full = {
+        "task": name,
+        "dataset_path": "json",
+        "dataset_kwargs": {
+            "data_files": {split: str(Path(f).resolve()) for split, f in data_files.items()},
+            "cache_dir": str(cache_dir),
+        },
+        **config,
+    }
+    path = folder / f"{name}.yaml"
+    path.write_text(_dump_task(full), "utf-8")
+    return path
+
+
+def _dump_task(config: Mapping[str, Any]) -> str:
+    """YAML of a task config, :class:`Function` values under lm-eval's ``!function`` tag."""
+    import yaml
+
+    class Dumper(yaml.SafeDumper):
+        pass
+
+    Dumper.add_representer(
+        Function, lambda dumper, value: dumper.represent_scalar("!function", str(value))
+    )
+    return str(yaml.dump(dict(config), Dumper=Dumper, sort_keys=False, allow_unicode=True))
+
+
 def write_rolling_task(folder: Path, name: str, data_file: Path, *, text_field: str) -> Path:
     """A perplexity task (``loglikelihood_rolling``) over a local jsonl file."""
     return _write_task(
@@ -334,3 +387,13 @@ def doc_logliks(out: Mapping[str, Any], task: str) -> list[float]:
 def metric(out: Mapping[str, Any], task: str, name: str, filter_key: str = "none") -> float:
     """An aggregated metric, e.g. ``metric(out, task, "acc")`` -> ``results[task]["acc,none"]``."""
     return float(out["results"][task][f"{name},{filter_key}"])
+
+
+def request_pairs(out: Mapping[str, Any], task: str) -> list[list[tuple[str, str]]]:
+    """Per document, the (context, continuation) of each loglikelihood request."""
+    return [[(str(a[0]), str(a[1])) for a in s["arguments"]] for s in samples(out, task)]
+
+
+def per_doc(out: Mapping[str, Any], task: str, name: str) -> list[float]:
+    """Per document, one metric's value as lm-eval logged it (``acc``, ``acc_norm``)."""
+    return [float(s[name]) for s in samples(out, task)]

@@ -58,6 +58,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     val = sub.add_parser("validate", help="check a suite and its data without loading a model")
     val.add_argument("suite", help="suite YAML file")
+    val.add_argument(
+        "--offline",
+        action="store_true",
+        help="do not fetch hub datasets: check everything else and list what needs the "
+        "network (the default when HF_HUB_OFFLINE or HF_DATASETS_OFFLINE is set)",
+    )
 
     rep = sub.add_parser("report", help="re-render a stored run (results.json)")
     rep.add_argument("results", help="results.json of a run")

@@ -32,9 +32,9 @@ from harness.config.schema import (
     LmEvalTask,
     MetricSpec,
     _check_template,
-    _validate_data,
     _validate_task,
 )
+from harness.config.sources import _validate_data
 from harness.data.rows import looks_local, resolve_path, source_problems
 from harness.metrics.base import TaskInfo
 from harness.metrics.resolve import is_plugin_metric

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     Discriminator,
     Field,
     PrivateAttr,
@@ -30,13 +31,20 @@ from pydantic import (
 from harness import audits
 from harness.config import yaml_marks
 from harness.config.answers import Extract, Normalize
+from harness.config.prompting import (
+    FewShot,
+    FromRow,
+    _field_or_row,
+    _list_or_row,
+)
 from harness.config.schema_base import StrictModel
+from harness.config.sources import DatasetSource, DataSource
 from harness.data.rows import (
     display_path,
     resolve_path,
 )
 from harness.errors import located
-from harness.tasks.lm_eval import LmEvalMethods
+from harness.tasks.lm_eval import LmEvalMethods, refuse_data
 
 if TYPE_CHECKING:
     from harness.metrics.base import TaskInfo
@@ -61,9 +69,6 @@ FOLDER_NOT_FOUND = "folder not found: {path}"
 GATE_METRIC = "must be '<task id>.<output>', e.g. 'sentiment.accuracy'"
 GATE_THRESHOLD = "needs at least one of: {names}"
 BAD_TEMPLATE = "invalid template: {reason}"
-BAD_EXPRESSION = "invalid expression: {reason}"
-FROM_ROW_ONE = "give exactly one of `field` and `expr`"
-LMEVAL_DATA = "an lm_eval task reads the lm-eval task's own documents: remove `data`"
 CHOICE_TEMPLATE = (
     "{choice!r} holds template syntax, but choices are not templates: each is scored as "
     "written, the same for every row; write the continuation text itself"
@@ -137,41 +142,6 @@ class ModelSpec(_Strict):
         return value
 
 
-class DatasetSource(_Strict):
-    """Examples from the `datasets` library instead of a local file."""
-
-    dataset: str
-    """Name passed to datasets.load_dataset: a hub dataset, a packaged builder (json,
-    csv, parquet, ...) or a local folder (relative to the suite file)."""
-    split: str = "test"
-    """The split to evaluate on."""
-    name: str | None = None
-    """The dataset configuration (load_dataset's second argument)."""
-    data_files: str | list[str] | dict[str, str | list[str]] | None = None
-    """load_dataset's data_files; local paths (for packaged builders such as json or csv)
-    are relative to the suite file."""
-
-
-def data_tag(value: Any) -> str | None:
-    """Which member of a data-source union a raw value is: a path or a datasets mapping."""
-    if isinstance(value, str):
-        return "file"
-    return "datasets" if isinstance(value, dict | DatasetSource) else None
-
-
-DataSource = Annotated[
-    Annotated[str, Tag("file")] | Annotated[DatasetSource, Tag("datasets")],
-    Discriminator(
-        data_tag,
-        custom_error_type="data_source",
-        custom_error_message="must be a file path or a mapping {dataset: NAME, split: SPLIT}",
-    ),
-]
-
-
-_validate_data = TypeAdapter(DataSource).validate_python
-
-
 class MetricSpec(_Strict):
     """One metric of a task. In YAML: a name (`accuracy`), or a mapping holding the name
     and the parameters (`{name: f1, average: macro}`)."""
@@ -232,8 +202,7 @@ class _Task(_Strict):
 
     @property
     def scored_kind(self) -> str:
-        """The kind whose records this task makes and how they are scored (a task kind
-        of harness.tasks): its `kind`, except for `lm_eval` tasks."""
+        """The task kind that makes and scores its records (an lm_eval task's differs)."""
         return self.kind
 
     def info(self) -> TaskInfo:
@@ -246,79 +215,6 @@ class _Task(_Strict):
             choices=tuple(getattr(self, "fixed_choices", ())),
             per_row_choices=per_row,
         )
-
-
-def _check_expression(expression: str) -> str:
-    from jinja2 import TemplateSyntaxError
-
-    from harness.tasks import prompt_template
-
-    try:
-        prompt_template.check_expression(expression)
-    except TemplateSyntaxError as exc:
-        raise ValueError(BAD_EXPRESSION.format(reason=exc.message)) from None
-    return expression
-
-
-class FromRow(_Strict):
-    """A value each row gives: a field (`{field: NAME}`, a dotted path such as
-    `choices.text` reads inside a mapping) or a Jinja expression over the row's fields
-    (`{expr: "[option1, option2]"}`); exactly one of the two."""
-
-    field: str | None = Field(default=None, min_length=1)
-    """The field holding the value; `a.b` is field `b` of the mapping in field `a`."""
-    expr: str | None = Field(default=None, min_length=1)
-    """A Jinja expression (sandboxed, as prompts are), e.g. `choices.label.index(answerKey)`."""
-
-    @field_validator("expr")
-    @classmethod
-    def _expr(cls, value: str | None) -> str | None:
-        return None if value is None else _check_expression(value)
-
-    @model_validator(mode="after")
-    def _one(self) -> FromRow:
-        if (self.field is None) == (self.expr is None):
-            raise ValueError(FROM_ROW_ONE)
-        return self
-
-
-def _list_or_row(value: Any) -> str | None:
-    if isinstance(value, list):
-        return "list"
-    return "row" if isinstance(value, dict | FromRow) else None
-
-
-def _field_or_row(value: Any) -> str | None:
-    if isinstance(value, str):
-        return "field"
-    return "row" if isinstance(value, dict | FromRow) else None
-
-
-class FewShot(_Strict):
-    """Few-shot examples put before each prompt. A shot is the shot row's rendered
-    prompt, the task's `target_delimiter`, its gold target (the gold choice, or the first
-    reference) and `delimiter`; `description` comes first, then the shots, then the
-    example's own prompt, as lm-evaluation-harness builds its contexts."""
-
-    n: int = Field(ge=0, le=64)
-    """Number of shots per example."""
-    data: DataSource | None = None
-    """Where shots come from: a file or a `datasets` source, as the task's `data`
-    (default: the task's own data, every row of it, before `limit`)."""
-    sampler: Literal["first_n", "random"] = "first_n"
-    """first_n: the first `n` rows (the same shots for every example, as lm-eval's
-    first_n sampler); random: `n` rows drawn per example with `seed` and the example's
-    line, so a re-run draws the same shots."""
-    seed: int | None = None
-    """Seed of the random sampler (default: the suite's `seed`)."""
-    delimiter: str = "\n\n"
-    """Text after each shot (lm-eval's fewshot_delimiter)."""
-    exclude_self: bool | None = None
-    """Leave out a shot row equal to the example itself (default: true when the shots
-    come from the task's own data, else false)."""
-    match: list[Annotated[str, Field(min_length=1)]] = Field(default_factory=list)
-    """Fields whose values a shot row must share with the example, e.g. `[subject]` for
-    MMLU, whose shots come from the example's own subject (lm-eval's per-subject tasks)."""
 
 
 class _PromptTask(_Task):
@@ -444,52 +340,37 @@ class PerplexityTask(_Task):
 
 
 class LmEvalTask(LmEvalMethods, _Task):
-    """A task of lm-evaluation-harness (its YAML task definitions, e.g. `hellaswag`),
-    turned into records of the kind its `output_type` names: `multiple_choice` scores as
-    a classification task, `generate_until` as a generation task,
-    `loglikelihood_rolling` as a perplexity task (harness.tasks.lm_eval). Needs `pip
-    install 'llm-release-harness[lmeval]'`."""
+    """A task of lm-evaluation-harness (e.g. `hellaswag`), scored as the kind its
+    `output_type` names: `multiple_choice` as classification, `generate_until` as generation,
+    `loglikelihood_rolling` as perplexity. Needs `pip install 'llm-release-harness[lmeval]'`."""
 
     kind: Literal["lm_eval"]
     """Selects this kind of task."""
-    data: None = None  # type: ignore[assignment]
-    """Not used: the documents are the lm-eval task's own (its dataset; a hub dataset
-    needs the network)."""
+    data: Annotated[None, BeforeValidator(refuse_data)] = None  # type: ignore[assignment]
+    """Not used: the documents are the lm-eval task's own (a hub dataset needs the network)."""
     task: str = Field(min_length=1)
     """The lm-eval task name, e.g. `hellaswag` (one task, not a group or tag)."""
     num_fewshot: int | None = Field(default=None, ge=0)
-    """Few-shot examples in each prompt, drawn as the task's `fewshot_config` says
-    (default: the task's own `num_fewshot`, else 0)."""
+    """Shots per prompt, drawn as the task's `fewshot_config` says (default: its own, else 0)."""
     include_path: str | None = None
     """A folder of lm-eval task YAMLs (relative to the suite file), searched before
     lm-eval's own tasks, as lm-eval's `--include_path`."""
     fewshot_seed: int = 1234
     """Seed of lm-eval's few-shot sampler (its `fewshot_random_seed`)."""
     metrics: list[MetricSpec] = Field(min_length=1)
-    """Metrics to compute, each a name or a mapping `{name: NAME, <param>: VALUE}`, for
-    the kind the task scores as (e.g. `accuracy` for `multiple_choice`)."""
+    """Metrics for the kind the task scores as, e.g. `[accuracy, accuracy_norm]`."""
 
     _resolved: Any = PrivateAttr(default=None)
     _loaded: Any = PrivateAttr(default=None)
 
-    @field_validator("data", mode="before")
-    @classmethod
-    def _no_data(cls, value: Any) -> None:
-        if value is not None:
-            raise ValueError(LMEVAL_DATA)
-        return None
-
-    def info(self) -> TaskInfo:
+    def info(self) -> TaskInfo:  # each document of a multiple_choice task has its own choices
         from harness.metrics.base import TaskInfo
-        from harness.tasks import get
 
-        kind = self.scored_kind  # each multiple_choice document has its own choices
-        return TaskInfo(kind=kind, per_row_choices=get(kind).has_choices)
+        return TaskInfo(kind=self.scored_kind, per_row_choices=self.has_choices)
 
 
-Task = Annotated[
-    ClassificationTask | GenerationTask | PerplexityTask | LmEvalTask, Field(discriminator="kind")
-]
+AnyTask = ClassificationTask | GenerationTask | PerplexityTask | LmEvalTask
+Task = Annotated[AnyTask, Field(discriminator="kind")]
 TASK_CLASSES: dict[str, type[_Task]] = {
     "classification": ClassificationTask,
     "generation": GenerationTask,
@@ -675,8 +556,6 @@ class Suite(_Strict):
                 return t
         raise KeyError(task_id)
 
-
-AnyTask = ClassificationTask | GenerationTask | PerplexityTask | LmEvalTask
 
 # union tags pydantic puts in an error's loc, and the model each selects
 UNION_TAGS: dict[str, type[BaseModel] | None] = {

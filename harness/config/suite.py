@@ -51,10 +51,10 @@ from harness.config.schema import (
     PerplexityTask,
     Suite,
     Task,
-    data_tag,
     sync_audits,
 )
 from harness.config.schema import _check_template as _check_template  # tests use it
+from harness.config.sources import data_tag
 from harness.data.rows import (
     display_path,
     looks_local,

@@ -326,6 +326,21 @@ def looks_local(name: str, base_dir: Path) -> bool:
     return len(parts) > 2 or not all(parts)
 
 
+PACKAGED_BUILDERS = frozenset({"json", "csv", "parquet", "text", "arrow", "pandas"})
+"""`datasets` builders that read the ``data_files`` they are given."""
+
+
+def needs_network(source: str | DatasetSource, base_dir: Path) -> bool:
+    """Whether loading a data source fetches from the hub: a `datasets` source naming a
+    hub dataset (a local folder, or a packaged builder over local files, does not)."""
+    if isinstance(source, str):
+        return False
+    if source.dataset in PACKAGED_BUILDERS:
+        files = _flatten(resolve_data_files(source.data_files, source.dataset, base_dir))
+        return any("://" in f for f in files)
+    return not looks_local(source.dataset, base_dir)
+
+
 def _load_dataset(source: DatasetSource, base_dir: Path) -> list[Row]:
     where = f"dataset '{source.dataset}' split '{source.split}'"
     try:

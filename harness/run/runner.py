@@ -42,8 +42,10 @@ class PreparedTask:
     data_sha256: str | None
 
 
-def prepare_suite(suite: Any) -> list[PreparedTask]:
-    """Load, sample and check the data of every task; all errors are reported together."""
+def prepare_suite(suite: Any, skip: set[int] | frozenset[int] = frozenset()) -> list[PreparedTask]:
+    """Load, sample and check the data of every task but the ``skip`` indices (``harness
+    validate --offline``: tasks whose data needs the network); all errors are reported
+    together."""
     from harness.audits.base import locate as suite_error
     from harness.data.rows import display_path, load_rows, sample_rows, sha256_file
     from harness.tasks import field_typos, prepare
@@ -51,6 +53,8 @@ def prepare_suite(suite: Any) -> list[PreparedTask]:
     prepared = []
     errors: list[str] = []
     for i, task in enumerate(suite.tasks):
+        if i in skip:
+            continue
         source = task.data
         base_dir = suite.resolve(".")
         try:

@@ -62,6 +62,7 @@ from harness.tasks.lm_eval_config import (
     check,
     find_task,
     generation_settings,
+    refuse_data,
     require_lm_eval,
     resolve,
 )
@@ -83,6 +84,7 @@ __all__ = [
     "generation_settings",
     "load",
     "provenance",
+    "refuse_data",
     "resolve",
     "shared_prefix",
 ]
@@ -290,6 +292,18 @@ class LmEvalMethods:
     @property
     def scored_kind(self) -> str:
         return self.lm_eval().scored_kind
+
+    @property
+    def hub_dataset(self) -> str | None:
+        """The hub dataset its documents come from (None: local files)."""
+        return self.lm_eval().hub_dataset
+
+    @property
+    def has_choices(self) -> bool:
+        """Whether its records have choices (each document its own)."""
+        from harness.tasks.base import get
+
+        return get(self.scored_kind).has_choices
 
     def load_rows(self) -> list[Row]:
         """The lm-eval task's evaluation documents as rows (lm-eval builds the task and

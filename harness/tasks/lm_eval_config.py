@@ -39,6 +39,7 @@ MULTIPLE_TARGETS = "a list of gold targets is not supported (lm-eval's multiple_
 GOLD_NOT_CHOICE = "gold {gold!r} is not among the {n} choices"
 EMPTY_TEXT = "the text to score is empty"
 FOLDER_NOT_FOUND = "folder not found: {path}"
+LMEVAL_DATA = "an lm_eval task reads the lm-eval task's own documents: remove `data`"
 
 SCORED_KIND = {
     "multiple_choice": "classification",
@@ -62,6 +63,13 @@ class LmEvalMissing(ValueError):
 
 class LmEvalError(ValueError):
     """The named lm-eval task cannot be used (located at the task's ``task``)."""
+
+
+def refuse_data(value: Any) -> None:
+    """An lm_eval task's ``data`` must be absent (the suite schema's validator)."""
+    if value is not None:
+        raise ValueError(LMEVAL_DATA)
+    return None
 
 
 def require_lm_eval() -> Any:

@@ -14,8 +14,9 @@ so re-preparing a row (a re-run, the counterfactual audit) draws the same shots.
 
 from __future__ import annotations
 
+import itertools
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -128,16 +129,25 @@ def _exclude_self(task: Any) -> bool:
 def _choose(task: Any, pool: ShotPool, fields: dict[str, Any], line: int) -> list[int]:
     """Indices of the pool rows that are the shots of the example at ``line``: one row
     more than needed is drawn, and a row equal to the example dropped (as lm-eval does),
-    so the cost does not grow with the pool."""
+    so the cost does not grow with the pool. Should the pool hold the example more than
+    once, every copy is left out and ``n`` other rows are still taken (lm-eval's
+    first_n takes the first rows that are not the example; its random sampler draws
+    again from the rows that are not)."""
     cfg = task.fewshot
     exclude = _exclude_self(task)
     group = pool.candidates(cfg.match, fields)
-    want = min(len(group), cfg.n + (1 if exclude else 0))
+
+    def others() -> Iterator[int]:  # the group's rows that are not the example, in order
+        return (i for i in group if not exclude or pool.rows[i].fields != fields)
+
     if cfg.sampler == "first_n":
-        picked = group[:want]
-    else:
-        seed = cfg.seed if cfg.seed is not None else pool.seed
-        picked = random.Random(f"{seed}:{line}").sample(group, want)
+        return list(itertools.islice(others(), cfg.n))
+    want = min(len(group), cfg.n + (1 if exclude else 0))
+    rng = random.Random(f"{cfg.seed if cfg.seed is not None else pool.seed}:{line}")
+    picked = rng.sample(group, want)
     if exclude:
         picked = [i for i in picked if pool.rows[i].fields != fields]
+        if len(picked) < cfg.n:  # more than one copy of the example was drawn
+            rest = list(others())
+            picked = rng.sample(rest, min(cfg.n, len(rest)))
     return picked[: cfg.n]

@@ -611,3 +611,27 @@ def test_forgetting_audit_and_gates_apply(root: Path, tiny_gpt2: Path, tmp_path:
         assert section["kind"] == "classification" and section["n_examples"] == 3
         assert section["flips"] is not None and "accuracy_norm" in section["metrics"]
     assert [g["verdict"] for g in results.model_dump()["gates"]] == ["pass", "pass"]
+
+
+def test_validate_offline_lists_an_lm_eval_hub_dataset(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`harness validate --offline` checks the task (it exists, its output type, its
+    metrics) without fetching its hub dataset, and says that part needs the network."""
+    from harness.cli.main import main
+
+    folder = tmp_path / "tasks"
+    folder.mkdir()
+    (folder / "hub.yaml").write_text(
+        "task: hub_local\ndataset_path: someone/some-dataset\noutput_type: multiple_choice\n"
+        "doc_to_text: x\ndoc_to_target: 0\ndoc_to_choice: [a, b]\ntest_split: test\n"
+    )
+    (tmp_path / "model").mkdir()
+    tasks = (
+        "  - {id: h, kind: lm_eval, task: hub_local, include_path: tasks/, metrics: [accuracy]}\n"
+    )
+    suite = write_suite(tmp_path, tmp_path / "model", tasks)
+    assert main(["validate", str(suite), "--offline"]) == 0
+    err = capsys.readouterr().err
+    assert "not checked offline: tasks[0].task: lm-eval task 'hub_local' (dataset " in err
+    assert "'someone/some-dataset') needs the network (hub dataset)" in err

@@ -127,6 +127,18 @@ def _bounded_filter(fn: Callable[..., Any], name: str) -> Callable[..., Any]:
     return bounded
 
 
+def _regex_replace(value: Any, pattern: str, replacement: str = "") -> str:
+    """``{{ text | regex_replace('\\[.*?\\]', '') }}``: Python's ``re.sub`` (what
+    benchmark preprocessing such as HellaSwag's needs; the render's time limit bounds a
+    slow pattern)."""
+    return _compiled_regex(str(pattern)).sub(str(replacement), str(value))
+
+
+@functools.lru_cache(maxsize=64)
+def _compiled_regex(pattern: str) -> re.Pattern[str]:
+    return re.compile(pattern)
+
+
 class BoundedEnvironment(SandboxedEnvironment):
     """The sandbox, with numbers, repetition, powers and output sizes bounded."""
 
@@ -135,6 +147,7 @@ class BoundedEnvironment(SandboxedEnvironment):
     def __init__(self) -> None:
         super().__init__(undefined=StrictUndefined, keep_trailing_newline=True)
         self.filters = {name: _bounded_filter(fn, name) for name, fn in self.filters.items()}
+        self.filters["regex_replace"] = _bounded_filter(_regex_replace, "regex_replace")
 
     def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
         if _predicted_size(operator, left, right) > _BUDGET.output:

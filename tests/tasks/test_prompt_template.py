@@ -117,3 +117,15 @@ def test_the_timer_is_left_as_found() -> None:
     pt.render("{{ x }}", {"x": 1})
     assert signal.getsignal(signal.SIGALRM) is handler
     assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
+
+
+def test_regex_replace_is_re_sub() -> None:
+    """The filter benchmark preprocessing needs (HellaSwag's bracket markers)."""
+    import re
+
+    text = "A man [header] mixes [title] flour [step] now."
+    rendered = pt.render("{{ t | regex_replace('\\\\[.*?\\\\]', '') }}", {"t": text})
+    assert rendered == re.sub(r"\[.*?\]", "", text)
+    assert (
+        pt.render("{{ t | regex_replace('(\\\\w+)@', '\\\\1 at ') }}", {"t": "me@x"}) == "me at x"
+    )

@@ -26,8 +26,11 @@ What differs from lm-eval, and why:
 - Only the first filter pipeline is applied, and of it only ``regex`` (as ``extract``)
   and ``take_first`` (one generation per example: nothing to take); every other filter
   is listed as not applied in the task's results (``lm_eval.not_applied``).
+- The suite's metrics score the records: a task's own ``process_results``, aggregations
+  other than the mean, ``repeats`` and image or audio inputs are listed as not applied.
 - ``limit`` samples documents with the suite's seed, as for every task (lm-eval takes
-  the first N).
+  the first N). Few-shot draws follow lm-eval's one seeded stream over the documents in
+  order, so each document gets the shots lm-eval gives it, whatever the sampler.
 - No chat template, system instruction or multi-turn few-shot (lm-eval's defaults).
 
 lm-eval is an optional dependency (``pip install 'llm-release-harness[lmeval]'``),
@@ -266,7 +269,7 @@ def provenance(
     if resolved.scored_kind == "generation":
         settings = resolved.generation()
         out["filter"] = settings.filter
-        out["not_applied"] = settings.not_applied
+    out["not_applied"] = resolved.not_applied()
     return out
 
 

@@ -231,6 +231,27 @@ class Resolved:
     def generation(self) -> GenerationSettings:
         return generation_settings(self.config)
 
+    def not_applied(self) -> list[str]:
+        """What of the task's config this harness does not apply, in words (stored in
+        the task's results): its own scoring and aggregation (metrics are the suite's),
+        repeats, media inputs, and for generation the settings and filters that do not
+        map; for other output types, any filter."""
+        config, out = self.config, []
+        if config.get("process_results") is not None:
+            out.append("process_results (its own scoring: the suite's metrics score it)")
+        for spec in config.get("metric_list") or []:
+            agg = spec.get("aggregation", "mean") if isinstance(spec, dict) else "mean"
+            if agg != "mean":
+                out.append(f"metric_list {spec.get('metric')!r}: aggregation {agg!r}")
+        if int(config.get("repeats", 1) or 1) > 1:
+            out.append(f"repeats: {config['repeats']} (one answer per example)")
+        out += [f"{key} (text only)" for key in ("doc_to_image", "doc_to_audio") if config.get(key)]
+        if self.scored_kind == "generation":
+            return out + self.generation().not_applied
+        if config.get("filter_list"):
+            out.append("filter_list (only generate_until answers are filtered)")
+        return out
+
 
 @functools.lru_cache(maxsize=8)
 def _manager(include_path: str | None, defaults: bool) -> Any:

@@ -156,6 +156,27 @@ def test_generation_settings_say_what_is_not_applied() -> None:
     assert lm_eval.generation_settings({}).stop == ["\n\n"]
 
 
+def test_what_is_not_applied_is_listed_for_every_output_type() -> None:
+    config = {
+        "process_results": "utils.process_results",
+        "metric_list": [
+            {"metric": "acc", "aggregation": "mean"},
+            {"metric": "f1", "aggregation": "f1"},
+        ],
+        "repeats": 3,
+        "filter_list": [{"name": "x", "filter": [{"function": "lowercase"}]}],
+    }
+    got = lm_eval.Resolved("t", "multiple_choice", config, None).not_applied()
+    assert got == [
+        "process_results (its own scoring: the suite's metrics score it)",
+        "metric_list 'f1': aggregation 'f1'",
+        "repeats: 3 (one answer per example)",
+        "filter_list (only generate_until answers are filtered)",
+    ]
+    got = lm_eval.Resolved("t", "generate_until", config, None).not_applied()
+    assert got[-1] == "filter 'x': lowercase"
+
+
 def test_resolution_is_offline_and_gives_the_scored_kind(root: Path) -> None:
     got = lm_eval.resolve("wg_local", root / "tasks")
     assert (got.output_type, got.scored_kind, got.hub_dataset) == (

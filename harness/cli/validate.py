@@ -73,9 +73,9 @@ def validate_command(args: argparse.Namespace) -> int:
     remote = network_parts(suite) if (args.offline or offline_env()) else {}
     prepared = prepare_suite(suite, skip=set(remote))
     n = sum(len(p.records) for p in prepared)
-    line = OK.format(suite=args.suite, tasks=len(prepared), examples=n, gates=len(suite.gates))
+    line = OK.format(suite=args.suite, tasks=len(suite.tasks), examples=n, gates=len(suite.gates))
     if remote:
-        line = line.replace(" tasks,", f" tasks checked with data ({len(remote)} without),", 1)
+        line = line.replace(" tasks,", f" tasks ({len(remote)} without their data, below),", 1)
     relative = len(baseline_gates(suite))
     if relative:
         line += f"; {baseline_note(relative)}"

@@ -7,7 +7,9 @@ and value types of its HF dataset; ``benchmark_shapes``) are written to local js
 files and run twice on the same tiny GPT-2: through lm-eval (a local task file laid out as
 lm-eval's own task for that benchmark, our copy of its layout, not its file) and
 through ``run_suite`` on a suite with per-example choices, label expressions,
-description, few-shot and partial scoring. Then, per shape:
+description, few-shot and partial scoring, and once more as a ``kind: lm_eval`` task
+over the same local lm-eval task folder (ids ending ``_via_lm_eval``). Then, per shape
+and for both of our forms:
 
 * the prompts are byte-identical: each record's scored (context, continuation) pairs
   (``scored_pairs``) equal lm-eval's request ``arguments`` (with MMLU this is the
@@ -55,9 +57,12 @@ SHAPES = {
     for s in (HELLASWAG, MMLU, ARC, WINOGRANDE, TRUTHFULQA, ARC_OWN_SHOTS, WINOGRANDE_SHOTS)
 }
 
-# Our tasks, by id: one per shape.
+# Our tasks, by id: each shape written in our suite YAML, and each shape run as
+# `kind: lm_eval` from the same local lm-eval task folder the reference runs.
+LM_EVAL_KIND = "_via_lm_eval"
 OURS: dict[str, tuple[Shape, dict[str, Any]]] = {
-    name: (shape, shape.ours) for name, shape in SHAPES.items()
+    **{name: (shape, shape.ours) for name, shape in SHAPES.items()},
+    **{name + LM_EVAL_KIND: (shape, {"kind": "lm_eval"}) for name, shape in SHAPES.items()},
 }
 
 
@@ -153,13 +158,18 @@ def runs(tiny_gpt2: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     with pytest.MonkeyPatch.context() as mp:  # every suite's model is the one loaded here
         mp.setattr("harness.model.language_model.load_model", lambda source, **_: lm)
         for name, (shape, task) in OURS.items():
-            entry = {
-                "id": name,
-                "kind": "classification",
-                "data": f"{shape.name}.jsonl",
-                **task,
-                "metrics": our_metrics,
-            }
+            if task.get("kind") == "lm_eval":
+                folder = str(root / "lmeval" / shape.name)
+                entry = {"id": name, "kind": "lm_eval", "task": shape.name,
+                         "include_path": folder, "metrics": our_metrics}  # fmt: skip
+            else:
+                entry = {
+                    "id": name,
+                    "kind": "classification",
+                    "data": f"{shape.name}.jsonl",
+                    **task,
+                    "metrics": our_metrics,
+                }
             suite_file = write_suite(root / f"{name}.yaml", tiny_gpt2, entry)
             try:
                 ours[name] = run_suite(load_suite(suite_file), show_progress=False)

@@ -83,10 +83,21 @@ tasks:
     choices: {{expr: "[sentence.split('_')[0] + option1, sentence.split('_')[0] + option2]"}}
     label: {{expr: "answer | int - 1"}}
     metrics: [accuracy, accuracy_norm]
+  - id: gsm
+    kind: generation
+    data: data/gsm.jsonl
+    prompt: "Question: {{{{ question }}}}\nAnswer:"
+    reference: answer
+    fewshot: {{n: 2}}
+    max_new_tokens: 8
+    stop: ["Question:"]
+    extract: {{regex: '(-?[0-9.,]+)', select: last, fallback: "<none>"}}
+    normalize: {{remove: [",", '(?s).*#### '], strip: true}}
+    metrics: [exact_match]
 seed: 3
 bootstrap: {{samples: 200}}
 audits:
-  forgetting: {{tasks: [hs, wg]}}
+  forgetting: {{tasks: [hs, wg, gsm]}}
 gates:
   - {{metric: forgetting.hs.accuracy_norm, max_drop: 0.5, significant: true}}
 """
@@ -98,6 +109,11 @@ def test_forgetting_on_per_example_choices(
 ) -> None:
     write_jsonl(tmp_path / "data" / "hs.jsonl", hellaswag_rows(24, seed=1))
     write_jsonl(tmp_path / "data" / "wg.jsonl", winogrande_rows(24, seed=2))
+    gsm = [
+        {"question": f"the film {i} and {i}?", "answer": f"it is {i}\n#### {i}"} for i in range(12)
+    ]
+    gsm[0]["question"] = "<i>x</i> & y?"
+    write_jsonl(tmp_path / "data" / "gsm.jsonl", gsm)
     suite = tmp_path / "suite.yaml"
     suite.write_text(SUITE.format(model=trained_gpt2, adapter=damaging_adapter))
     out = tmp_path / "out"
@@ -126,6 +142,14 @@ def test_forgetting_on_per_example_choices(
         assert norm["delta"] == pytest.approx(norm["checkpoint"]["value"] - norm["base"]["value"])
         assert "p_value" in norm
     assert results["gates"][0]["metric"] == "forgetting.hs.accuracy_norm"
+    gen = results["tasks"]["gsm"]["records"]
+    assert all("answer" in r and "prediction" in r for r in gen)
+    assert [r["gold_answers"] for r in gen[:2]] == [["0"], ["1"]]
+    moved = section["gsm"]
+    assert moved["n_examples"] == 12 and moved["flips"] is None
+    em = moved["metrics"]["exact_match"]
+    assert em["delta"] == pytest.approx(em["checkpoint"]["value"] - em["base"]["value"])
+    assert moved["examples"]["exact_match"]["n_worse"] >= 0
 
     html = (out / "report.html").read_text()
     assert "<script>alert(1)</script>" not in html

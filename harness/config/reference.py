@@ -12,6 +12,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from harness import audits
+from harness.config import answers, prompting
 from harness.config import schema as spec
 from harness.config.schema_docs import SchemaReference
 from harness.config.schema_docs import main as schema_main
@@ -25,12 +26,12 @@ SECTIONS: list[tuple[type[BaseModel], str, str]] = [
     (spec.ModelSpec, "model", "model"),
     (spec.ClassificationTask, "tasks: kind classification", "classification"),
     (spec.GenerationTask, "tasks: kind generation", "generation"),
-    (spec.Extract, "extract (generation tasks)", "extract"),
-    (spec.Normalize, "normalize (generation tasks)", "normalize"),
+    (answers.Extract, "extract (generation tasks)", "extract"),
+    (answers.Normalize, "normalize (generation tasks)", "normalize"),
     (spec.PerplexityTask, "tasks: kind perplexity", "perplexity"),
     (spec.LmEvalTask, "tasks: kind lm_eval", "lm-eval"),
-    (spec.FewShot, "fewshot", "fewshot"),
-    (spec.FromRow, "choices and label from each row", "from-row"),
+    (prompting.FewShot, "fewshot", "fewshot"),
+    (prompting.FromRow, "choices and label from each row", "from-row"),
     (spec.DatasetSource, "data: a `datasets` source", "datasets-source"),
     (spec.MetricSpec, "metrics entries", "metrics"),
     (spec.Bootstrap, "bootstrap", "bootstrap"),
@@ -40,13 +41,13 @@ _LABELS: dict[type, str] = {
     spec.ModelSpec: "model",
     spec.ClassificationTask: "classification task",
     spec.GenerationTask: "generation task",
-    spec.Extract: "answer extraction",
-    spec.Normalize: "normalization",
+    answers.Extract: "answer extraction",
+    answers.Normalize: "normalization",
     spec.PerplexityTask: "perplexity task",
     spec.LmEvalTask: "lm_eval task",
     spec.DatasetSource: "datasets source",
-    spec.FewShot: "few-shot settings",
-    spec.FromRow: "per-row value",
+    prompting.FewShot: "few-shot settings",
+    prompting.FromRow: "per-row value",
     spec.MetricSpec: "metric",
     spec.Bootstrap: "bootstrap settings",
     spec.Gate: "gate",

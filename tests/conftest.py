@@ -30,6 +30,22 @@ def tiny_gpt2(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def chatml_gpt2(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny GPT-2 whose tokenizer carries a ChatML template (no BOS)."""
+    from tests.tiny_models import build_model
+
+    return build_model(tmp_path_factory.mktemp("chatml"), "gpt2", n_positions=256, chat="chatml")
+
+
+@pytest.fixture(scope="session")
+def llama3_chat(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny Llama whose tokenizer adds a BOS and whose chat template writes one too."""
+    from tests.tiny_models import build_model
+
+    return build_model(tmp_path_factory.mktemp("llama3"), "llama", n_positions=256, chat="llama3")
+
+
+@pytest.fixture(scope="session")
 def tiny_llama(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from tests.tiny_models import build_model
 

@@ -89,6 +89,67 @@ def build_tokenizer(folder: Path, vocab_size: int = 300) -> object:
     return fast
 
 
+# Chat templates of the two families a test needs (our own Jinja, written for the tiny
+# models): ChatML, which writes no BOS, and a Llama-3-style one that writes the BOS
+# itself while the tokenizer also adds one when encoding (the double-BOS trap).
+CHATML_TEMPLATE = (
+    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n"
+    "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+LLAMA3_TEMPLATE = (
+    "{{ bos_token }}{% for m in messages %}<|start_header_id|>{{ m['role'] }}"
+    "<|end_header_id|>\n\n{{ m['content'] | trim }}<|eot_id|>{% endfor %}"
+    "{% if add_generation_prompt %}<|start_header_id|>assistant<|end_header_id|>\n\n"
+    "{% endif %}"
+)
+CHAT_STYLES = ("chatml", "llama3")
+
+
+def build_chat_tokenizer(folder: Path, style: str, vocab_size: int = 300) -> object:
+    """The tiny BPE tokenizer with a chat template and its special tokens.
+
+    ``chatml``: ``<|im_start|>``/``<|im_end|>``, EOS ``<|im_end|>``, no BOS added.
+    ``llama3``: BOS ``<|begin_of_text|>`` added to every encoded text by the tokenizer
+    (as Llama 3's does) and written by the template too; ``<|eot_id|>`` ends a turn."""
+    from tokenizers import processors
+    from transformers import PreTrainedTokenizerFast
+
+    base: Any = build_tokenizer(folder, vocab_size)
+    inner = base.backend_tokenizer
+    if style == "chatml":
+        inner.add_special_tokens(["<|im_start|>", "<|im_end|>"])
+        fast = PreTrainedTokenizerFast(
+            tokenizer_object=inner,
+            bos_token=None,
+            eos_token="<|im_end|>",
+            pad_token="<|endoftext|>",
+            unk_token="<|endoftext|>",
+        )
+        fast.chat_template = CHATML_TEMPLATE
+    elif style == "llama3":
+        inner.add_special_tokens(
+            ["<|begin_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"]
+        )
+        bos = inner.token_to_id("<|begin_of_text|>")
+        inner.post_processor = processors.TemplateProcessing(
+            single="<|begin_of_text|> $A",
+            pair="<|begin_of_text|> $A $B",
+            special_tokens=[("<|begin_of_text|>", bos)],
+        )
+        fast = PreTrainedTokenizerFast(
+            tokenizer_object=inner,
+            bos_token="<|begin_of_text|>",
+            eos_token="<|eot_id|>",
+            pad_token="<|endoftext|>",
+            unk_token="<|endoftext|>",
+        )
+        fast.chat_template = LLAMA3_TEMPLATE
+    else:
+        raise ValueError(style)
+    fast.save_pretrained(folder)
+    return fast
+
+
 def build_wordpiece_tokenizer(folder: Path, vocab_size: int = 300) -> object:
     """A BERT-style tokenizer (lower-cased WordPiece) that starts every text with [CLS],
     the BOS, and adds nothing at the end: how a BERT runs as a causal LM."""
@@ -125,13 +186,27 @@ def build_wordpiece_tokenizer(folder: Path, vocab_size: int = 300) -> object:
     return fast
 
 
-def build_model(folder: Path, arch: str = "gpt2", *, n_positions: int = 64, seed: int = 0) -> Path:
-    """Write a tiny random model + tokenizer to ``folder`` and return it."""
+def build_model(
+    folder: Path,
+    arch: str = "gpt2",
+    *,
+    n_positions: int = 64,
+    seed: int = 0,
+    chat: str | None = None,
+) -> Path:
+    """Write a tiny random model + tokenizer to ``folder`` and return it; ``chat``: a
+    tokenizer with that chat template (``CHAT_STYLES``)."""
     import torch
     from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
 
     folder.mkdir(parents=True, exist_ok=True)
-    tok: Any = build_wordpiece_tokenizer(folder) if arch == "bert" else build_tokenizer(folder)
+    tok: Any
+    if chat is not None:
+        tok = build_chat_tokenizer(folder, chat)
+    elif arch == "bert":
+        tok = build_wordpiece_tokenizer(folder)
+    else:
+        tok = build_tokenizer(folder)
     vocab = len(tok)
     torch.manual_seed(seed)
     if arch == "bert":  # BertLMHeadModel with is_decoder: a BERT run as a causal LM
@@ -157,8 +232,8 @@ def build_model(folder: Path, arch: str = "gpt2", *, n_positions: int = 64, seed
             n_embd=32,
             n_layer=2,
             n_head=2,
-            bos_token_id=0,
-            eos_token_id=0,
+            bos_token_id=tok.bos_token_id if chat else 0,
+            eos_token_id=tok.eos_token_id if chat else 0,
         )
         model = GPT2LMHeadModel(config)
     elif arch == "llama":
@@ -170,8 +245,8 @@ def build_model(folder: Path, arch: str = "gpt2", *, n_positions: int = 64, seed
             num_attention_heads=2,
             num_key_value_heads=2,
             max_position_embeddings=n_positions,
-            bos_token_id=0,
-            eos_token_id=0,
+            bos_token_id=tok.bos_token_id if chat else 0,
+            eos_token_id=tok.eos_token_id if chat else 0,
         )
         model = LlamaForCausalLM(config)
     else:

@@ -70,6 +70,11 @@ def file_problems(config: FinetuneConfig, base: Path) -> list[FieldProblem]:
         found += [((*where, *sub), msg) for sub, msg in source_problems(src, base)]
     for i, name in enumerate(config.eval_data):
         found += [(("eval_data", i), msg) for msg in eval_path_problems(resolve_path(name, base))]
+    template = config.chat.template
+    if template != "tokenizer" and not resolve_path(template, base).is_file():
+        found.append(
+            (("chat", "template"), EVAL_NOT_FOUND.format(path=resolve_path(template, base)))
+        )
     return found
 
 
@@ -123,6 +128,8 @@ def _text_field_problems(
     source: str,
     written: Collection[yaml_marks.Path],
 ) -> list[FieldProblem]:
+    if d.messages_field in fields:  # chat rows (their conversations are checked when loaded)
+        return []
     names = {"prompt_field": d.prompt_field, "completion_field": d.completion_field}
     present = [key for key, name in names.items() if name in fields]
     if len(present) == 1:  # rows of prompt and completion: the other one is a typo

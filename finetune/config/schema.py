@@ -100,7 +100,11 @@ class BaseModelSpec(_Strict):
 
 class DataSpec(_Strict):
     """Training and validation data. A row holds a prompt and a completion (the loss
-    covers the completion tokens only) or a single text (the loss covers all of it)."""
+    covers the completion tokens only), a single text (the loss covers all of it), or a
+    conversation `{"messages": [{"role": "user", "content": ...}, ...]}` rendered with
+    the chat template (`chat`; the loss covers the assistant turns only). A file holds
+    chat rows or prompt/completion and text rows, not both (other sources may differ,
+    e.g. prompt/completion replay data beside chat training data)."""
 
     train: Sources
     """Training data: one or more .jsonl/.csv/.tsv files (relative to the config file) or
@@ -116,9 +120,15 @@ class DataSpec(_Strict):
     """Field holding the completion (the trained-on target)."""
     text_field: str = Field(default="text", min_length=1)
     """Field holding a whole text, for rows without prompt/completion."""
+    messages_field: str = Field(default="messages", min_length=1)
+    """Field holding a chat row's conversation: a list of {role, content} with roles
+    system, user and assistant, at least one assistant turn. A row with this field is a
+    chat row."""
     add_eos: bool = True
     """Append the tokenizer's end-of-sequence token to every target, so the model learns
-    to stop."""
+    to stop. Not for chat rows: each assistant turn's target already ends with the
+    template's end-of-turn marker (`<|im_end|>`, `<|eot_id|>`), where the harness stops
+    generating."""
 
     @model_validator(mode="after")
     def _one_validation(self) -> DataSpec:
@@ -132,6 +142,27 @@ class DataSpec(_Strict):
         if self.validation is not None:
             return 0.0
         return self.val_split if self.val_split is not None else 0.1
+
+
+class ChatSpec(_Strict):
+    """How chat rows (`data.messages_field`) become training text: rendered exactly as
+    the harness renders a conversation for scoring (harness.tasks.chat: the template's
+    `apply_chat_template`, no generation prompt), then tokenized once. When the rendered
+    text starts with the tokenizer's BOS (Llama-3-style templates write it) no special
+    tokens are added, so a sequence holds exactly one BOS (lm-eval's rule). Labels are
+    -100 everywhere except the tokens of the assistant turns: a turn's span runs from the
+    end of the generation prompt before it through its content and the template's
+    end-of-turn marker; a token is a target when any of its characters lies in a span
+    (so a token straddling a span's edge is trained on, and every character of an
+    answer is covered). Settings only matter when the data has chat rows."""
+
+    template: str = Field(default="tokenizer", min_length=1)
+    """`tokenizer`: the base model tokenizer's own chat template (a tokenizer without
+    one is an error naming this setting); else a Jinja template file, relative to the
+    config file (e.g. chatml.jinja)."""
+    train_on: Literal["all", "last"] = "all"
+    """Which assistant turns are targets: all of them, or only the last one (earlier
+    turns are then context, as few-shot turns are in the harness)."""
 
 
 class LeakageSpec(_Strict):
@@ -425,6 +456,8 @@ class FinetuneConfig(_Strict):
     """The model to adapt."""
     data: DataSpec
     """Training and validation data."""
+    chat: ChatSpec = Field(default_factory=ChatSpec)
+    """The chat template and the turns trained on, for chat rows."""
     eval_data: list[str] = Field(default_factory=list)
     """Evaluation data the training data must not leak into: .jsonl/.csv/.tsv files or
     suite files (.yaml, whose tasks' data are used), relative to the config file.
@@ -508,6 +541,8 @@ def resolve_paths(config: FinetuneConfig, base: Path) -> FinetuneConfig:
     if looks_local(config.base_model.path, base):
         config.base_model.path = str(resolve_path(config.base_model.path, base))
     config.data.train = [resolve_source(s, base) for s in config.data.train]
+    if config.chat.template != "tokenizer":
+        config.chat.template = str(resolve_path(config.chat.template, base))
     if config.data.validation is not None:
         config.data.validation = resolve_source(config.data.validation, base)
     for spec in (config.anti_forgetting.replay, config.anti_forgetting.ewc):

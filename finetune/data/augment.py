@@ -2,7 +2,8 @@
 
 Noisy copies are added next to the original training examples. Only the model's input
 changes: the prompt of a prompt/completion example (its completion stays the clean
-target) or the text of a text example. Validation, replay and evaluation data are never
+target), the text of a text example, or the system and user contents of a chat example
+(its assistant turns stay clean targets; roles and turns are kept). Validation, replay and evaluation data are never
 augmented. Each copy's noise depends only on the seed, the copy number and the
 example's own text, so runs are reproducible and independent of data order.
 """
@@ -52,13 +53,24 @@ def _rng(seed: int, copy: int, example: Example) -> random.Random:
     return random.Random(int(digest[:16], 16))
 
 
+def _noisy_turn(
+    message: tuple[str, str], rng: random.Random, spec: AugmentationSpec
+) -> tuple[str, str]:
+    role, content = message
+    if role == "assistant":
+        return message
+    return role, noisy(content, rng, spec.word_dropout, spec.swap)
+
+
 def augment(examples: Sequence[Example], spec: AugmentationSpec) -> list[Example]:
     """The examples followed by ``spec.copies`` noisy copies of each."""
     copies = []
     for copy in range(spec.copies):
         for ex in examples:
             rng = _rng(spec.seed, copy, ex)
-            if ex.prompt:
+            if ex.is_chat:
+                new = replace(ex, messages=tuple(_noisy_turn(m, rng, spec) for m in ex.messages))
+            elif ex.prompt:
                 new = replace(ex, prompt=noisy(ex.prompt, rng, spec.word_dropout, spec.swap))
             else:
                 new = replace(ex, target=noisy(ex.target, rng, spec.word_dropout, spec.swap))

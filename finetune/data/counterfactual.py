@@ -13,7 +13,10 @@ slight lean on the name decides every one of them; the mirrored copies remove th
 
 The swaps are the fairness audit's (harness.sensitive.group_terms): whole words, case
 kept. Only the model's input changes (the prompt of a prompt/completion example; the
-text of a text example, which is also its target). A copy keeps its original's fields
+text of a text example, which is also its target), except in a chat example: there
+every message's content is swapped, the assistant turns included, since an answer
+that names the person asked about ("she said...") must follow the swapped question;
+roles and turns are kept. A copy keeps its original's fields
 and loss weight (so reweighted cells stay balanced) and is named ``FILE (swapped) line
 N`` in messages. A copy that would overlap the evaluation data (by the leakage check's
 rule) is dropped: augmentation must not create leakage.
@@ -39,11 +42,14 @@ def swapped_copies(examples: Sequence[Example], spec: CounterfactualSpec) -> lis
     pattern = compile_swaps(table)
     copies = []
     for ex in examples:
-        if ex.prompt:
+        if ex.is_chat:
+            swapped = tuple((r, swap_terms(c, table, pattern)) for r, c in ex.messages)
+            new = replace(ex, messages=swapped)
+        elif ex.prompt:
             new = replace(ex, prompt=swap_terms(ex.prompt, table, pattern))
         else:
             new = replace(ex, target=swap_terms(ex.target, table, pattern))
-        if (new.prompt, new.target) != (ex.prompt, ex.target):
+        if new.key != ex.key:
             copies.append(replace(new, file=SWAPPED.format(file=ex.file), augmented=True))
     return copies
 

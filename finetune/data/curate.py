@@ -64,15 +64,18 @@ def curate(
     """Load and curate the data of ``config`` (see the module docstring)."""
     d = config.data
     names = (d.prompt_field, d.completion_field, d.text_field)
+    chat = d.messages_field
     pii = PIIReport(config.curation.pii)
-    loaded = scan_pii(load_examples(d.train, names), "train", pii)
+    loaded = scan_pii(load_examples(d.train, names, chat), "train", pii)
     report: dict[str, Any] = {"train_rows": len(loaded)}
     train = loaded
     if config.curation.dedup:
         train, removed = dedup(loaded)
         report["duplicates"] = removed.as_dict()
     af = config.anti_forgetting
-    replay = scan_pii(load_examples(af.replay.data, names), "replay", pii) if af.replay else []
+    replay = (
+        scan_pii(load_examples(af.replay.data, names, chat), "replay", pii) if af.replay else []
+    )
     spec = config.curation.leakage
     leakage = check_leakage([*train, *replay], eval_paths, n=spec.ngram, threshold=spec.threshold)
     if leakage.leaks and fail_on_leakage:
@@ -86,7 +89,7 @@ def curate(
     report["leakage"] = leakage.as_dict()
 
     if d.validation is not None:
-        validation = scan_pii(load_examples([d.validation], names), "validation", pii)
+        validation = scan_pii(load_examples([d.validation], names, chat), "validation", pii)
         report["validation_rows"] = len(validation)
     else:
         where = ", ".join(source_name(s) for s in d.train)
@@ -114,7 +117,7 @@ def curate(
 
     ewc: list[Example] = []
     if af.ewc is not None:
-        pool = scan_pii(load_examples(af.ewc.data, names), "ewc", pii)
+        pool = scan_pii(load_examples(af.ewc.data, names, chat), "ewc", pii)
         order = list(range(len(pool)))
         random.Random(config.training.seed).shuffle(order)
         ewc = [pool[i] for i in sorted(order[: af.ewc.samples])]

@@ -2,7 +2,11 @@
 
 Rows come from .jsonl/.csv/.tsv files or `datasets` sources (harness.data.rows.load_rows,
 so a broken line reads ``FILE line N: ...``). A row holds a prompt and a completion,
-or one text. Curation removes exact and normalized duplicates before the validation
+one text, or a conversation (``messages``: a list of {role, content}, checked by the
+harness's harness.tasks.chat.checked_messages; it needs an assistant turn). One file
+holds rows of one form: a file mixing chat rows with prompt/completion or text rows is
+refused at the first row of the other form (different sources may differ, e.g. chat
+training data with prompt/completion replay data). Curation removes exact and normalized duplicates before the validation
 split, so no example can sit on both sides of it, and drops validation rows that repeat
 a training row; everything removed is counted and listed for the manifest.
 """
@@ -25,6 +29,7 @@ from harness.data.rows import (
     sha256_file,
 )
 from harness.errors import UserError, row_error
+from harness.tasks.chat import checked_messages
 
 if TYPE_CHECKING:
     pass
@@ -35,6 +40,10 @@ MISSING_FIELD = "missing field '{name}'"
 NOT_TEXT = "field '{name}' must be text, got {type}"
 EMPTY_FIELD = "field '{name}' is empty"
 TOO_FEW = "{where}: {n} usable row(s); a validation split needs at least 2"
+MIXED_FORMS = (
+    "a {form} row, but the file's first row (line {line}) is a {first} row; "
+    "a file holds chat rows or prompt/completion and text rows, not both"
+)
 LISTED = 50  # duplicates listed in the manifest (all are counted)
 
 _PUNCT = re.compile(r"[^\w\s]+")
@@ -58,6 +67,9 @@ class Example:
     """Loss weight (group reweighting)."""
     augmented: bool = False
     """A noisy copy made by finetune.data.augment."""
+    messages: tuple[tuple[str, str], ...] = ()
+    """A chat row's conversation as (role, content) pairs; then ``prompt`` and
+    ``target`` are empty and the loss covers the assistant turns (finetune.train.encode)."""
 
     @property
     def where(self) -> str:
@@ -65,19 +77,42 @@ class Example:
         return f"{self.file} line {self.line}"
 
     @property
+    def is_chat(self) -> bool:
+        return bool(self.messages)
+
+    @property
     def text(self) -> str:
-        """Prompt and target as one string."""
+        """Prompt and target as one string; a conversation's contents joined by line
+        breaks (what deduplication, the leakage check and the PII scan read)."""
+        if self.messages:
+            return "\n".join(content for _, content in self.messages)
         return self.prompt + self.target
 
     @property
+    def input_text(self) -> str:
+        """What the model reads before its target: the prompt, or a conversation's
+        system and user contents (the leakage check's second text)."""
+        if self.messages:
+            return "\n".join(c for role, c in self.messages if role != "assistant")
+        return self.prompt
+
+    @property
     def key(self) -> str:
-        """Identity for exact deduplication."""
+        """Identity for exact deduplication (a conversation: roles and contents)."""
+        if self.messages:
+            return "\x1e".join(f"{role}\x1f{content}" for role, content in self.messages)
         return f"{self.prompt}\x1f{self.target}"
 
     @property
     def norm_key(self) -> str:
         """Identity after normalization (see ``normalize``)."""
+        if self.messages:
+            return "\x1e".join(f"{r}\x1f{normalize(c)}" for r, c in self.messages)
         return f"{normalize(self.prompt)}\x1f{normalize(self.target)}"
+
+    def message_dicts(self) -> list[dict[str, str]]:
+        """The conversation as ``[{role, content}, ...]`` (what templates render)."""
+        return [{"role": role, "content": content} for role, content in self.messages]
 
 
 def normalize(text: str) -> str:
@@ -93,10 +128,36 @@ def source_name(source: str | DatasetSource) -> str:
     return f"dataset '{source.dataset}' split '{source.split}'"
 
 
+def row_form(fields: dict[str, Any], names: tuple[str, str, str], messages: str) -> str:
+    """``chat``, ``prompt/completion`` or ``text``: the form a row is read in."""
+    if messages in fields:
+        return "chat"
+    return "prompt/completion" if names[0] in fields or names[1] in fields else "text"
+
+
+def chat_example(
+    fields: dict[str, Any], file: str, line: int, messages: str
+) -> tuple[Example | None, list[str]]:
+    """A chat example from one row, or its problem (unknown role, missing content, no
+    assistant turn...: ``FILE line N: messages[2]: ...``)."""
+    try:
+        checked = checked_messages(fields[messages], messages, file, line, needs_assistant=True)
+    except UserError as exc:
+        return None, exc.messages
+    pairs = tuple((m["role"], m["content"]) for m in checked)
+    return Example("", "", file, line, fields, messages=pairs), []
+
+
 def row_example(
-    fields: dict[str, Any], file: str, line: int, names: tuple[str, str, str]
+    fields: dict[str, Any],
+    file: str,
+    line: int,
+    names: tuple[str, str, str],
+    messages: str = "messages",
 ) -> tuple[Example | None, list[str]]:
     """An example from one row, or the row's problems (``FILE line N: ...``)."""
+    if messages in fields:
+        return chat_example(fields, file, line, messages)
     prompt_f, completion_f, text_f = names
     if prompt_f in fields or completion_f in fields:
         wanted = [prompt_f, completion_f]
@@ -123,18 +184,28 @@ def row_example(
 
 
 def load_examples(
-    sources: Sequence[str | DatasetSource], names: tuple[str, str, str]
+    sources: Sequence[str | DatasetSource],
+    names: tuple[str, str, str],
+    messages: str = "messages",
 ) -> list[Example]:
     """Every example of ``sources``; all bad rows of all sources raise one UserError.
 
-    ``names`` are the (prompt, completion, text) field names.
+    ``names`` are the (prompt, completion, text) field names, ``messages`` the field of
+    a chat row's conversation.
     """
     examples: list[Example] = []
     errors: list[str] = []
     for source in sources:
         file = source_name(source)
+        first: tuple[str, int] | None = None
         for row in load_rows(source, Path.cwd()):
-            example, problems = row_example(row.fields, file, row.line, names)
+            form = row_form(row.fields, names, messages)
+            first = first or (form, row.line)
+            if (form == "chat") != (first[0] == "chat"):
+                msg = MIXED_FORMS.format(form=form, first=first[0], line=first[1])
+                errors.append(row_error(file, row.line, msg))
+                continue
+            example, problems = row_example(row.fields, file, row.line, names, messages)
             errors += problems
             if example is not None:
                 examples.append(example)

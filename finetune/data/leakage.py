@@ -160,7 +160,7 @@ def find_leaks(
     leaks = []
     for ex in examples:
         words = tuple(normalize(ex.text).split())
-        prompt = tuple(normalize(ex.prompt).split())
+        prompt = tuple(normalize(ex.input_text).split())
         hit = exact.get(words, exact.get(prompt) if prompt else None)
         if hit is not None:
             leaks.append(Leak(ex.where, evals[hit].where, "exact", 1.0))

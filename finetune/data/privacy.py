@@ -2,13 +2,18 @@
 examples recorded for the extraction test (docs/privacy.md).
 
 - ``scan_pii`` runs the harness's scanner (harness.sensitive.pii) over the prompt and
-  target of every row as it is loaded, and reports, redacts or refuses what it finds
-  (``curation.pii``). The manifest gets counts by type and the rows' locations, never
+  target of every row as it is loaded (a chat row: each message's content), and
+  reports, redacts or refuses what it finds (``curation.pii``; redaction keeps the
+  conversation's turns and roles, an error names ``messages[i].content``). The manifest gets counts by type and the rows' locations, never
   the personal data itself.
 - ``canary_rows`` makes the text rows of ``memorization.canaries`` (each repeated),
   added to the training data after every other curation step so that deduplication
-  and augmentation leave exactly ``repeats`` copies.
-- ``extraction_sample`` lists a seeded sample of training examples, as trained on.
+  and augmentation leave exactly ``repeats`` copies. They stay prompt/completion rows
+  when the training data are chat rows: the privacy audit scores a secret's exposure
+  as the raw continuation of its prefix, so that is how it is trained.
+- ``extraction_sample`` lists a seeded sample of training examples, as trained on (a
+  chat row: the contents before its last assistant turn, joined by line breaks, as the
+  prompt and that turn's content as the target).
 """
 
 from __future__ import annotations
@@ -73,8 +78,8 @@ def scan_pii(examples: Sequence[Example], role: str, report: PIIReport) -> list[
     role_rows = 0
     for ex in examples:
         found = {}
-        for name in ("prompt", "target"):
-            spans = report.scanner.find(getattr(ex, name))
+        for name, text in _parts(ex):
+            spans = report.scanner.find(text)
             if spans:
                 found[name] = spans
         report.rows_scanned += 1
@@ -93,7 +98,15 @@ def scan_pii(examples: Sequence[Example], role: str, report: PIIReport) -> list[
                     row_error(ex.file, ex.line, PII_FOUND.format(field=field, types=_types(spans)))
                 )
             continue
-        if report.mode == "redact":
+        if report.mode == "redact" and ex.is_chat:
+            parts = [
+                (role, report.scanner.redact(c, found[f"messages[{i}].content"]))
+                if f"messages[{i}].content" in found
+                else (role, c)
+                for i, (role, c) in enumerate(ex.messages)
+            ]
+            ex = replace(ex, messages=tuple(parts))
+        elif report.mode == "redact":
             prompt, target = (
                 report.scanner.redact(getattr(ex, n), found[n]) if n in found else getattr(ex, n)
                 for n in ("prompt", "target")
@@ -115,8 +128,17 @@ def scan_pii(examples: Sequence[Example], role: str, report: PIIReport) -> list[
     return out
 
 
+def _parts(ex: Example) -> list[tuple[str, str]]:
+    """(name, text) of each scanned part: prompt and target, or each message's content."""
+    if ex.is_chat:
+        return [(f"messages[{i}].content", c) for i, (_, c) in enumerate(ex.messages)]
+    return [("prompt", ex.prompt), ("target", ex.target)]
+
+
 def _field_name(ex: Example, part: str) -> str:
     """The row field a part of an example came from (for messages)."""
+    if ex.is_chat:
+        return part
     if part == "target" and not ex.prompt:
         return "text"
     return part if part == "prompt" else "completion"
@@ -155,6 +177,12 @@ def extraction_sample(examples: Sequence[Example], n: int, seed: int) -> list[di
     """Up to ``n`` training examples (no noisy copies), a seeded sample in file order."""
     pool = [ex for ex in examples if not ex.augmented]
     order = sorted(random.Random(seed).sample(range(len(pool)), min(n, len(pool))))
-    return [
-        {"where": pool[i].where, "prompt": pool[i].prompt, "target": pool[i].target} for i in order
-    ]
+    return [{"where": pool[i].where, **_prompt_target(pool[i])} for i in order]
+
+
+def _prompt_target(ex: Example) -> dict[str, str]:
+    if not ex.is_chat:
+        return {"prompt": ex.prompt, "target": ex.target}
+    last = max(i for i, (role, _) in enumerate(ex.messages) if role == "assistant")
+    before = "\n".join(c for _, c in ex.messages[:last])
+    return {"prompt": before + "\n" if before else "", "target": ex.messages[last][1]}

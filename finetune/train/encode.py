@@ -6,6 +6,15 @@ context. So what is trained is exactly what the audit scores. Context tokens get
 -100 (no loss), as does padding; a text example is conditioned on the BOS (else EOS)
 token and its every token is a target. The end-of-sequence token is appended to the
 target so that the model learns to stop.
+
+A chat example is rendered with the chat template as the harness renders it
+(harness.tasks.chat.assistant_spans: the text and the character span of each assistant
+turn) and tokenized once with the tokenizer's offsets: a token is a target when any of
+its characters lies in a span (all turns, or the last with ``chat.train_on: last``), so
+a token straddling a span's edge is trained on. When the rendered text already starts
+with the BOS (Llama-3-style templates write it), no special tokens are added: exactly
+one BOS, as lm-eval encodes such a string. No EOS is appended: each span ends with the
+template's end-of-turn marker.
 """
 
 from __future__ import annotations
@@ -16,8 +25,51 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from finetune.data.examples import Example
+from harness.errors import UserError
+from harness.tasks.chat import ChatTemplate, assistant_spans
 
 IGNORE = -100  # label of positions without loss (torch cross_entropy's ignore_index)
+
+# user-facing messages (tests assert them exactly)
+NEEDS_OFFSETS = (
+    "chat rows need a fast tokenizer (one that reports character offsets) to locate the "
+    "assistant turns; {model} has a slow one"
+)
+
+
+@dataclass(frozen=True)
+class ChatEncoding:
+    """How chat examples are rendered and which assistant turns are targets."""
+
+    template: ChatTemplate
+    train_on: str = "all"
+    """``all`` assistant turns, or the ``last`` one."""
+
+    def describe(self) -> dict[str, Any]:
+        """Provenance for the manifest: the template's source and sha256, the turns."""
+        return {**self.template.describe(), "train_on": self.train_on}
+
+
+def chat_tokens(
+    messages: Sequence[dict[str, str]], chat: ChatEncoding, tokenizer: Any
+) -> tuple[list[int], list[int]]:
+    """(token ids, labels) of a conversation: -100 outside the assistant spans."""
+    text, spans = assistant_spans(chat.template, messages)
+    if chat.train_on == "last":
+        spans = spans[-1:]
+    bos = tokenizer.bos_token
+    special = not (bos and text.startswith(bos))
+    try:
+        enc = tokenizer(text, add_special_tokens=special, return_offsets_mapping=True)
+    except NotImplementedError:
+        model = getattr(tokenizer, "name_or_path", "the model")
+        raise UserError(NEEDS_OFFSETS.format(model=model)) from None
+    ids = [int(i) for i in enc["input_ids"]]
+    labels = [
+        tok if any(start < end_s and end > start_s for start_s, end_s in spans) else IGNORE
+        for tok, (start, end) in zip(ids, enc["offset_mapping"], strict=True)
+    ]
+    return ids, labels
 
 
 @dataclass
@@ -57,12 +109,29 @@ def split_tokens(tokenizer: Any, prompt: str, target: str) -> tuple[list[int], l
 
 
 def encode_examples(
-    examples: Sequence[Example], tokenizer: Any, max_length: int, add_eos: bool
+    examples: Sequence[Example],
+    tokenizer: Any,
+    max_length: int,
+    add_eos: bool,
+    chat: ChatEncoding | None = None,
 ) -> Encoded:
-    """Token ids, labels (-100 on the context) and the loss weight of each example."""
+    """Token ids, labels (-100 on the context) and the loss weight of each example.
+    ``chat`` encodes the chat examples (required when there are any)."""
     out = Encoded()
     eos = tokenizer.eos_token_id
     for ex in examples:
+        if ex.is_chat:
+            if chat is None:
+                raise ValueError("chat examples need a ChatEncoding")
+            ids, labels = chat_tokens(ex.message_dicts(), chat, tokenizer)
+            if all(label == IGNORE for label in labels[:max_length]):
+                out.dropped.append(ex.where)
+                continue
+            if len(ids) > max_length:
+                out.truncated += 1
+                ids, labels = ids[:max_length], labels[:max_length]
+            out.features.append({"input_ids": ids, "labels": labels, "weight": ex.weight})
+            continue
         context, target = split_tokens(tokenizer, ex.prompt, ex.target)
         if add_eos and eos is not None and (not target or target[-1] != eos):
             target = [*target, int(eos)]

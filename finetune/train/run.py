@@ -192,8 +192,10 @@ def _build_trainer(
     for peft_config in model.peft_config.values():
         ordered_sets(peft_config)
 
+    chat = chat_encoding(config, curated, tokenizer)
+
     def encoded(examples: Any, role: str) -> list[dict[str, Any]]:
-        enc = encode_examples(examples, tokenizer, t.max_length, config.data.add_eos)
+        enc = encode_examples(examples, tokenizer, t.max_length, config.data.add_eos, chat)
         curated.report.setdefault("encoding", {})[role] = enc.as_dict()
         if not enc.features:
             raise UserError(TOO_FEW_TOKENS.format(role=role, n=t.max_length))
@@ -271,6 +273,23 @@ def _build_trainer(
     if not progress:  # the Trainer prints every log line when its progress bar is off
         trainer.remove_callback(PrinterCallback)
     return trainer, fingerprint
+
+
+def chat_encoding(config: FinetuneConfig, curated: Curated, tokenizer: Any) -> Any:
+    """The chat template and turns of ``config.chat`` when any example is a chat row
+    (recorded in the curation report), else None: data without chat rows needs no
+    template."""
+    from finetune.train.encode import ChatEncoding
+    from harness.tasks.chat import load_template
+
+    sets = (curated.train, curated.validation, curated.replay, curated.ewc)
+    if not any(ex.is_chat for examples in sets for ex in examples):
+        return None
+    base = config.source_path.parent if config.source_path else Path.cwd()
+    template = load_template(tokenizer, config.chat.template, base, config.base_model.path)
+    chat = ChatEncoding(template, config.chat.train_on)
+    curated.report["chat"] = chat.describe()
+    return chat
 
 
 def ordered_sets(config: Any) -> None:

@@ -24,6 +24,7 @@ SECTIONS: list[tuple[type[BaseModel], str]] = [
     (c.BaseModelSpec, "base_model"),
     (c.DataSpec, "data"),
     (c.DatasetSpec, "data sources: a `datasets` source"),
+    (c.ChatSpec, "chat"),
     (c.CurationSpec, "curation"),
     (c.LeakageSpec, "curation.leakage"),
     (c.LoraSpec, "lora"),

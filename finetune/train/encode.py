@@ -65,11 +65,19 @@ def chat_tokens(
         model = getattr(tokenizer, "name_or_path", "the model")
         raise UserError(NEEDS_OFFSETS.format(model=model)) from None
     ids = [int(i) for i in enc["input_ids"]]
-    labels = [
-        tok if any(start < end_s and end > start_s for start_s, end_s in spans) else IGNORE
-        for tok, (start, end) in zip(ids, enc["offset_mapping"], strict=True)
+    return ids, span_labels(ids, enc["offset_mapping"], spans)
+
+
+def span_labels(
+    ids: Sequence[int], offsets: Sequence[tuple[int, int]], spans: Sequence[tuple[int, int]]
+) -> list[int]:
+    """Each token's id where any of its characters (``offsets``: [start, end)) lies in a
+    span, else -100. A token straddling a span's edge is a target; a token without
+    characters (a BOS the tokenizer added: offsets (0, 0)) never is."""
+    return [
+        tok if any(start < s_end and end > s_start for s_start, s_end in spans) else IGNORE
+        for tok, (start, end) in zip(ids, offsets, strict=True)
     ]
-    return ids, labels
 
 
 @dataclass

@@ -95,9 +95,7 @@ def test_chatml_sequence_has_no_bos(chatml_gpt2: Path) -> None:
         ([(0, 5), (5, 10), (10, 11)], [-100, 1, -100]),
     ],
 )
-def test_straddling_tokens_are_targets(
-    offsets: list[tuple[int, int]], expected: list[int]
-) -> None:
+def test_straddling_tokens_are_targets(offsets: list[tuple[int, int]], expected: list[int]) -> None:
     ids = list(range(len(offsets)))
     assert span_labels(ids, offsets, [(5, 10)]) == expected
 

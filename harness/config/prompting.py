@@ -88,3 +88,23 @@ class FewShot(StrictModel):
     match: list[Annotated[str, Field(min_length=1)]] = Field(default_factory=list)
     """Fields whose values a shot row must share with the example, e.g. `[subject]` for
     MMLU, whose shots come from the example's own subject (lm-eval's per-subject tasks)."""
+
+
+class ChatSettings(StrictModel):
+    """Render prompts with the model's chat template, as a chat model is served: the
+    rendered prompt becomes a user turn (after a system turn holding `system` and the
+    task's `description`), a classification task scores each choice as the start of the
+    assistant's reply, a generation task generates that reply and also stops at the
+    template's end-of-turn marker. Exactly one BOS starts every sequence. Set on the
+    suite (every prompt task) or on a task (overrides the suite's)."""
+
+    enabled: bool = True
+    """false turns chat formatting off (e.g. for one task of a chat suite)."""
+    system: str | None = None
+    """The system prompt (lm-eval's `--system_instruction`)."""
+    template: str = Field(default="tokenizer", min_length=1)
+    """`tokenizer`: the chat template of the model's tokenizer (of the adapter's, when it
+    ships one); else a Jinja file (relative to the suite file)."""
+    fewshot_as_multiturn: bool = False
+    """Few-shot examples as user/assistant turns (lm-eval's `--fewshot_as_multiturn`);
+    default: folded into the one user turn as plain text."""

@@ -26,6 +26,7 @@ from pydantic import (
 from harness import audits
 from harness.config import yaml_marks
 from harness.config.prompting import (
+    ChatSettings,
     FromRow,
 )
 from harness.config.schema_base import StrictModel
@@ -269,6 +270,8 @@ class Suite(_Strict):
     """Conditions a release must meet."""
     audits: Audits = Field(default_factory=Audits)
     """Forgetting, fairness, explanation and privacy audits (see the sections below)."""
+    chat: ChatSettings | None = None
+    """Chat formatting of every prompt task (a task's own `chat` overrides it)."""
     output: str | None = None
     """Report folder, relative to the current directory (default: `reports/<name>`)."""
     cache: bool = True

@@ -14,15 +14,17 @@ from pydantic import (
     BeforeValidator,
     Discriminator,
     Field,
+    ModelWrapValidatorHandler,
     PrivateAttr,
     Tag,
     TypeAdapter,
+    ValidationError,
     field_validator,
     model_validator,
 )
 
 from harness.config.answers import Extract, Normalize
-from harness.config.prompting import FewShot, FromRow, _field_or_row, _list_or_row
+from harness.config.prompting import ChatSettings, FewShot, FromRow, _field_or_row, _list_or_row
 from harness.config.schema_base import StrictModel
 from harness.config.sources import DataSource
 from harness.tasks.lm_eval import LmEvalMethods, refuse_data
@@ -33,6 +35,9 @@ if TYPE_CHECKING:
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
 
 # user-facing messages (tests assert them exactly)
+PROMPT_OR_MESSAGES = "give exactly one of `prompt` and `messages`"
+TEXT_OR_MESSAGES = "give exactly one of `text` and `messages`"
+MESSAGES_ALONE = "`messages` is the whole context: it takes no `fewshot` or `description`"
 BAD_IDENTIFIER = "must start with a letter or '_' and hold only letters, digits, '_' and '-'"
 BAD_TEMPLATE = "invalid template: {reason}"
 CHOICE_TEMPLATE = (
@@ -113,6 +118,27 @@ def _metrics_field(*names: str) -> Any:
     )
 
 
+def _one_of(
+    cls: type, data: Any, handler: ModelWrapValidatorHandler[Any], first: str, other: str, both: str
+) -> Any:
+    """Validate with ``handler``; exactly one of the fields ``first`` and ``other`` must
+    be given. Neither: ``first`` is a missing field, reported beside the other errors."""
+    missing = isinstance(data, dict) and data.get(first) is None and data.get(other) is None
+    if isinstance(data, dict) and data.get(first) is not None and data.get(other) is not None:
+        raise ValueError(both)
+    try:
+        model = handler(data)
+    except ValidationError as exc:
+        if not missing:
+            raise
+        errors = [*exc.errors(), {"type": "missing", "loc": (first,), "input": data}]
+        raise ValidationError.from_exception_data(cls.__name__, errors) from None  # type: ignore[arg-type]
+    if missing:
+        error = {"type": "missing", "loc": (first,), "input": data}
+        raise ValidationError.from_exception_data(cls.__name__, [error])  # type: ignore[list-item]
+    return model
+
+
 class _Task(_Strict):
     id: str
     """Identifier of the task, unique in the suite; gates name values as `<id>.<output>`."""
@@ -127,6 +153,8 @@ class _Task(_Strict):
     limit: int | None = Field(default=None, ge=1)
     """Cap on this task's examples (sampled with the suite's seed); overrides the suite's
     `limit`."""
+    chat: ChatSettings | None = None
+    """Chat formatting of this task (see below; default: the suite's `chat`)."""
 
     @field_validator("id")
     @classmethod
@@ -151,8 +179,13 @@ class _Task(_Strict):
 
 
 class _PromptTask(_Task):
-    prompt: str = Field(min_length=1)
-    """Jinja2 template over the record's fields (sandboxed), e.g. "Review: {{ text }}"."""
+    prompt: str | None = Field(default=None, min_length=1)
+    """Jinja2 template over the record's fields (sandboxed), e.g. "Review: {{ text }}".
+    Required unless `messages` is set."""
+    messages: str | None = Field(default=None, min_length=1)
+    """Instead of `prompt`: the field holding each row's conversation, a list of
+    {role, content} ending with a user turn, rendered with the chat template (needs
+    `chat`; no `fewshot` or `description`: the conversation is the whole context)."""
     description: str | None = None
     """Template rendered over each row and put first, before the shots (lm-eval's
     `description`), e.g. "The following are questions about {{ subject }}.\\n\\n"."""
@@ -169,6 +202,18 @@ class _PromptTask(_Task):
     @classmethod
     def _prompt(cls, value: str | None) -> str | None:
         return None if value is None else _check_template(value)
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _prompt_or_messages(cls, data: Any, handler: ModelWrapValidatorHandler[Any]) -> Any:
+        # neither given: `prompt` is missing, reported with the task's other errors
+        return _one_of(cls, data, handler, "prompt", "messages", PROMPT_OR_MESSAGES)
+
+    @model_validator(mode="after")
+    def _messages_alone(self) -> _PromptTask:
+        if self.messages is not None and (self.fewshot or self.description):
+            raise ValueError(MESSAGES_ALONE)
+        return self
 
 
 class ClassificationTask(_PromptTask):
@@ -267,9 +312,20 @@ class PerplexityTask(_Task):
 
     kind: Literal["perplexity"]
     """Selects this kind of task."""
-    text: str = Field(min_length=1)
-    """Field holding the text to score."""
+    text: str | None = Field(default=None, min_length=1)
+    """Field holding the text to score (required unless `messages` is set)."""
+    messages: str | None = Field(default=None, min_length=1)
+    """Instead of `text`: the field holding a conversation (list of {role, content}),
+    rendered with the chat template (needs `chat`) and scored as `score` says."""
+    score: Literal["all", "assistant"] = "all"
+    """With `messages`: `all` scores the whole rendered conversation; `assistant` only
+    the assistant turns, each after the conversation before it."""
     metrics: list[MetricSpec] = _metrics_field("perplexity")
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _text_or_messages(cls, data: Any, handler: ModelWrapValidatorHandler[Any]) -> Any:
+        return _one_of(cls, data, handler, "text", "messages", TEXT_OR_MESSAGES)
 
 
 class LmEvalTask(LmEvalMethods, _Task):

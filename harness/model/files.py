@@ -197,6 +197,17 @@ def pick_device_name(name: str) -> Any:
     return pick_device(name)
 
 
+def tokenizer_of(source: ModelSource) -> Any:
+    """The tokenizer a run of ``source`` uses (the adapter's when it ships one), loaded
+    without the weights: what a chat template is read from before any model loads."""
+    folder = resolve_folder(source.path, what="model")
+    if source.adapter:
+        adapter = resolve_folder(source.adapter, what="adapter")
+        if (adapter / "tokenizer_config.json").exists():
+            folder = adapter
+    return load_tokenizer(source, folder)
+
+
 def load_tokenizer(source: ModelSource, tok_folder: Path) -> Any:
     from transformers import AutoTokenizer
 

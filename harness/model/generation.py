@@ -47,6 +47,7 @@ def greedy_generate(
     from transformers import StoppingCriteria, StoppingCriteriaList
 
     tok = tokenizer
+    ends = end_tokens(tok, stop)
     order = sorted(range(len(encoded)), key=lambda i: (-len(encoded[i]), i))
     out: list[str] = [""] * len(encoded)
 
@@ -61,7 +62,7 @@ def greedy_generate(
             done = []
             for row in new:
                 ids = row.tolist()
-                if tok.eos_token_id is not None and tok.eos_token_id in ids:
+                if any(t in ends for t in ids):
                     done.append(True)
                     continue
                 text = tok.decode(ids, skip_special_tokens=True)
@@ -78,7 +79,7 @@ def greedy_generate(
                 row = encoded[i]
                 ids[b, width - len(row) :] = torch.tensor(row, dtype=torch.long)
                 mask[b, width - len(row) :] = 1
-            criteria = StoppingCriteriaList([StopOnStrings(width)]) if stop else None
+            criteria = StoppingCriteriaList([StopOnStrings(width)]) if stop or ends else None
             gen = model.generate(
                 input_ids=ids.to(device),
                 attention_mask=mask.to(device),
@@ -90,8 +91,9 @@ def greedy_generate(
             )
             for b, i in enumerate(chunk):
                 new = gen[b, width:].tolist()
-                if tok.eos_token_id is not None and tok.eos_token_id in new:
-                    new = new[: new.index(tok.eos_token_id)]
+                cut = [k for k, t in enumerate(new) if t in ends]
+                if cut:
+                    new = new[: cut[0]]
                 text = tok.decode(new, skip_special_tokens=True)
                 out[i] = cut_at_stop(text, stop)
             if advance is not None:
@@ -101,3 +103,18 @@ def greedy_generate(
         for i, text in group.gather([(i, out[i]) for i in sorted(mine)]):
             out[i] = text
     return out
+
+
+def end_tokens(tokenizer: Any, stop: Sequence[str]) -> set[int]:
+    """Token ids that end a generation: EOS, and each stop string that is one special
+    token (a chat template's end-of-turn marker such as ``<|eot_id|>``, which decoding
+    drops, so it is matched as a token rather than as text)."""
+    ends = {int(tokenizer.eos_token_id)} if tokenizer.eos_token_id is not None else set()
+    special = set(getattr(tokenizer, "all_special_tokens", []) or [])
+    special |= set(getattr(tokenizer, "get_added_vocab", dict)() or {})
+    for text in stop:
+        if text in special:
+            ids = tokenizer.convert_tokens_to_ids([text])
+            if ids and ids[0] is not None and ids[0] != getattr(tokenizer, "unk_token_id", None):
+                ends.add(int(ids[0]))
+    return ends

@@ -184,12 +184,23 @@ class LanguageModel:
         return int(pad if pad is not None else 0)
 
     def encode(self, text: str) -> list[int]:
+        """Token ids of ``text``; a text that already starts with the BOS (a chat
+        template writes it) gets no second one (as lm-eval encodes it)."""
+        if self._starts_with_bos(text):
+            return list(self.tokenizer.encode(text, add_special_tokens=False))
         return list(self.tokenizer.encode(text))
+
+    def _starts_with_bos(self, text: str) -> bool:
+        bos = self.tokenizer.bos_token
+        return bool(bos) and text.startswith(bos)
 
     def text_tokens(self, text: str) -> Sequence[int]:
         """Tokens of a text scored from its start: without the BOS that some tokenizers
         put first (Llama's, a BERT's [CLS]), as the prefix token conditions the first.
+        A text that starts with the BOS itself (a rendered chat) is scored after it.
         A long text is tokenized in pieces (harness.model.long_text), into a compact array."""
+        if self._starts_with_bos(text) and self.tokenizer.bos_token_id == self.prefix_token:
+            text = text[len(self.tokenizer.bos_token) :]
         tokens = encode_in_pieces(self.tokenizer, text)
         return tokens[1:] if tokens and tokens[0] == self.prefix_token else tokens
 

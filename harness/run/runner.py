@@ -48,12 +48,18 @@ def prepare_suite(suite: Any, skip: set[int] | frozenset[int] = frozenset()) -> 
     together."""
     from harness.audits.base import locate as suite_error
     from harness.data.rows import display_path, load_rows, sample_rows, sha256_file
+    from harness.run import chat_setup
     from harness.tasks import field_typos, prepare
 
     prepared = []
     errors: list[str] = []
+    templates: dict[str, Any] = {}
     for i, task in enumerate(suite.tasks):
         if i in skip:
+            continue
+        problems = chat_setup.chat_problems(suite, task, i)
+        if problems:
+            errors += [suite_error(suite, where, msg) for where, msg in problems]
             continue
         source = task.data
         base_dir = suite.resolve(".")
@@ -77,6 +83,7 @@ def prepare_suite(suite: Any, skip: set[int] | frozenset[int] = frozenset()) -> 
                     suite_error(suite, _written(suite, ("tasks", i, *sub)), m) for sub, m in typos
                 ]
                 continue
+            chat_setup.attach(suite, task, i, templates)
             if getattr(task, "fewshot", None) is not None:
                 problem = _attach_shots(task, all_rows, rows, file, base_dir, suite.seed)
                 if problem:
@@ -229,6 +236,7 @@ def run_suite(
                 t = time.perf_counter()
                 advance = bar(p.task.id, len(p.records))
                 from harness.tasks import mark_truncation, run
+                from harness.tasks.context import chat_of
 
                 run(p.task, p.records, lm, batch_size=suite.batch_size, advance=advance)
                 n_truncated = mark_truncation(p.task, p.records, lm)
@@ -241,6 +249,13 @@ def run_suite(
                     "metrics": metrics,
                     "records": p.records,
                 }
+                chat = chat_of(p.task)
+                if chat is not None:  # template hash, system prompt, a rendered example
+                    head = dict(p.records[0]) if p.records else {}
+                    example = head.get("prompt", head.get("text"))
+                    tasks_out[p.task.id]["chat"] = chat.describe(
+                        None if example is None else str(example)
+                    )
                 if hasattr(p.task, "provenance"):  # an lm_eval task's task, version, shots
                     tasks_out[p.task.id]["lm_eval"] = p.task.provenance()
             audits_out, audit_values = run_audits(

@@ -96,9 +96,9 @@ class TaskKind(ABC, Generic[R]):
         """Variables the kind gives the task's templates besides the row's fields."""
         return ()
 
-    def shot(self, task: Any, fields: dict[str, Any], file: str, line: int) -> str:
-        """One row as a solved few-shot example: its prompt, the task's target delimiter
-        and its gold target (harness.tasks.shots; UserError located at the row)."""
+    def shot(self, task: Any, fields: dict[str, Any], file: str, line: int) -> tuple[str, str]:
+        """One row as a solved few-shot example: (its rendered prompt, its gold target)
+        (harness.tasks.shots; UserError located at the row)."""
         raise UserError(row_error(file, line, f"a {self.name} task has no few-shot form"))
 
     def metric_inputs(self, record: R) -> tuple[Any, Any]:

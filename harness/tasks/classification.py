@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from harness.errors import UserError, row_error
-from harness.tasks import shots
+from harness.tasks import context, shots
 from harness.tasks.base import (
     Advance,
     FieldPath,
@@ -185,6 +185,8 @@ class Classification(TaskKind[ClassificationRecord]):
 
     def data_fields(self, task: Any) -> list[tuple[FieldPath, str]]:
         out: list[tuple[FieldPath, str]] = []
+        if getattr(task, "messages", None):
+            out.append((("messages",), task.messages))
         if isinstance(task.label, str):
             out.append((("label",), task.label))
         elif task.label.field is not None:
@@ -197,16 +199,24 @@ class Classification(TaskKind[ClassificationRecord]):
         self, task: Any, fields: dict[str, Any], file: str, line: int
     ) -> dict[str, Any]:
         choices, gold = _choices_and_gold(task, fields, file, line)
-        head = shots.prefix(task, fields, line, self.shot, file)
         delimiter, continuation = _delimiter(task), _continuation(task)
         out: dict[str, Any] = {}
-        if continuation is None:
-            out["prompt"] = head + render_row(task.prompt, fields, file, line)
-        else:
-            out["prompt"] = head
+        if getattr(task, "messages", None):
+            out["prompt"] = context.from_messages(task, fields, file, line)
+        elif continuation is None:
+            prompt = render_row(task.prompt, fields, file, line)
+            out["prompt"] = context.build(
+                task, fields, file, line, prompt=prompt, shot=self.shot, delimiter=delimiter
+            )
+        else:  # partial scoring: the shared part; each choice's context follows
+            head = shots.description(task, fields, file, line)
+            pairs = shots.solved(task, fields, line, self.shot, file)
+            out["prompt"] = shots.plain(head, pairs, "", delimiter, task)
         out["choices"], out["gold"] = choices, gold
-        if delimiter:
-            out["target_delimiter"] = delimiter
+        # a chat model's reply starts right after the generation prompt (as lm-eval)
+        scored = "" if context.chat_of(task) is not None else delimiter
+        if scored:
+            out["target_delimiter"] = scored
         if continuation is not None:
             out["contexts"] = [
                 render_row(task.prompt, {**fields, "choice": c}, file, line) for c in choices
@@ -217,13 +227,13 @@ class Classification(TaskKind[ClassificationRecord]):
     def template_variables(self, task: Any) -> tuple[str, ...]:
         return ("choice",) if _continuation(task) is not None else ()
 
-    def shot(self, task: Any, fields: dict[str, Any], file: str, line: int) -> str:
+    def shot(self, task: Any, fields: dict[str, Any], file: str, line: int) -> tuple[str, str]:
         choices, gold = _choices_and_gold(task, fields, file, line)
-        delimiter, continuation = _delimiter(task), _continuation(task)
+        continuation = _continuation(task)
         if continuation is None:
-            return render_row(task.prompt, fields, file, line) + delimiter + choices[gold]
-        context = render_row(task.prompt, {**fields, "choice": choices[gold]}, file, line)
-        return context + delimiter + render_row(continuation, fields, file, line)
+            return render_row(task.prompt, fields, file, line), choices[gold]
+        filled = render_row(task.prompt, {**fields, "choice": choices[gold]}, file, line)
+        return filled, render_row(continuation, fields, file, line)
 
     def run(
         self,

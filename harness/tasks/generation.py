@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from harness.errors import UserError, row_error
-from harness.tasks import shots
+from harness.tasks import context
 from harness.tasks.answers import extract_answer, normalize_answer
 from harness.tasks.base import Advance, FieldPath, TaskKind, register, render_row, require
 from harness.tasks.records import GenerationRecord
@@ -29,26 +29,32 @@ class Generation(TaskKind[GenerationRecord]):
 
     def data_fields(self, task: Any) -> list[tuple[FieldPath, str]]:
         ref = task.reference
+        own = [(("messages",), task.messages)] if getattr(task, "messages", None) else []
         if isinstance(ref, str):
-            return [(("reference",), ref)]
-        return [(("reference", j), name) for j, name in enumerate(ref)]
+            return [*own, (("reference",), ref)]
+        return [*own, *((("reference", j), name) for j, name in enumerate(ref))]
 
     def prepare_fields(
         self, task: Any, fields: dict[str, Any], file: str, line: int
     ) -> dict[str, Any]:
-        head = shots.prefix(task, fields, line, self.shot, file)
-        prompt = head + render_row(task.prompt, fields, file, line)
+        if getattr(task, "messages", None):
+            prompt = context.from_messages(task, fields, file, line)
+        else:
+            own = render_row(task.prompt, fields, file, line)
+            prompt = context.build(
+                task, fields, file, line, prompt=own, shot=self.shot, delimiter=_delimiter(task)
+            )
         refs = _references(task, fields, file, line)
         out: dict[str, Any] = {"prompt": prompt, "references": refs}
         if _answers(task):
             out["gold_answers"] = [_normalized(task, r) for r in refs]
         return out
 
-    def shot(self, task: Any, fields: dict[str, Any], file: str, line: int) -> str:
+    def shot(self, task: Any, fields: dict[str, Any], file: str, line: int) -> tuple[str, str]:
         refs = _references(task, fields, file, line)
         if not refs:
             raise UserError(row_error(file, line, "a few-shot row needs a reference"))
-        return render_row(task.prompt, fields, file, line) + _delimiter(task) + refs[0]
+        return render_row(task.prompt, fields, file, line), refs[0]
 
     def run(
         self,
@@ -62,7 +68,7 @@ class Generation(TaskKind[GenerationRecord]):
         outputs = lm.generate(
             [r["prompt"] for r in records],
             max_new_tokens=task.max_new_tokens,
-            stop=task.stop,
+            stop=stops(task),
             batch_size=batch_size,
             advance=advance,
         )
@@ -110,6 +116,17 @@ def _answers(task: Any) -> bool:
 def _normalized(task: Any, text: str) -> str:
     cfg = getattr(task, "normalize", None)
     return text if cfg is None else normalize_answer(text, cfg)
+
+
+def stops(task: Any) -> list[str]:
+    """Where a generation ends: the task's stop strings and, for a chat-formatted task,
+    the template's end-of-turn marker (a special token stops at that token)."""
+    out = list(task.stop)
+    chat = context.chat_of(task)
+    marker = chat.template.end_of_turn() if chat is not None else None
+    if marker and marker not in out:
+        out.append(marker)
+    return out
 
 
 def _delimiter(task: Any) -> str:

@@ -85,6 +85,9 @@ class PerplexityRecord(BaseRecord):
     """A text scored whole by rolling log-likelihood."""
 
     text: str
+    spans: NotRequired[list[list[int]]]
+    """Only for a conversation scored on its assistant turns: their [start, end)
+    character spans in ``text``, each scored after the text before it."""
     loglik: NotRequired[float]
     n_tokens: NotRequired[int]
     n_bytes: NotRequired[int]

@@ -25,8 +25,9 @@ from harness.errors import UserError, row_error
 if TYPE_CHECKING:
     from harness.data.rows import Row
 
-ShotText = Callable[[Any, dict[str, Any], str, int], str]
-"""The kind's ``shot(task, fields, file, line)``: one row as a solved example."""
+ShotText = Callable[[Any, dict[str, Any], str, int], tuple[str, str]]
+"""The kind's ``shot(task, fields, file, line)``: one row as a solved example, as
+(question, answer)."""
 
 TOO_FEW_SHOTS = "asks for {n} shots but {source} has only {available} usable rows"
 
@@ -42,7 +43,7 @@ class ShotPool:
     """The pool is the task's own data."""
     seed: int = 1234
     """The random sampler's seed when ``fewshot.seed`` is not set (the suite's)."""
-    texts: dict[int, str] = field(default_factory=dict)
+    texts: dict[int, tuple[str, str]] = field(default_factory=dict)
     groups: dict[tuple[str, ...], list[int]] | None = None
     """Pool indices by the values of ``fewshot.match`` (built on first use)."""
 
@@ -90,28 +91,44 @@ def too_few(task: Any, rows: Sequence[Row]) -> str | None:
     return None
 
 
-def prefix(task: Any, fields: dict[str, Any], line: int, shot: ShotText, file: str) -> str:
-    """``description`` then the shots for the row at ``line`` ("" when the task has
-    neither). Errors in a shot row are located in the pool's file."""
+def description(task: Any, fields: dict[str, Any], file: str, line: int) -> str:
+    """The task's ``description`` rendered over the row ("" when it has none)."""
     from harness.tasks.base import render_row
 
-    description = getattr(task, "description", None)
-    head = render_row(description, fields, file, line) if description else ""
+    template = getattr(task, "description", None)
+    return render_row(template, fields, file, line) if template else ""
+
+
+def solved(
+    task: Any, fields: dict[str, Any], line: int, shot: ShotText, file: str
+) -> list[tuple[str, str]]:
+    """The shots of the row at ``line`` as (question, answer) pairs, in order ([] when
+    the task has none). Errors in a shot row are located in the pool's file."""
     shots = getattr(task, "fewshot", None)
     if shots is None or shots.n == 0:
-        return head
+        return []
     pool = _pool(task)
     chosen = _choose(task, pool, fields, line)
     if len(chosen) < shots.n:  # duplicates of the example left out more than one row
         found = TOO_FEW_SHOTS.format(n=shots.n, source=pool.file, available=len(chosen))
         raise UserError(row_error(file, line, f"fewshot: {found}"))
-    parts = []
+    out = []
     for index in chosen:
         if index not in pool.texts:
             row = pool.rows[index]
-            pool.texts[index] = shot(task, row.fields, pool.file, row.line) + shots.delimiter
-        parts.append(pool.texts[index])
-    return head + "".join(parts)
+            pool.texts[index] = shot(task, row.fields, pool.file, row.line)
+        out.append(pool.texts[index])
+    return out
+
+
+def plain(
+    head: str, pairs: Sequence[tuple[str, str]], prompt: str, delimiter: str, task: Any
+) -> str:
+    """The plain-text context: description, each shot as question + target delimiter +
+    answer + few-shot delimiter, then the prompt."""
+    shots = getattr(task, "fewshot", None)
+    after = shots.delimiter if shots is not None else ""
+    return head + "".join(q + delimiter + a + after for q, a in pairs) + prompt
 
 
 def _pool(task: Any) -> ShotPool:

@@ -249,7 +249,7 @@ def test_unknown_key_points_at_the_key(suite_dir: Path) -> None:
     assert errors(path) == [
         "suite.yaml:5:3: model.devise: unknown field (did you mean 'device'?)",
         "suite.yaml:11:5: tasks[0].prompt: unknown field; "
-        "allowed: id, kind, data, id_field, metrics, limit, text",
+        "allowed: id, kind, data, id_field, metrics, limit, chat, text, messages, score",
         "suite.yaml:12:1: audit: unknown field (did you mean 'audits'?)",
     ]
 

@@ -151,8 +151,9 @@ class ChatSpec(_Strict):
     text starts with the tokenizer's BOS (Llama-3-style templates write it) no special
     tokens are added, so a sequence holds exactly one BOS (lm-eval's rule). Labels are
     -100 everywhere except the tokens of the assistant turns: a turn's span runs from the
-    end of the generation prompt before it through its content and the template's
-    end-of-turn marker; a token is a target when any of its characters lies in a span
+    end of the generation prompt before it (the whitespace that ends that prompt, e.g.
+    its line break, included, as the harness scores a turn: lm-eval's split) through its
+    content and the template's end-of-turn marker; a token is a target when any of its characters lies in a span
     (so a token straddling a span's edge is trained on, and every character of an
     answer is covered). Settings only matter when the data has chat rows."""
 

@@ -23,22 +23,27 @@ CONVERSATION = [
 
 # Expected target tokens, worked out by hand from the fixtures' templates
 # (tests/tiny_models.py) and their tokenizers' pieces (byte-level BPE; these words split
-# as he|l|lo and t|w|o):
+# as he|l|lo and t|w|o). A turn's target is the whitespace ending the generation prompt
+# (lm-eval's split, as the harness scores it), the content and the end-of-turn marker.
 # ChatML renders "<|im_start|>system\nbe brief<|im_end|>\n<|im_start|>user\nhi<|im_end|>\n"
 #   (0-15: im_start, s y s t e m, \n, b e Ġb r ie f, im_end, \n = 16 tokens; user turn
-#   16-25 = 10 tokens) then "<|im_start|>assistant\n" (26-35: im_start, a s s is t a n t,
-#   \n) and the first answer "hello<|im_end|>" = he l lo im_end at 36-39; "\n" (40),
-#   the user turn "sum" (41-51), "<|im_start|>assistant\n" (52-61), "two<|im_end|>" at
-#   62-65, a final "\n" (66, outside the span: the span ends at the end-of-turn marker).
+#   16-25 = 10 tokens) then "<|im_start|>assistant" (26-34: im_start, a s s is t a n t),
+#   the "\n" ending the generation prompt (35) and "hello<|im_end|>" = he l lo im_end
+#   (36-39); "\n" (40), the user turn "sum" (41-51), "<|im_start|>assistant" (52-60),
+#   "\n" (61), "two<|im_end|>" at 62-65, a final "\n" (66, outside: the span ends at
+#   the end-of-turn marker).
 # Llama-3 renders "<|begin_of_text|>" (0, the one BOS), then per turn
 #   "<|start_header_id|>ROLE<|end_header_id|>\n\nCONTENT<|eot_id|>": system 1-17, user
-#   18-28, the assistant header 29-40 and "hello<|eot_id|>" at 41-44; user 45-56, the
-#   header 57-68 and "two<|eot_id|>" at 69-72.
+#   18-28, the assistant header 29-38, its "\n\n" (39-40) and "hello<|eot_id|>" (41-44);
+#   user 45-56, the header 57-66, "\n\n" (67-68) and "two<|eot_id|>" (69-72).
 EXPECTED = {
-    ("chatml_gpt2", "all"): [(36, 40, "he l lo <|im_end|>"), (62, 66, "t w o <|im_end|>")],
-    ("chatml_gpt2", "last"): [(62, 66, "t w o <|im_end|>")],
-    ("llama3_chat", "all"): [(41, 45, "he l lo <|eot_id|>"), (69, 73, "t w o <|eot_id|>")],
-    ("llama3_chat", "last"): [(69, 73, "t w o <|eot_id|>")],
+    ("chatml_gpt2", "all"): [(35, 40, "Ċ he l lo <|im_end|>"), (61, 66, "Ċ t w o <|im_end|>")],
+    ("chatml_gpt2", "last"): [(61, 66, "Ċ t w o <|im_end|>")],
+    ("llama3_chat", "all"): [
+        (39, 45, "Ċ Ċ he l lo <|eot_id|>"),
+        (67, 73, "Ċ Ċ t w o <|eot_id|>"),
+    ],
+    ("llama3_chat", "last"): [(67, 73, "Ċ Ċ t w o <|eot_id|>")],
 }
 LENGTHS = {"chatml_gpt2": 67, "llama3_chat": 73}
 
@@ -66,6 +71,7 @@ def test_label_mask_is_the_hand_computed_assistant_tokens(
     # the system and user contents are never targets
     target_text = tok.decode([t for t in labels if t != IGNORE])
     assert "be brief" not in target_text and "hi" not in target_text and "sum" not in target_text
+    assert "user" not in target_text and "system" not in target_text
 
 
 def test_llama3_sequence_has_exactly_one_bos(llama3_chat: Path) -> None:
@@ -122,7 +128,7 @@ def test_cut_and_dropped_chat_rows(chatml_gpt2: Path) -> None:
     ex = Example("", "", "c.jsonl", 3, messages=pairs)
     cut = encode_examples([ex], tok, 40, True, chat)  # the first answer fits, the second not
     assert cut.truncated == 1 and len(cut.features[0]["input_ids"]) == 40
-    dropped = encode_examples([ex], tok, 36, True, chat)  # no answer token fits
+    dropped = encode_examples([ex], tok, 35, True, chat)  # no target token fits
     assert dropped.features == [] and dropped.dropped == ["c.jsonl line 3"]
 
 

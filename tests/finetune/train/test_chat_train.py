@@ -3,12 +3,14 @@ no system or user token is ever a target."""
 
 from __future__ import annotations
 
+import json
 import random
 import shutil
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from finetune.cli import main
 from finetune.config.schema import load_config
@@ -131,7 +133,8 @@ def test_chat_lora_lowers_the_assistant_loss_and_scores_only_assistant_tokens(
     for f in seen:
         targets = [t for t in f["labels"] if t != IGNORE]
         answers = [c for r, c in f["example"].messages if r == "assistant"]
-        assert tok.decode(targets) == "".join(a + "<|im_end|>" for a in answers)
+        # each turn: the generation prompt's line break, the answer, the end of turn
+        assert tok.decode(targets) == "".join("\n" + a + "<|im_end|>" for a in answers)
         for label, token in zip(f["labels"], f["input_ids"], strict=True):
             assert label in (IGNORE, token)
     record = result.manifest["curation"]["chat"]
@@ -197,3 +200,86 @@ def test_a_missing_template_file_is_a_located_config_error(
     (line,) = capsys.readouterr().err.splitlines()
     assert line.startswith("error: config.yaml:")
     assert line.endswith(f"chat.template: file not found: {tmp_path}/nope.jinja")
+
+
+@pytest.mark.slow
+def test_harness_audits_the_chat_adapter_with_chat_enabled(chat_base: Path, tmp_path: Path) -> None:
+    """The trained chat adapter through `harness run` with `chat: {enabled: true}` and the
+    forgetting audit (base = the adapter disabled, same chat rendering)."""
+    from harness.cli.main import main as harness_main
+
+    rows = conversations()
+    write_jsonl(tmp_path / "train.jsonl", rows)
+    config = load_config(
+        write_config(
+            tmp_path,
+            chat_base,
+            lora={"r": 16, "alpha": 32},
+            training={"max_steps": 48, "batch_size": 4, "max_length": 128, "eval_steps": 12},
+        )
+    )
+    adapter = train(config).output_dir
+    write_jsonl(tmp_path / "eval_conv.jsonl", [{"id": i, **r} for i, r in enumerate(rows)])
+    write_jsonl(
+        tmp_path / "eval_cls.jsonl",
+        [{"id": i, "q": f"colour {c}", "label": "noted"} for i, c in enumerate(COLOURS)],
+    )
+    suite = {
+        "schema_version": 1,
+        "name": "chat-audit",
+        "model": {"path": str(chat_base), "adapter": str(adapter)},
+        "chat": {"enabled": True, "system": "reply with the colour"},
+        "tasks": [
+            {
+                "id": "replies",
+                "kind": "perplexity",
+                "data": "eval_conv.jsonl",
+                "id_field": "id",
+                "messages": "messages",
+                "score": "assistant",
+            },
+            {
+                "id": "answer",
+                "kind": "classification",
+                "data": "eval_cls.jsonl",
+                "id_field": "id",
+                "prompt": "{{ q }}",
+                "choices": ["ready", "noted"],
+                "label": "label",
+                "metrics": ["accuracy"],
+            },
+        ],
+        "audits": {"forgetting": {"tasks": ["replies", "answer"]}},
+        "gates": [{"metric": "answer.accuracy", "min": 0.9}],
+    }
+    path = tmp_path / "suite.yaml"
+    path.write_text(yaml.safe_dump(suite, sort_keys=False), encoding="utf-8")
+    out = tmp_path / "report"
+    assert harness_main(["run", str(path), "--out", str(out)]) == 0
+    results = json.loads((out / "results.json").read_text(encoding="utf-8"))
+    forgetting = results["audits"]["forgetting"]["tasks"]
+    accuracy = forgetting["answer"]["metrics"]["accuracy"]
+    assert (accuracy["base"]["value"], accuracy["checkpoint"]["value"]) == (0.0, 1.0)
+    perplexity = forgetting["replies"]["metrics"]["perplexity"]
+    assert perplexity["checkpoint"]["value"] < 0.01 * perplexity["base"]["value"]
+    assert results["tasks"]["replies"]["chat"]["end_of_turn"] == "<|im_end|>"
+
+    # the harness scored exactly the tokens the fine-tuner trained on
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(chat_base)
+    chat = ChatEncoding(load_template(tok, "tokenizer", chat_base, "base"))
+    tuned = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(chat_base), adapter)
+    for rec in results["tasks"]["replies"]["records"]:
+        messages = rec["input"]["messages"]
+        assert rec["text"] == chat.template.render(messages, add_generation_prompt=False)
+        ids, labels = chat_tokens(messages, chat, tok)
+        with torch.no_grad():
+            logp = torch.log_softmax(tuned(input_ids=torch.tensor([ids])).logits[0, :-1], -1)
+        target = torch.tensor(labels[1:])
+        mask = target != IGNORE
+        assert int(mask.sum()) == rec["n_tokens"]
+        trained = float(logp[mask].gather(1, target[mask][:, None]).sum())
+        assert trained == pytest.approx(rec["loglik"], abs=1e-4)

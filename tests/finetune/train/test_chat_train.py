@@ -148,7 +148,7 @@ def test_chat_lora_lowers_the_assistant_loss_and_scores_only_assistant_tokens(
         AutoModelForCausalLM.from_pretrained(chat_base), result.output_dir
     )
     after = assistant_loss(tuned, tok, chat, rows)
-    # measured: 6.63 before, 0.075 after 48 steps (lr 0.01, r 16)
+    # measured: 7.47 before, 1.12 after 48 steps (lr 0.01, r 16)
     assert after < 0.6 * before, (before, after)
 
 

@@ -127,7 +127,9 @@ def prompts_for(task: ClassificationTask, rows: Sequence[Row], file: str) -> lis
 
     from harness.tasks.prompt_template import template_fields
 
-    needed = template_fields(task.prompt)
+    prompt = task.prompt
+    assert prompt is not None  # check_supported refuses a task of `messages`
+    needed = template_fields(prompt)
     prompts: list[str] = []
     errors: list[str] = []
     for row in rows:
@@ -137,7 +139,7 @@ def prompts_for(task: ClassificationTask, rows: Sequence[Row], file: str) -> lis
         problems += [RESERVED_FIELD.format(field=f) for f in OUTPUT_FIELDS if f in row.fields]
         if not problems:
             try:
-                prompts.append(render(task.prompt, row.fields))
+                prompts.append(render(prompt, row.fields))
             except TemplateError as exc:
                 problems.append(f"prompt: {exc}")
         errors += [row_error(file, row.line, p) for p in problems]
@@ -234,6 +236,7 @@ def check_supported(task: ClassificationTask) -> None:
             ("fewshot", task.fewshot is not None),
             ("description", task.description is not None),
             ("continuation", task.continuation is not None),
+            ("messages", task.messages is not None),
         )
         if used
     ]

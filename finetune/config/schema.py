@@ -504,6 +504,18 @@ class FinetuneConfig(_Strict):
         return resolve_path(self.output or f"runs/{self.name}", Path.cwd())
 
 
+def config_record(config: FinetuneConfig) -> dict[str, Any]:
+    """The config as the manifest and the checkpoint folder record it (JSON). The chat
+    settings appear only when set away from their defaults, so the record of a run
+    whose config does not mention chat is the same as before they existed."""
+    exclude: dict[str, Any] = {}
+    if config.chat == ChatSpec():
+        exclude["chat"] = True
+    if config.data.messages_field == "messages":
+        exclude["data"] = {"messages_field"}
+    return config.model_dump(mode="json", exclude=exclude)
+
+
 _TAGS: dict[str, type[BaseModel] | None] = {"datasets": DatasetSpec, "file": None}
 
 

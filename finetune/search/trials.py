@@ -26,7 +26,7 @@ from typing import Any
 
 import yaml
 
-from finetune.config.schema import FinetuneConfig
+from finetune.config.schema import FinetuneConfig, config_record
 from finetune.config.space import SearchParam, searchable, with_values
 from finetune.train.validation import resolve_metric
 from harness.atomic import write_atomic
@@ -190,7 +190,7 @@ def _finish(
     key = OBJECTIVES[best["metric"]]
     assert config.search is not None
     values = {name: best[name] for name in config.search.space}
-    chosen = with_values(config, values).model_dump(mode="json")
+    chosen = config_record(with_values(config, values))
     chosen.pop("search", None)
     path = folder / "best.yaml"
     header = f"# best of {len(done)} trial(s): trial {best['trial']}, "

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from finetune.config.files import eval_path_problems
-from finetune.config.schema import FinetuneConfig
+from finetune.config.schema import FinetuneConfig, config_record
 from finetune.data.curate import Curated, curate
 from finetune.train.diagnose import diagnose, print_diagnosis
 from finetune.train.manifest import (
@@ -88,7 +88,7 @@ def _check_output(config: FinetuneConfig, resume: bool, overwrite: bool) -> str 
                 NO_CHECKPOINT.format(out=display_path(out), folder=display_path(folder))
             )
         started = json.loads((folder / RUN_CONFIG).read_text(encoding="utf-8"))
-        resolved = config.model_dump(mode="json")
+        resolved = config_record(config)
         changed = [
             k for k in sorted(set(started) | set(resolved)) if started.get(k) != resolved.get(k)
         ]
@@ -106,7 +106,7 @@ def _start_output(config: FinetuneConfig) -> None:
     if folder.is_dir():
         shutil.rmtree(folder)
     folder.mkdir(parents=True)
-    text = json.dumps(config.model_dump(mode="json"), indent=1)
+    text = json.dumps(config_record(config), indent=1)
     write_atomic(folder / RUN_CONFIG, text)
 
 
@@ -342,7 +342,7 @@ def _finish(
         "base_model": fingerprint.as_dict(),
         "adapter": fingerprint_folder(out, allow_pickle=False).as_dict(),
         "data_files": files,
-        "config": config.model_dump(mode="json"),
+        "config": config_record(config),
         "seed": config.training.seed,
         "validation_metric": metric,
         "validation": task.describe() if task is not None else None,

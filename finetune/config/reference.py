@@ -61,8 +61,10 @@ the config's `search` with Optuna.
 - Unknown fields and duplicate keys are errors; `schema_version` is checked first; every
   other problem is reported at once, located: `configs/x.yaml:12:5: training.lr: must
   be > 0, got 0`. Bad data rows are reported as `FILE line N: ...`. All exit with code 2.
-- A training row is `{prompt, completion}` (the loss covers the completion only) or
-  `{text}` (the loss covers all of it); other fields (a group, a label) may follow.
+- A training row is `{prompt, completion}` (the loss covers the completion only),
+  `{text}` (the loss covers all of it) or `{messages: [{role, content}, ...]}` (a chat
+  row: the loss covers the assistant turns only; see "Chat data"); other fields (a
+  group, a label) may follow.
 - A run on the CPU is reproducible on one machine: the same config, seed and number of
   torch threads write the same adapter bytes (adapter_model.safetensors,
   adapter_config.json), so the same adapter fingerprint, and the same history.jsonl
@@ -102,6 +104,33 @@ search:
     training.lr: {low: 1.0e-5, high: 1.0e-3, log: true}
     lora.r: {choices: [4, 8, 16]}
 ```
+
+## Chat data
+
+A chat row is rendered with the chat template (`chat.template`) exactly as the harness
+renders a conversation for scoring (`chat: {enabled: true}` in a suite), and the tokens
+trained on are the ones the harness scores for each assistant turn: the line break that
+ends the generation prompt, the content and the end-of-turn marker (`<|im_end|>`,
+`<|eot_id|>`); with `chat.train_on: last` only the final assistant turn. Every other
+token (system, user, the role headers, a BOS) has label -100. A sequence holds exactly
+one BOS: when the template writes it, the tokenizer adds none. A bad conversation
+(unknown role, missing content, no assistant turn) is a `FILE line N: messages[i]: ...`
+error, exit 2; a file holds chat rows or prompt/completion and text rows, not both. A
+suite gates the adapter with the same template: `suites/templates/finetune/chat.yaml` is
+a config template with example conversations.
+
+What each curation step reads in a chat row:
+
+| step | chat rows |
+|---|---|
+| deduplication | roles and contents (exact), roles and normalized contents |
+| leakage | the contents joined by line breaks, and the system and user contents alone (as a prompt) |
+| PII scan | each message's content; `redact` keeps the turns, `fail` names `messages[i].content` |
+| reweighting | the row's group and label fields, as for any row |
+| counterfactual swaps | every message's content, the assistant's included (an answer about "her" must follow a question about "her"); roles and turns kept |
+| augmentation | the system and user contents; assistant turns stay clean targets |
+| canaries | inserted as prompt/completion rows, as the privacy audit scores them (the prefix, then the secret) |
+| extraction sample | the contents before the last assistant turn as the prompt, that turn as the target |
 
 ## What the validation loss averages
 

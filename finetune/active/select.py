@@ -127,9 +127,8 @@ def prompts_for(task: ClassificationTask, rows: Sequence[Row], file: str) -> lis
 
     from harness.tasks.prompt_template import template_fields
 
-    prompt = task.prompt
-    assert prompt is not None  # check_supported refuses a task of `messages`
-    needed = template_fields(prompt)
+    template = task.prompt or ""  # check_supported refused a task without one
+    needed = template_fields(template)
     prompts: list[str] = []
     errors: list[str] = []
     for row in rows:
@@ -139,7 +138,7 @@ def prompts_for(task: ClassificationTask, rows: Sequence[Row], file: str) -> lis
         problems += [RESERVED_FIELD.format(field=f) for f in OUTPUT_FIELDS if f in row.fields]
         if not problems:
             try:
-                prompts.append(render(prompt, row.fields))
+                prompts.append(render(template, row.fields))
             except TemplateError as exc:
                 problems.append(f"prompt: {exc}")
         errors += [row_error(file, row.line, p) for p in problems]
@@ -213,7 +212,7 @@ def classification_task(suite: Suite, task_id: str | None) -> ClassificationTask
             raise UserError(NO_CLASSIFICATION.format(file=file))
         if len(candidates) > 1:
             raise UserError(SEVERAL_TASKS.format(file=file, tasks=names))
-        check_supported(candidates[0])  # type: ignore[arg-type]
+        check_supported(candidates[0], suite)  # type: ignore[arg-type]
         return candidates[0]  # type: ignore[return-value]
     try:
         task = suite.task(task_id)
@@ -221,11 +220,16 @@ def classification_task(suite: Suite, task_id: str | None) -> ClassificationTask
         raise UserError(NO_SUCH_TASK.format(task=task_id, file=file, tasks=names)) from None
     if not kind_of(task).has_choices:
         raise UserError(NOT_CLASSIFICATION.format(task=task_id, kind=task.kind))
-    check_supported(task)  # type: ignore[arg-type]
+    check_supported(task, suite)  # type: ignore[arg-type]
     return task  # type: ignore[return-value]
 
 
-def check_supported(task: ClassificationTask) -> None:
+def _chat_on(task: ClassificationTask, suite: Suite | None) -> bool:
+    chosen = task.chat if task.chat is not None else getattr(suite, "chat", None)
+    return chosen is not None and chosen.enabled
+
+
+def check_supported(task: ClassificationTask, suite: Suite | None = None) -> None:
     """Selection scores the task's prompt over pool rows with its fixed choices: a task
     that builds its contexts otherwise (each row's own choices, shots, a description,
     partial scoring) is refused rather than scored differently from the harness."""
@@ -237,6 +241,7 @@ def check_supported(task: ClassificationTask) -> None:
             ("description", task.description is not None),
             ("continuation", task.continuation is not None),
             ("messages", task.messages is not None),
+            ("chat", _chat_on(task, suite)),
         )
         if used
     ]

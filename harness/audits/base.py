@@ -64,6 +64,8 @@ class TaskFacts:
     label: str | None = None
     per_row_choices: bool = False
     """The task scores each row's own choices (``choices: {field: ...}``)."""
+    messages: bool = False
+    """The task reads each row's conversation (``messages``) instead of a prompt."""
 
 
 @dataclass(frozen=True)

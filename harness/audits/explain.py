@@ -67,6 +67,10 @@ GROUP_MISSING = "audits.explain.group: missing field '{field}'"
 NOT_INSTALLED = (
     "audits.explain.methods: {method} is not installed; pip install 'llm-release-harness[explain]'"
 )
+MESSAGES_TASK = (
+    "task '{task}' reads whole conversations (`messages`); explanations vary one field "
+    "of a prompt template"
+)
 
 
 def _all_methods() -> list[Method]:
@@ -143,6 +147,8 @@ def check(cfg: ExplainConfig, ctx: CheckContext) -> list[Problem]:
         return [(("task",), NOT_CLASSIFICATION.format(task=cfg.task, kind=facts.kind))]
     if facts.per_row_choices:
         return [(("task",), NOT_FIXED_CHOICES.format(task=cfg.task))]
+    if facts.messages:
+        return [(("task",), MESSAGES_TASK.format(task=cfg.task))]
     if facts.prompt is not None:
         _, problem = _explained_field(cfg, facts.prompt)
         if problem:

@@ -38,7 +38,8 @@ def network_parts(suite: Any) -> dict[int, list[str]]:
     """Per task index, the data sources of the task that come from the hub, as
     ``tasks[i].data: dataset 'NAME'`` lines."""
     from harness.config.yaml_marks import format_path
-    from harness.data.rows import needs_network
+    from harness.data.rows import looks_local, needs_network
+    from harness.run import chat_setup
 
     base = suite.resolve(".")
     found: dict[int, list[str]] = {}
@@ -56,6 +57,13 @@ def network_parts(suite: Any) -> dict[int, list[str]]:
             what = f"lm-eval task '{task.task}' (dataset '{hub}')"
             where = format_path(("tasks", i, "task"))
             found.setdefault(i, []).append(NEEDS_NETWORK.format(where=where, what=what))
+        if chat_setup.uses_model_tokenizer(suite, task) and not looks_local(suite.model.path, base):
+            own = getattr(task, "chat", None) is not None
+            where = format_path(("tasks", i, "chat") if own else ("chat",))
+            what = f"the chat template of hub model '{suite.model.path}'"
+            found.setdefault(i, []).append(
+                NEEDS_NETWORK.format(where=where, what=what).replace("(hub dataset)", "(hub model)")
+            )
     return found
 
 
@@ -75,7 +83,7 @@ def validate_command(args: argparse.Namespace) -> int:
     n = sum(len(p.records) for p in prepared)
     line = OK.format(suite=args.suite, tasks=len(suite.tasks), examples=n, gates=len(suite.gates))
     if remote:
-        line = line.replace(" tasks,", f" tasks ({len(remote)} without their data, below),", 1)
+        line = line.replace(" tasks,", f" tasks ({len(remote)} not prepared offline, below),", 1)
     relative = len(baseline_gates(suite))
     if relative:
         line += f"; {baseline_note(relative)}"
@@ -83,7 +91,6 @@ def validate_command(args: argparse.Namespace) -> int:
     text.stylize("green", 0, 2)
     console = Console(stderr=True)
     console.print(text, soft_wrap=True)
-    for notes in remote.values():
-        for note in notes:
-            console.print(Text(note, style="yellow"), soft_wrap=True)
+    for note in dict.fromkeys(n for notes in remote.values() for n in notes):
+        console.print(Text(note, style="yellow"), soft_wrap=True)
     return 0

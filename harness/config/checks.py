@@ -220,6 +220,7 @@ def _task_facts(
             prompt=_valid_prompt(task),
             label=task["label"] if isinstance(task.get("label"), str) else None,
             per_row_choices=isinstance(choices, dict) or (i in scored and _has_choices(kind)),
+            messages=isinstance(task.get("messages"), str),
         )
     return facts
 

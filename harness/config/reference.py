@@ -31,6 +31,7 @@ SECTIONS: list[tuple[type[BaseModel], str, str]] = [
     (spec.PerplexityTask, "tasks: kind perplexity", "perplexity"),
     (spec.LmEvalTask, "tasks: kind lm_eval", "lm-eval"),
     (prompting.FewShot, "fewshot", "fewshot"),
+    (prompting.ChatSettings, "chat", "chat"),
     (prompting.FromRow, "choices and label from each row", "from-row"),
     (spec.DatasetSource, "data: a `datasets` source", "datasets-source"),
     (spec.MetricSpec, "metrics entries", "metrics"),
@@ -51,6 +52,7 @@ _LABELS: dict[type, str] = {
     spec.MetricSpec: "metric",
     spec.Bootstrap: "bootstrap settings",
     spec.Gate: "gate",
+    prompting.ChatSettings: "chat settings",
 }
 
 

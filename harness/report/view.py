@@ -250,6 +250,23 @@ def task_view(task_id: str, task: Mapping[str, Any], results: Mapping[str, Any])
         "n_examples": fmt(task.get("n_examples")),
         "metrics": rows,
         "charts": [c for c in chart_list if c],
+        "chat": chat_view(task.get("chat")),
+    }
+
+
+def chat_view(chat: Any) -> dict[str, Any] | None:
+    """A chat-formatted task's template (source, sha256), system prompt and one rendered
+    prompt, for the reader to see what the model was given."""
+    if not isinstance(chat, Mapping):
+        return None
+    digest = str(chat.get("template_sha256") or "")
+    source = str(chat.get("template") or "")
+    return {
+        "template": one_line("the tokenizer's" if source == "tokenizer" else source, 200),
+        "sha256": one_line(digest, 80),
+        "system": one_line(chat.get("system") or "", 300) or "–",
+        "multiturn": bool(chat.get("fewshot_as_multiturn")),
+        "example": snippet("rendered prompt of the first example", chat.get("example") or ""),
     }
 
 

@@ -24,6 +24,13 @@ def settings_of(suite: Any, task: Any) -> Any:
     return chosen if chosen is not None and chosen.enabled else None
 
 
+def uses_model_tokenizer(suite: Any, task: Any) -> bool:
+    """Whether preparing the task loads the model's tokenizer (to render chats)."""
+    if settings_of(suite, task) is None or task.kind == "lm_eval":
+        return False
+    return task.kind != "perplexity" or bool(getattr(task, "messages", None))
+
+
 def chat_problems(suite: Any, task: Any, i: int) -> list[tuple[tuple[Any, ...], str]]:
     """(path in the suite, message) of what a task's chat settings cannot do."""
     settings = settings_of(suite, task)
@@ -51,7 +58,7 @@ def attach(suite: Any, task: Any, i: int, loaded: dict[str, Any]) -> None:
     from harness.tasks.context import ChatContext, attach_chat
 
     settings = settings_of(suite, task)
-    if settings is None or task.kind == "perplexity" and not getattr(task, "messages", None):
+    if settings is None or not uses_model_tokenizer(suite, task):
         attach_chat(task, None)
         return
     if settings.template not in loaded:

@@ -218,9 +218,9 @@ def _rendered(model: Path, *, prefix: bool = True) -> tuple[Any, str, list[int]]
     (``prefix``; the assistant turns are scored after the conversation as served)."""
     from transformers import AutoTokenizer
 
-    tok = AutoTokenizer.from_pretrained(model)
-    text = tok.apply_chat_template(CONVERSATION, tokenize=False)
-    ids = tok.encode(text, add_special_tokens=False)
+    tok: Any = AutoTokenizer.from_pretrained(model)
+    text = str(tok.apply_chat_template(CONVERSATION, tokenize=False))
+    ids = list(tok.encode(text, add_special_tokens=False))
     if tok.bos_token_id is None:
         ids = [tok.eos_token_id, *ids] if prefix else ids
     else:

@@ -39,13 +39,13 @@ SYSTEM = "You are a careful film critic."
 DESCRIPTION = "Say whether each review is positive or negative."
 PROMPT = "Review: {{ text }}\nSentiment:"
 CHOICES = ["negative", "positive"]
-ROWS = [
+ROWS: list[dict[str, Any]] = [
     {"text": "the movie was great and fun", "label": 1},
     {"text": "a boring plot and a bad actor", "label": 0},
     {"text": "she loved the story", "label": 1},
     {"text": "the film was awful", "label": 0},
 ]
-DEV = [
+DEV: list[dict[str, Any]] = [
     {"text": "a really good film", "label": 1},
     {"text": "they hated it", "label": 0},
     {"text": "a dev row that first_n must leave out", "label": 1},
@@ -159,7 +159,9 @@ def _run(model: Path, root: Path, multiturn: bool) -> Side:
     result = run_suite(load_suite(_write_suite(root, model, multiturn)), show_progress=False)
     task = result.tasks["reviews"]
     records = [dict(r) for r in task.records]
-    return Side(model, multiturn, out, rendered, records, task.metrics["accuracy"].value)
+    accuracy = task.metrics["accuracy"].value
+    assert accuracy is not None
+    return Side(model, multiturn, out, rendered, records, float(accuracy))
 
 
 Sides = Callable[[str, str], Side]

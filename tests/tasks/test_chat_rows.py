@@ -133,7 +133,7 @@ def test_good_chat_rows_prepare(here: Path, chatml_gpt2: Path) -> None:
     peer.write_jsonl(here / "rows.jsonl", [GOOD, {"messages": [USER, ASSISTANT, USER], "label": 0}])
     suite = write_suite(here, chatml_gpt2, [task_entry(CLASSIFY)], chat={"enabled": True})
     (prepared,) = prepare_suite(load_suite(suite))
-    assert prepared.records[1]["prompt"].endswith("<|im_start|>assistant\n")
+    assert str(dict(prepared.records[1])["prompt"]).endswith("<|im_start|>assistant\n")
 
 
 # -- settings a chat task cannot have: located at the suite's line -------------------
@@ -220,7 +220,7 @@ def test_template_from_a_file(here: Path, tiny_gpt2: Path) -> None:
     (prepared,) = prepare_suite(load_suite(suite))
     content = USER["content"]
     expected = f"<|im_start|>user\n{content}<|im_end|>\n<|im_start|>assistant\n"
-    assert prepared.records[0]["prompt"] == expected
+    assert dict(prepared.records[0])["prompt"] == expected
 
 
 @pytest.mark.parametrize("own", [False, True], ids=["suite", "task"])

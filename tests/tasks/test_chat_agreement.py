@@ -32,6 +32,7 @@ from tests import lmeval_peer as peer
 pytestmark = pytest.mark.slow
 
 LOGLIK_TOL = 1e-5
+WINDOW = 256  # positions of both tiny chat models (tests/conftest.py)
 MODELS = ("chatml_gpt2", "llama3_chat")
 LAYOUTS = {"folded": False, "multiturn": True}  # name -> fewshot_as_multiturn
 
@@ -220,7 +221,16 @@ def test_scored_pairs_are_lmevals_requests(sides: Sides, name: str, layout: str)
 
 @pytest.mark.parametrize(("name", "layout"), CASES)
 def test_choice_logliks_and_acc_agree(sides: Sides, name: str, layout: str) -> None:
+    from transformers import AutoTokenizer
+
     side = sides(name, layout)
+    tok = AutoTokenizer.from_pretrained(side.model)
+    longest = max(
+        len(tok.encode(c + x, add_special_tokens=False))
+        for pairs in peer.request_pairs(side.lmeval, "reviews_local")
+        for c, x in pairs
+    )
+    assert longest <= WINDOW  # nothing cut: the system turn and the BOS are scored
     ours = [rec["loglik"] for rec in side.records]
     ref = peer.choice_logliks(side.lmeval, "reviews_local")
     diff = max(

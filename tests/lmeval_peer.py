@@ -279,6 +279,9 @@ def simple_evaluate_local(
     dtype: str = "float32",
     device: str = "cpu",
     limit: int | None = None,
+    apply_chat_template: bool = False,
+    system_instruction: str | None = None,
+    fewshot_as_multiturn: bool | None = None,
 ) -> dict[str, Any]:
     """``lm_eval.simple_evaluate`` on tasks defined by the YAML files in ``task_folder``.
 
@@ -286,7 +289,9 @@ def simple_evaluate_local(
     lm-eval ``LM`` (e.g. from :func:`hf_lm`, to load a model once for several runs).
     Only ``task_folder`` is indexed (``include_defaults=False``: indexing lm-eval's
     thousands of built-in task files costs seconds and is not needed). No stderr
-    bootstrap, samples logged.
+    bootstrap, samples logged. ``apply_chat_template``, ``system_instruction`` and
+    ``fewshot_as_multiturn`` are lm-eval's chat options (``--apply_chat_template``...);
+    ``fewshot_as_multiturn`` left None keeps lm-eval's default.
     """
     force_offline()
     import lm_eval
@@ -294,6 +299,12 @@ def simple_evaluate_local(
 
     manager = TaskManager(include_path=str(task_folder), include_defaults=False)
     is_path = isinstance(model, str | Path)
+    chat: dict[str, Any] = {
+        "apply_chat_template": apply_chat_template,
+        "system_instruction": system_instruction,
+    }
+    if fewshot_as_multiturn is not None:
+        chat["fewshot_as_multiturn"] = fewshot_as_multiturn
     out = lm_eval.simple_evaluate(
         model="hf" if is_path else model,
         model_args=model_args(model, dtype=dtype) if is_path else None,
@@ -304,6 +315,7 @@ def simple_evaluate_local(
         limit=limit,
         log_samples=True,
         bootstrap_iters=0,
+        **chat,
     )
     if out is None:  # only non-zero ranks of a distributed run get None
         raise RuntimeError("lm_eval.simple_evaluate returned no results")

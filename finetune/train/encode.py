@@ -13,8 +13,8 @@ turn) and tokenized once with the tokenizer's offsets: a token is a target when 
 its characters lies in a span (all turns, or the last with ``chat.train_on: last``), so
 a token straddling a span's edge is trained on. As for a prompt/completion example, the
 whitespace that ends the context (the generation prompt's line break) belongs to the
-target: the harness scores an assistant turn as lm-eval splits a continuation, so the
-tokens trained on are the tokens it scores. When the rendered text already starts
+target (the spans start before it): the harness scores an assistant turn as lm-eval
+splits a continuation, so the tokens trained on are the tokens it scores. When the rendered text already starts
 with the BOS (Llama-3-style templates write it), no special tokens are added: exactly
 one BOS, as lm-eval encodes such a string. No EOS is appended: each span ends with the
 template's end-of-turn marker.
@@ -60,9 +60,6 @@ def chat_tokens(
     text, spans = assistant_spans(chat.template, messages)
     if chat.train_on == "last":
         spans = spans[-1:]
-    # whitespace that ends the generation prompt belongs to the target, as in
-    # split_tokens: the harness scores a turn as lm-eval splits a continuation
-    spans = [(len(text[:start].rstrip()), end) for start, end in spans]
     bos = tokenizer.bos_token
     special = not (bos and text.startswith(bos))
     try:

@@ -199,11 +199,14 @@ def assistant_spans(
 ) -> tuple[str, list[tuple[int, int]]]:
     """(the rendered conversation, the character span of each assistant turn in it).
 
-    A turn's span starts where the generation prompt before it ends (what the model
-    is asked to continue) and ends where the rendering up to and including the turn
-    ends: its content and the template's end-of-turn marker, what a generation must
-    produce. A template whose rendering of a conversation's start is not a prefix of
-    the whole rendering is refused (UserError)."""
+    A turn's span starts where the generation prompt before it ends, less its trailing
+    whitespace (ChatML's line break after ``<|im_start|>assistant``): as lm-eval scores
+    a continuation, the whitespace that ends a context belongs to what follows it. It
+    ends where the rendering up to and including the turn ends, without the whitespace
+    between turns: the content and the template's end-of-turn marker, what a generation
+    must produce. The harness scores exactly these spans and the fine-tuner trains on
+    them. A template whose rendering of a conversation's start is not a prefix of the
+    whole rendering is refused (UserError)."""
     full = template.render(messages, add_generation_prompt=False)
     spans = []
     for i, message in enumerate(messages):
@@ -213,5 +216,5 @@ def assistant_spans(
         through = template.render(messages[: i + 1], add_generation_prompt=False)
         if not (full.startswith(through) and through.startswith(before)):
             raise UserError(NOT_PREFIX_STABLE)
-        spans.append((len(before), len(through.rstrip())))
+        spans.append((len(before.rstrip()), len(through.rstrip())))
     return full, spans

@@ -101,7 +101,7 @@ def _score_turns(
         rec["loglik"] = sum(s[0] for s in chunk)
         rec["n_tokens"] = sum(s[2] for s in chunk)
         rec["n_bytes"] = sum(len(t.encode("utf-8")) for _, t in turns)
-        rec["n_words"] = sum(len(_WHITESPACE.split(t)) for _, t in turns)
+        rec["n_words"] = sum(len(_WHITESPACE.split(t.strip())) for _, t in turns)
     if advance is not None:
         advance(len(records))
 

@@ -260,46 +260,25 @@ def _assistant_tokens(tok: Any, text: str, ids: list[int], *, lead: bool = False
     return [k + shift for k in inside]
 
 
-MOVED_WHITESPACE = (
-    "score: assistant also scores the whitespace that ends the generation prompt before "
-    "each turn ('\\n' of ChatML's '<|im_start|>assistant\\n', '\\n\\n' after Llama 3's "
-    "header): harness/tasks/perplexity.py _score_turns scores (text[:a], text[a:b]) with "
-    "LanguageModel.loglikelihood, whose encode_pair moves the context's trailing "
-    "whitespace into the continuation (lm-eval's rule, right for a choice, not for a "
-    "span); so loglik and n_tokens cover more than the record's spans and the "
-    "fine-tuner's assistant_spans, while n_bytes and n_words do not"
-)
-
-
-@pytest.mark.xfail(strict=True, reason=MOVED_WHITESPACE)
 @pytest.mark.parametrize("name", ["chatml_gpt2", "llama3_chat"])
-def test_perplexity_assistant_scores_only_the_assistant_tokens(
+def test_perplexity_assistant_scores_each_turn_with_the_whitespace_before_it(
     name: str, request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
-    model: Path = request.getfixturevalue(name)
-    tok, text, ids = _rendered(model, prefix=False)
-    positions = _assistant_tokens(tok, text, ids)
-    logprobs = _token_logprobs(model, ids)
-    (record,) = _perplexity_records(tmp_path, model, "assistant")
-    assert record["text"] == text
-    turns = [m["content"] + eot_of(text) for m in CONVERSATION if m["role"] == "assistant"]
-    assert [text[a:b] for a, b in record["spans"]] == turns
-    assert record["n_tokens"] == len(positions)
-    assert record["loglik"] == pytest.approx(sum(logprobs[k] for k in positions), abs=1e-4)
-
-
-@pytest.mark.parametrize("name", ["chatml_gpt2", "llama3_chat"])
-def test_perplexity_assistant_today_adds_the_prompts_trailing_whitespace(
-    name: str, request: pytest.FixtureRequest, tmp_path: Path
-) -> None:
-    """What score: assistant computes now (see MOVED_WHITESPACE), checked against
-    transformers: the assistant tokens and the whitespace tokens before each turn."""
+    """score: assistant, checked against transformers: each assistant turn's tokens,
+    with the whitespace that ends the generation prompt before it (lm-eval's rule for a
+    continuation, and what the fine-tuner trains on), and the record's spans are
+    exactly the scored text."""
     model: Path = request.getfixturevalue(name)
     tok, text, ids = _rendered(model, prefix=False)
     positions = _assistant_tokens(tok, text, ids, lead=True)
     assert len(positions) > len(_assistant_tokens(tok, text, ids))
     logprobs = _token_logprobs(model, ids)
     (record,) = _perplexity_records(tmp_path, model, "assistant")
+    assert record["text"] == text
+    turns = [m["content"] + eot_of(text) for m in CONVERSATION if m["role"] == "assistant"]
+    scored = [text[a:b] for a, b in record["spans"]]
+    assert [t.lstrip() for t in scored] == turns
+    assert all(t[0].isspace() for t in scored)  # the header's line break is scored
     assert record["n_tokens"] == len(positions)
     assert record["loglik"] == pytest.approx(sum(logprobs[k] for k in positions), abs=1e-4)
     assert math.isfinite(record["loglik"])

@@ -80,6 +80,15 @@ def render_markdown(results: Mapping[str, Any]) -> str:
         lines += ["### Metrics (95% bootstrap CI)", ""]
         lines += table(["task", "metric", "value", "CI", "n"], metric_rows, right=3)
         lines.append("")
+    chats = [
+        f"- {md_escape(task_id)}: chat template {short_hash(chat.get('template_sha256'))}"
+        f" ({md_escape(chat.get('template', '?'), 200)}), system prompt: "
+        f"{md_escape(chat.get('system') or '–', 300)}"
+        for task_id, task in (results.get("tasks") or {}).items()
+        if isinstance(task, Mapping) and isinstance(chat := task.get("chat"), Mapping)
+    ]
+    if chats:
+        lines += ["### Chat formatting", "", *chats, ""]
     audit_lines = _audits(results.get("audits") or {})
     if audit_lines:
         lines += ["### Audits", "", *audit_lines, ""]

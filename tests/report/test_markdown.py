@@ -46,3 +46,18 @@ def test_without_audits_or_gates(results: dict[str, Any]) -> None:
     md = render_markdown(bare)
     assert md.startswith("## ✅ Release gate PASS: synthetic")
     assert "### Audits" not in md and "| gate |" not in md
+
+
+def test_chat_formatting_is_listed_escaped() -> None:
+    results = make_results()
+    task = next(iter(results["tasks"].values()))
+    task["chat"] = {
+        "template": "tokenizer",
+        "template_sha256": "ab" * 32,
+        "system": "Be <b>brief</b> | terse",
+        "example": "<|im_start|>user ...",
+    }
+    md = render_markdown(results)
+    [line] = [x for x in md.splitlines() if "chat template" in x]
+    assert "abababababab" in line and "(tokenizer)" in line
+    assert "<b>" not in line and "\\|" in line

@@ -193,6 +193,7 @@ class SuiteEcho(_Open):
     bootstrap: Bootstrap = Field(default_factory=Bootstrap)
     gates: Any = None
     audits: Any = None
+    chat: Any = None
     output: Any = None
     cache: Any = None
 

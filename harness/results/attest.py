@@ -254,10 +254,36 @@ def check_attestation(
     if not isinstance(signed_pred, dict):
         yield "predicate", "mismatch", "a verdict and gates", "none"
         return
-    for key in ("verdict", "gates"):
-        a, b = signed_pred.get(key), json.loads(canonical_json(found_pred[key]))
-        ok = canonical_json(a) == canonical_json(b)
-        yield f"predicate.{key}", "ok" if ok else "mismatch", _short(a), _short(b)
+    yield from _compare("predicate.verdict", signed_pred.get("verdict"), found_pred["verdict"])
+    signed_gates, found_gates = signed_pred.get("gates"), found_pred["gates"]
+    if not isinstance(signed_gates, list) or len(signed_gates) != len(found_gates):
+        count = len(signed_gates) if isinstance(signed_gates, list) else "no"
+        yield "predicate.gates", "mismatch", f"{count} gates", f"{len(found_gates)} gates"
+        return
+    differences = [
+        finding
+        for i, (signed, found) in enumerate(zip(signed_gates, found_gates, strict=True))
+        for key in ("metric", "verdict", "value", "message")
+        for finding in _compare(
+            f"predicate.gates[{i}].{key}",
+            signed.get(key) if isinstance(signed, dict) else None,
+            found[key],
+            quiet=True,
+        )
+    ]
+    yield from differences or [("predicate.gates", "ok", f"{len(found_gates)} gates", None)]
+
+
+def _compare(
+    what: str, signed: Any, found: Any, *, quiet: bool = False
+) -> Iterator[tuple[str, str, str | None, str | None]]:
+    """A mismatch when the signed and the found value differ (as canonical JSON); an
+    ok finding too unless ``quiet``."""
+    same = canonical_json(signed) == canonical_json(json.loads(canonical_json(found)))
+    if not same:
+        yield what, "mismatch", _short(signed), _short(found)
+    elif not quiet:
+        yield what, "ok", _short(signed), _short(found)
 
 
 def _short(value: Any) -> str:

@@ -163,6 +163,9 @@ def test_a_changed_gate_verdict_is_named(run: Path, capsys: pytest.CaptureFixtur
     assert bad == {"gates[1].verdict": ("pass", "fail"), "verdict": ("warn", "fail")}
     assert code == 1
     assert "gates[1].verdict: stored pass, recomputed fail" in capsys.readouterr().out
+    # with the key: the signed subject results.json and the signed gate verdict
+    signed = {c.path for c in failed(verify(run, key=True)[1]) if c.role == "signature"}
+    assert signed == {"subject results.json", "predicate.gates[1].verdict", "predicate.verdict"}
 
 
 def test_deleted_gates_are_found(run: Path) -> None:

@@ -292,3 +292,65 @@ def test_a_bad_key_is_one_located_error(
     err = capsys.readouterr().err
     assert str(bad) in err and "Ed25519 private key" in err and "not a key" not in err
     assert not (tmp_path / "out").exists()
+
+
+RELATIVE = (
+    "  - {metric: sentiment.accuracy, max_drop: 0.0}\n"
+    "  - {metric: lm.perplexity, max_increase: 0.5, relative: true, significant: true}\n"
+    "  - {metric: summarize.rougeL, min: 0.0, severity: warn}\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("flags", "exit_code"),
+    [([], 0), (["--require-baseline"], 1), (["--baseline-results", "BASE"], 0)],
+)
+def test_relative_gates_recompute_without_a_false_alarm(
+    signed_run: Path, tiny_gpt2: Path, tmp_path: Path, flags: list[str], exit_code: int
+) -> None:
+    """Gates checked without a baseline (warn), with one required (fail) and against a
+    baseline run (references and p-values from it) all verify as written."""
+    from tests.cli.test_cli import write_suite
+
+    suite = write_suite(tmp_path, tiny_gpt2, RELATIVE)
+    base = str(signed_run / "out" / "results.json")
+    flags = [base if f == "BASE" else f for f in flags]
+    out = tmp_path / "out"
+    assert main(["run", str(suite), "--out", str(out), "--no-progress", *flags]) == exit_code
+    checks = verify_file(out / "results.json", root=tmp_path.parent)
+    assert failed(checks) == [], [c.line() for c in failed(checks)]
+    gates = [c for c in checks if c.role == "recompute" and c.path.startswith("gates[")]
+    assert len(gates) == 3
+
+
+def test_a_key_of_another_kind_is_one_located_error(
+    signed_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from harness.errors import UserError
+    from harness.results.attest import Signer
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    private = tmp_path / "ec.pem"
+    private.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.BestAvailableEncryption(b"pw"),
+        )
+    )
+    with pytest.raises(UserError, match="not an unencrypted Ed25519 private key"):
+        Signer(private)
+    public = tmp_path / "ec.pub.pem"
+    public.write_bytes(
+        key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
+    results = str(signed_run / "out" / "results.json")
+    assert main(["verify", results, "--key", str(public)]) == 2
+    assert "not an Ed25519 public key" in capsys.readouterr().err
+    assert main(["verify", results, "--key", str(tmp_path / "none.pem")]) == 2
+    assert "cannot read the key" in capsys.readouterr().err

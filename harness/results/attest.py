@@ -35,9 +35,11 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from harness.data.hashing import sha256_file
 from harness.errors import UserError
 from harness.results.digests import (
     DIGESTS_NAME,
+    MAX_BYTES,
     build_digests,
     canonical_json,
     sha256_bytes,
@@ -189,7 +191,8 @@ def _open_envelope(path: Path, public_key: Any) -> tuple[dict[str, Any] | None, 
     from cryptography.exceptions import InvalidSignature
 
     try:
-        doc = json.loads(path.read_bytes()[: 64 * 2**20].decode("utf-8"))
+        with open(path, "rb") as fh:
+            doc = json.loads(fh.read(MAX_BYTES).decode("utf-8"))
         payload_type = doc["payloadType"]
         payload = base64.b64decode(doc["payload"], validate=True)
         sigs = [base64.b64decode(s["sig"], validate=True) for s in doc["signatures"]]
@@ -245,7 +248,7 @@ def check_attestation(
         elif not (folder / name).is_file():
             yield f"subject {name}", "missing", signed, None
         else:
-            found = sha256_bytes((folder / name).read_bytes())
+            found = sha256_file(folder / name)
             yield f"subject {name}", "ok" if found == signed else "mismatch", signed, found
     for name, found in inputs.items():  # in results.json's provenance, not signed
         yield f"subject {name}", "mismatch", "not in the statement", found

@@ -19,9 +19,13 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from harness.data.hashing import sha256_file
+
 DIGESTS_NAME = "digests.json"
 DIGESTS_VERSION = 1
 RESULTS_NAME = "results.json"
+MAX_BYTES = 64 * 2**20
+"""The most of digests.json or attestation.json read (a larger one is not ours)."""
 
 
 def canonical_json(value: Any) -> bytes:
@@ -70,7 +74,8 @@ def read_digests(folder: Path) -> dict[str, Any] | None:
     if not path.is_file():
         return None
     try:
-        doc = json.loads(path.read_bytes()[: 16 * 2**20].decode("utf-8"))
+        with open(path, "rb") as fh:
+            doc = json.loads(fh.read(MAX_BYTES).decode("utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ValueError(f"{path}: unreadable: {str(exc)[:200]}") from None
     if not isinstance(doc, dict) or not isinstance(doc.get("files"), dict):
@@ -93,7 +98,7 @@ def output_differences(
         if not path.is_file():
             yield name, "missing", str(stored), None
             continue
-        found = sha256_bytes(path.read_bytes())
+        found = sha256_file(path)
         yield name, "ok" if found == stored else "mismatch", str(stored), found
     stored_records = digests.get("records")
     if isinstance(stored_records, Mapping) and document is not None:

@@ -55,6 +55,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--no-progress", action="store_true", help="no progress bars")
     run.add_argument("--no-cache", action="store_true", help="do not use the response cache")
+    run.add_argument(
+        "--sign",
+        metavar="KEY_PEM",
+        help="Ed25519 private key (PEM): write attestation.json, a signed statement of the "
+        "run (docs/security.md)",
+    )
 
     val = sub.add_parser("validate", help="check a suite and its data without loading a model")
     val.add_argument("suite", help="suite YAML file")
@@ -79,9 +85,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--samples", type=int, help="bootstrap resamples (default: the new run's suite setting)"
     )
 
-    ver = sub.add_parser("verify", help="recompute the hashes of a run's inputs; exit 1 on change")
+    ver = sub.add_parser(
+        "verify",
+        help="re-hash a run's inputs and outputs, recompute its metrics and gates; exit 1 on change",
+    )
     ver.add_argument("results", help="results.json of a run")
     ver.add_argument("--root", help="folder relative paths are taken from (default: cwd)")
+    ver.add_argument(
+        "--key",
+        metavar="PUBLIC_KEY_PEM",
+        help="Ed25519 public key (PEM): also check the run's signed attestation.json",
+    )
 
     demo = sub.add_parser("demo", help="run the embedded demo (tiny model, offline, minutes)")
     demo.add_argument("--out", default="reports/demo", help="output folder (default reports/demo)")

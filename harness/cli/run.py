@@ -27,6 +27,11 @@ def run_command(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
     )
     verify_files(suite)
+    signer = None
+    if args.sign:  # read before the run: a bad key fails in a second, not after it
+        from harness.results.attest import Signer
+
+        signer = Signer(Path(args.sign))
     if args.allow_pickle:
         suite.model.allow_pickle = True
     if args.no_cache:
@@ -42,6 +47,7 @@ def run_command(args: argparse.Namespace) -> int:
         require_baseline=args.require_baseline,
         show_progress=not args.no_progress,
         console=console,
+        signer=signer,
     )
     if paths:
         print_summary(results, console)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 from harness.atomic import write_or_fail
 from harness.errors import UserError
@@ -79,13 +80,21 @@ def write_reports(
     return paths
 
 
-def publish(results: Results, out_dir: Path) -> dict[str, Path]:
-    """Render every format, then write results.json and the renderings as one set: a
-    failure (rendering, full disk, permissions) leaves the folder's earlier run whole,
-    never a new results.json beside an old report. Returns the paths by format."""
+def publish(results: Results, out_dir: Path, signer: Any = None) -> dict[str, Path]:
+    """Render every format, then write results.json, the renderings and their digests
+    (digests.json; with a ``signer``, attestation.json: harness.results.attest) as one
+    set: a failure (rendering, full disk, permissions) leaves the folder's earlier run
+    whole, never a new results.json beside an old report. Returns the paths by format
+    (and ``digests``, ``attestation``)."""
+    from harness.results.attest import seal
+
     rendered = render_all(results)
     paths = {"results": out_dir / "results.json"}
     paths.update({fmt: out_dir / FILE_NAMES[fmt] for fmt in rendered})
     texts = {"results": dumps(results), **rendered}
+    for key, (name, text) in seal(
+        {paths[k].name: texts[k] for k in paths}, results, signer
+    ).items():
+        paths[key], texts[key] = out_dir / name, text
     write_or_fail({paths[key]: texts[key] for key in paths})
     return paths

@@ -8,8 +8,13 @@ and compares them with the stored digests. A weight file that appeared in a mode
 adapter folder after the run is reported too: it would change what loads. Relative
 paths are taken from ``root`` (default: the current directory, as during the run).
 
-This makes a compliance report tamper-evident with respect to its inputs; it does not
-authenticate results.json itself (anyone who can edit it can edit the digests).
+``verify_file`` also checks the run's own outputs: the digests of results.json and the
+renderings stored in digests.json (harness.results.digests), every task metric, its
+CI and every gate verdict recomputed from the stored per-example records
+(harness.results.recompute), and with a public key the signed statement
+(harness.results.attest). Digests stored beside the files detect careless edits only
+(whoever edits a file can rewrite them); the signature, made with a key the editor does
+not hold, is what makes the run tamper-evident (docs/security.md).
 """
 
 from __future__ import annotations
@@ -21,10 +26,15 @@ from typing import Any
 
 from harness.data.hashing import sha256_file
 from harness.errors import UserError
+from harness.results.attest import check_attestation, load_public_key
+from harness.results.digests import DIGESTS_NAME, output_differences, read_digests
+from harness.results.recompute import recompute_differences
 from harness.results.schema import Folder, Results
 from harness.results.store import load_results
 
 OK, MISMATCH, MISSING, UNEXPECTED, SKIPPED = "ok", "mismatch", "missing", "unexpected", "skipped"
+OUTPUT, RECOMPUTE, SIGNATURE = "output", "recompute", "signature"
+NO_DIGESTS = "no digests.json beside results.json (a run of an older harness?)"
 NO_PROVENANCE = "{path}: no provenance section; nothing to verify"
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".pkl")
 
@@ -33,11 +43,15 @@ WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".pkl")
 class Check:
     """The outcome for one file."""
 
-    role: str  # suite | data (<task>) | model | adapter | finetune | baseline
+    role: str  # suite | data (<task>) | model | adapter | finetune | baseline | output
+    # | recompute | signature
     path: str
     status: str  # ok | mismatch | missing | unexpected | skipped
     expected: str | None = None
     actual: str | None = None
+    words: tuple[str, str] = ("expected", "found")
+    """How ``expected`` and ``actual`` are named in ``line`` (a recomputed value is
+    ``stored``/``recomputed``)."""
 
     @property
     def failed(self) -> bool:
@@ -45,8 +59,11 @@ class Check:
 
     def line(self) -> str:
         text = f"{self.status.upper():<10} {self.role:<16} {self.path}"
-        if self.status == MISMATCH:
-            text += f"\n{'':<28}expected {self.expected}\n{'':<28}found    {self.actual}"
+        if self.status == MISMATCH and self.role == RECOMPUTE:
+            text += f": {self.words[0]} {self.expected}, {self.words[1]} {self.actual}"
+        elif self.status == MISMATCH:
+            a, b = (f"{w:<{max(map(len, self.words))}}" for w in self.words)
+            text += f"\n{'':<28}{a} {self.expected}\n{'':<28}{b} {self.actual}"
         elif self.status == SKIPPED and self.expected:
             text += f" ({self.expected})"
         return text
@@ -133,10 +150,47 @@ def verify(results: Results, root: Path | None = None) -> list[Check]:
     return checks
 
 
-def verify_file(path: Path, root: Path | None = None) -> list[Check]:
-    """``verify`` on a stored results.json; a bad results file is a UserError."""
+def output_checks(path: Path, document: Any) -> list[Check]:
+    """The run's own files against digests.json beside ``path`` (results.json), and each
+    task's records against their digest (``document``: results.json parsed)."""
+    folder = Path(path).parent
+    try:
+        digests = read_digests(folder)
+    except ValueError as exc:
+        return [Check(OUTPUT, DIGESTS_NAME, MISMATCH, "a digests file", str(exc))]
+    if digests is None:
+        return [Check(OUTPUT, DIGESTS_NAME, SKIPPED, NO_DIGESTS)]
+    return [
+        Check(OUTPUT, what, status, stored, found)
+        for what, status, stored, found in output_differences(folder, digests, document)
+    ]
+
+
+def signature_checks(path: Path, results: Results, key: Path) -> list[Check]:
+    """The signed statement beside ``path`` checked with the public key in ``key``."""
+    public_key = load_public_key(key)
+    return [
+        Check(SIGNATURE, what, status, signed, found, ("signed", "found"))
+        for what, status, signed, found in check_attestation(Path(path).parent, results, public_key)
+    ]
+
+
+def verify_file(path: Path, root: Path | None = None, key: Path | None = None) -> list[Check]:
+    """``verify`` on a stored results.json, then its outputs' digests, the recomputed
+    metrics and gates, and with ``key`` (a PEM public key) the signed statement. A bad
+    results file or key is a UserError."""
     results = load_results(path)
     try:
-        return verify(results, root)
+        checks = verify(results, root)
     except ValueError:
         raise UserError(NO_PROVENANCE.format(path=path)) from None
+    # the records as the file holds them (the model keeps them as parsed)
+    document = {"tasks": {t: {"records": task.records} for t, task in results.tasks.items()}}
+    checks += output_checks(path, document)
+    checks += [
+        Check(RECOMPUTE, what, status, stored, found, ("stored", "recomputed"))
+        for what, status, stored, found in recompute_differences(results)
+    ]
+    if key is not None:
+        checks += signature_checks(path, results, key)
+    return checks

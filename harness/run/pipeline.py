@@ -1,7 +1,8 @@
 """Run a suite and publish every output: the public API behind `harness run` and the demo.
 
 results.json and each rendering (HTML, JUnit XML, Markdown) are rendered first and
-written as one atomic set after (harness.report.render.publish), so a failure at any
+written as one atomic set, with their digests (digests.json) and, given a signing key,
+a signed statement (attestation.json), after (harness.report.render.publish), so a failure at any
 step leaves an earlier run's folder intact.
 """
 
@@ -25,6 +26,7 @@ def evaluate_and_report(
     require_baseline: bool = False,
     show_progress: bool = True,
     console: Any = None,
+    signer: Any = None,
 ) -> tuple[Results, dict[str, Path]]:
     """Run ``suite`` (optionally against a baseline run) and write all its outputs.
 
@@ -33,7 +35,8 @@ def evaluate_and_report(
     failure when ``require_baseline`` (docs/gates.md: the first run of a CI suite).
 
     Returns the run's ``Results`` and the written paths by format (``results``,
-    ``html``, ``junit``, ``md``). Run as one of several processes (harness.model.distributed),
+    ``html``, ``junit``, ``md``, ``digests``; with a ``signer``, a
+    harness.results.attest.Signer, ``attestation``). Run as one of several processes (harness.model.distributed),
     every process returns the same results and only the main one writes (the others
     get no paths).
     """
@@ -43,4 +46,4 @@ def evaluate_and_report(
         apply_baseline(results, suite, baseline, baseline_results)
     else:
         apply_no_baseline(results, suite, required=require_baseline)
-    return results, publish(results, suite.output_dir) if is_main() else {}
+    return results, publish(results, suite.output_dir, signer) if is_main() else {}

@@ -20,7 +20,7 @@ from tests.report.stored_run import build_adapter
 pytestmark = pytest.mark.slow
 
 GATES = "  - {metric: sentiment.accuracy, min: 0.0}\n"
-OUTPUTS = {"results.json", "report.html", "junit.xml", "summary.md"}
+OUTPUTS = {"results.json", "report.html", "junit.xml", "summary.md", "digests.json"}
 
 
 def pickled_copy(model: Path, folder: Path, name: str) -> Path:

@@ -132,4 +132,15 @@ def copy_run(stored_run: Path, tmp_path: Path) -> Path:
     shutil.copytree(stored_run, dest)
     results = dest / "out" / "results.json"
     results.write_text(results.read_text().replace(str(stored_run), str(dest)))
+    reseal(results.parent)
     return dest
+
+
+def reseal(out: Path) -> None:
+    """Rewrite digests.json after a test edited an output on purpose (harness verify
+    would otherwise report the edit)."""
+    from harness.results.digests import DIGESTS_NAME, build_digests
+
+    digests = json.loads((out / DIGESTS_NAME).read_text())
+    files = {name: (out / name).read_bytes() for name in digests["files"]}
+    (out / DIGESTS_NAME).write_text(build_digests(files))

@@ -85,6 +85,7 @@ def test_run_writes_every_format_as_a_rendering_of_results(
 ) -> None:
     out = stored_run / "out"
     assert sorted(p.name for p in out.iterdir()) == [
+        "digests.json",
         "junit.xml",
         "report.html",
         "results.json",

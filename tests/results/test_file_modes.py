@@ -44,7 +44,7 @@ def test_run_outputs_follow_the_umask(suite: Path, tmp_path: Path, umask: int) -
     out = tmp_path / "out"
     assert main(["run", str(suite), "--out", str(out), "--no-progress"]) == 0
     modes = {p.name: oct(mode(p)) for p in out.iterdir()}
-    names = {"results.json", "report.html", "junit.xml", "summary.md"}
+    names = {"results.json", "report.html", "junit.xml", "summary.md", "digests.json"}
     assert modes == {name: oct(umask) for name in names}
     # re-rendering and comparing write through the same writer
     report, diff = tmp_path / "again.html", tmp_path / "diff.md"

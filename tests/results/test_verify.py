@@ -9,7 +9,7 @@ import pytest
 
 from harness.cli.main import main
 from harness.results.verify import MISMATCH, MISSING, OK, UNEXPECTED, verify_file
-from tests.report.stored_run import copy_run, stored_run  # noqa: F401 (fixtures)
+from tests.report.stored_run import copy_run, reseal, stored_run  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.slow
 
@@ -76,6 +76,7 @@ def test_changed_audit_data_file_is_detected(copy_run: Path) -> None:  # noqa: F
     results = json.loads(path.read_text())
     results["audits"]["fairness"] = {"pairs": {"path": str(pairs), "sha256": sha256_file(pairs)}}
     path.write_text(json.dumps(results))
+    reseal(path.parent)  # an edit made on purpose: not what this test looks for
     assert all(c.status == OK for c in verify_file(path))
     assert "data (fairness.pairs)" in {c.role for c in verify_file(path)}
     flip_last_byte(pairs)

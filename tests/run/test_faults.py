@@ -23,7 +23,7 @@ from harness.model.cache import FILE_NAME
 from tests.cli.test_cli import write_suite
 from tests.model.test_cache import _rows_in
 
-OUTPUTS = {"results.json", "report.html", "junit.xml", "summary.md"}
+OUTPUTS = {"results.json", "report.html", "junit.xml", "summary.md", "digests.json"}
 
 
 def snapshot(folder: Path) -> dict[str, bytes]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from harness.version import __version__
@@ -45,6 +46,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--out", help="output folder (overrides the config's `output`)")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
+    train.add_argument(
+        "--verbose",
+        action="store_true",
+        help="also show the libraries' warnings on the console (always in OUT/harness.log)",
+    )
 
     search = sub.add_parser("search", help="hyperparameter search over the config's space")
     search.add_argument("config", help="fine-tune config YAML file with a `search` section")
@@ -141,17 +147,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = load_config(args.config)
         if args.command == "train":
             from finetune.train.run import train
+            from harness.quiet import LOG_NAME, third_party_to_log
 
-            train(
-                config,
-                eval_data=args.eval_data,
-                fail_on_leakage=args.fail_on_leakage,
-                resume=args.resume,
-                overwrite=args.overwrite,
-                out=args.out,
-                console=console,
-                progress=not args.no_progress,
-            )
+            out = Path(args.out) if args.out else config.output_dir
+            with third_party_to_log(out / LOG_NAME, verbose=args.verbose):
+                train(
+                    config,
+                    eval_data=args.eval_data,
+                    fail_on_leakage=args.fail_on_leakage,
+                    resume=args.resume,
+                    overwrite=args.overwrite,
+                    out=args.out,
+                    console=console,
+                    progress=not args.no_progress,
+                )
             return EXIT_OK
         from finetune.search.trials import run_search
 

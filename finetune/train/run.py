@@ -138,10 +138,14 @@ def train(
     metric, labels = resolve_metric(v.metric, v.max_labels, curated.validation)
     if checkpoint is None:  # only now: a failed curation leaves an earlier run intact
         _start_output(config)
+    from finetune.train.progress import RichProgressCallback
     from finetune.train.trainer import EvaluationLineCallback
 
-    extra = list(callbacks) if progress else [EvaluationLineCallback(console), *callbacks]
-    trainer, fingerprint = _build_trainer(config, curated, progress, extra, metric, labels)
+    # a bar only on a terminal; elsewhere one plain line per evaluation
+    bar = progress and bool(getattr(console, "is_terminal", False))
+    shown = RichProgressCallback(console) if bar else EvaluationLineCallback(console)
+    extra = [shown, *callbacks]
+    trainer, fingerprint = _build_trainer(config, curated, extra, metric, labels)
     trainer.train(resume_from_checkpoint=checkpoint)
     return _finish(config, curated, trainer, fingerprint, console, metric)
 
@@ -149,7 +153,6 @@ def train(
 def _build_trainer(
     config: FinetuneConfig,
     curated: Curated,
-    progress: bool,
     callbacks: Sequence[Any],
     metric: str,
     labels: list[str] | None,
@@ -245,7 +248,7 @@ def _build_trainer(
         remove_unused_columns=False,
         prediction_loss_only=True,
         report_to="none",
-        disable_tqdm=not progress,
+        disable_tqdm=True,  # progress is ours (finetune.train.progress)
         dataloader_num_workers=0,
         dataloader_pin_memory=torch.cuda.is_available(),
     )
@@ -270,8 +273,7 @@ def _build_trainer(
         step_schedule=(t.step_size, t.step_gamma) if t.scheduler == "step" else None,
         auto_eval=t.eval_steps == "auto",
     )
-    if not progress:  # the Trainer prints every log line when its progress bar is off
-        trainer.remove_callback(PrinterCallback)
+    trainer.remove_callback(PrinterCallback)  # it prints every log as a raw dict
     return trainer, fingerprint
 
 

@@ -99,6 +99,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="run the embedded demo (tiny model, offline, minutes)")
     demo.add_argument("--out", default="reports/demo", help="output folder (default reports/demo)")
+    demo.add_argument("--no-progress", action="store_true", help="no progress bars")
+    demo.add_argument(
+        "--verbose",
+        action="store_true",
+        help="also show the libraries' warnings on the console (always in OUT/harness.log)",
+    )
     return parser
 
 

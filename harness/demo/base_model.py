@@ -76,8 +76,9 @@ def build_tokenizer(texts: list[str], folder: Path) -> Any:
     return fast
 
 
-def build_base_model(paths: dict[str, Path], folder: Path) -> Path:
-    """Train tokenizer and model into ``folder`` (safetensors) and return it."""
+def build_base_model(paths: dict[str, Path], folder: Path, console: Any = None) -> Path:
+    """Train tokenizer and model into ``folder`` (safetensors) and return it; with a
+    ``console``, a progress bar of the pretraining on it."""
     import torch
     from transformers import (
         DataCollatorForLanguageModeling,
@@ -132,6 +133,10 @@ def build_base_model(paths: dict[str, Path], folder: Path) -> Path:
     # with its bar off the Trainer prints every log as a raw dict: the demo console
     # says "base model: ... (built)" instead; the losses stay in the Trainer's state
     trainer.remove_callback(PrinterCallback)
+    if console is not None:
+        from finetune.train.progress import RichProgressCallback
+
+        trainer.add_callback(RichProgressCallback(console, "pretraining the base model"))
     trainer.train()
     shutil.rmtree(tmp / "trainer", ignore_errors=True)
     model.save_pretrained(tmp, safe_serialization=True)
@@ -141,9 +146,12 @@ def build_base_model(paths: dict[str, Path], folder: Path) -> Path:
     return folder
 
 
-def ensure_base_model(paths: dict[str, Path], data_digest: str) -> tuple[Path, bool]:
-    """The cached base model for this data, building it if needed; (folder, built?)."""
+def ensure_base_model(
+    paths: dict[str, Path], data_digest: str, console: Any = None
+) -> tuple[Path, bool]:
+    """The cached base model for this data, building it if needed (a progress bar on
+    ``console`` if given); (folder, built?)."""
     folder = cache_root() / "demo-base" / model_key(data_digest)
     if (folder / "model.safetensors").exists():
         return folder, False
-    return build_base_model(paths, folder), True
+    return build_base_model(paths, folder, console), True

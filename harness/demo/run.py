@@ -34,34 +34,48 @@ def data_paths() -> dict[str, Path]:
     return {p.stem: p for p in sorted(DATA.glob("*.jsonl"))}
 
 
-def fine_tune(variant: str, base: Path, out: Path, console: Any) -> Path:
+def fine_tune(variant: str, base: Path, out: Path, console: Any, *, progress: bool = False) -> Path:
     from finetune.config.schema import load_config
     from finetune.train.run import train
 
     config = load_config(DATA / f"finetune-{variant}.yaml", check_files=False)
     config.base_model.path = str(base)
-    train(config, out=str(out), overwrite=True, console=console)
+    train(config, out=str(out), overwrite=True, console=console, progress=progress)
     return out
 
 
-def run_demo(out_dir: Path = Path("reports/demo"), *, console: Any = None) -> dict[str, Any]:
-    """Run the demo; returns each variant's results and the timings."""
+def run_demo(
+    out_dir: Path = Path("reports/demo"),
+    *,
+    console: Any = None,
+    progress: bool = True,
+    verbose: bool = False,
+) -> dict[str, Any]:
+    """Run the demo; returns each variant's results and the timings.
+
+    Progress bars show on a terminal console unless ``progress`` is False; the
+    libraries' warnings go to ``out_dir/harness.log`` (and the console too with
+    ``verbose``; see harness.quiet)."""
     import torch
     from rich.console import Console
 
+    from harness.quiet import LOG_NAME, third_party_to_log
+
     console = console or Console(stderr=True)
+    progress = progress and console.is_terminal
     # The number of threads changes how float sums are split, so training would take a
     # slightly different path on a machine with more cores: two threads everywhere make
     # the outcomes the README and tests/demo/test_demo.py state the same on every machine.
     threads = torch.get_num_threads()
     torch.set_num_threads(DEMO_THREADS)
     try:
-        return _run(out_dir, console)
+        with third_party_to_log(out_dir / LOG_NAME, verbose=verbose, stream=console.file):
+            return _run(out_dir, console, progress)
     finally:
         torch.set_num_threads(threads)
 
 
-def _run(out_dir: Path, console: Any) -> dict[str, Any]:
+def _run(out_dir: Path, console: Any, progress: bool) -> dict[str, Any]:
     from rich.text import Text  # paths are printed as text, never read as rich markup
 
     from harness.config.suite import apply_overrides, load_suite
@@ -73,7 +87,7 @@ def _run(out_dir: Path, console: Any) -> dict[str, Any]:
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     paths = data_paths()
-    base, built = ensure_base_model(paths, digest())
+    base, built = ensure_base_model(paths, digest(), console=console if progress else None)
     timings["base_model_s"] = time.perf_counter() - t0
     console.print(Text(f"base model: {base} ({'built' if built else 'cached'})"))
     runs = cache_root() / "demo-runs"
@@ -81,7 +95,7 @@ def _run(out_dir: Path, console: Any) -> dict[str, Any]:
     reports: dict[str, Path] = {}
     for variant in VARIANTS:
         t = time.perf_counter()
-        adapter = fine_tune(variant, base, runs / variant, console)
+        adapter = fine_tune(variant, base, runs / variant, console, progress=progress)
         timings[f"finetune_{variant}_s"] = time.perf_counter() - t
         t = time.perf_counter()
         suite = apply_overrides(
@@ -90,7 +104,9 @@ def _run(out_dir: Path, console: Any) -> dict[str, Any]:
             adapter=str(adapter),
             out=str(out_dir / variant),
         )
-        results[variant], written = evaluate_and_report(suite, show_progress=True, console=console)
+        results[variant], written = evaluate_and_report(
+            suite, show_progress=progress, console=console
+        )
         timings[f"evaluate_{variant}_s"] = time.perf_counter() - t
         reports[variant] = written["html"]
         console.print(

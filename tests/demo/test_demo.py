@@ -6,20 +6,14 @@ committed seeds, and checks what a newcomer is told to look for in the report: t
 naive checkpoint fails the forgetting and fairness gates and its explanations lean on
 the reviewer's pronoun or name; the mitigated one passes every gate while keeping the
 new task's accuracy within MARGIN of the naive one. Nothing here is hard-coded in the
-demo: each value is measured from the checkpoints.
+demo: each value is measured from the checkpoints. The demo runs once per session
+(the ``demo`` fixture of tests/demo/conftest.py).
 """
 
 from __future__ import annotations
 
-import contextlib
-import io
 from pathlib import Path
 from typing import Any
-
-import pytest
-from rich.console import Console
-
-from harness.demo.run import run_demo
 
 MARGIN = 0.1
 """How much new-task accuracy the mitigations may cost (stated in the README)."""
@@ -29,35 +23,6 @@ SENSITIVE |= {"john", "peter", "mark", "paul", "david", "tom"}
 
 def gates(results: dict[str, Any]) -> dict[str, str]:
     return {g["metric"]: g["verdict"] for g in results["gates"]}
-
-
-@pytest.fixture(scope="module")
-def demo(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    import os
-
-    cache = tmp_path_factory.mktemp("demo-cache")
-    old = os.environ.get("HARNESS_CACHE_DIR")
-    os.environ["HARNESS_CACHE_DIR"] = str(cache)
-    try:
-        out = tmp_path_factory.mktemp("demo-out")
-        printed = io.StringIO()
-        console = Console(file=io.StringIO(), width=160)
-        with contextlib.redirect_stdout(printed):
-            outcome = run_demo(out, console=console)
-        documents = {name: r.document() for name, r in outcome["results"].items()}
-        shown = console.file.getvalue()  # type: ignore[attr-defined]
-        return {
-            "out": out,
-            "stdout": printed.getvalue(),
-            "console": shown,
-            **outcome,
-            "results": documents,
-        }
-    finally:
-        if old is None:
-            os.environ.pop("HARNESS_CACHE_DIR", None)
-        else:
-            os.environ["HARNESS_CACHE_DIR"] = old
 
 
 def test_naive_checkpoint_forgets_and_is_unfair(demo: dict[str, Any]) -> None:

@@ -143,7 +143,8 @@ def train(
 
     # a bar only on a terminal; elsewhere one plain line per evaluation
     bar = progress and bool(getattr(console, "is_terminal", False))
-    shown = RichProgressCallback(console) if bar else EvaluationLineCallback(console)
+    title = f"fine-tuning {config.name}"
+    shown = RichProgressCallback(console, title) if bar else EvaluationLineCallback(console)
     extra = [shown, *callbacks]
     trainer, fingerprint = _build_trainer(config, curated, extra, metric, labels)
     trainer.train(resume_from_checkpoint=checkpoint)

@@ -3,12 +3,16 @@ latest losses and accuracy and the ETA; no bar off a terminal; never a raw dict.
 
 from __future__ import annotations
 
+import contextlib
 import io
+from pathlib import Path
 from types import SimpleNamespace
 
+import pytest
 from rich.console import Console
 
 from finetune.train.progress import RichProgressCallback, describe
+from tests.finetune.conftest import write_config
 
 
 def drive(console: Console) -> str:
@@ -43,3 +47,34 @@ def test_the_bar_shows_step_epoch_losses_accuracy_and_eta() -> None:
 def test_describe_before_any_log() -> None:
     assert describe(None, None, {}) == "epoch 0.00"
     assert describe(1.0, 2.0, {"eval_loss": 3.0}) == "epoch 1.00  loss 2.0000  val loss 3.0000"
+
+
+@pytest.mark.slow
+def test_a_real_run_on_a_terminal_shows_the_bar_and_no_raw_dict(
+    tiny_gpt2: Path, new_task: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from finetune.config.schema import load_config
+    from finetune.train.run import train
+    from harness.quiet import third_party_to_log
+
+    monkeypatch.chdir(new_task)
+    config = load_config(
+        write_config(new_task, tiny_gpt2, training={"max_steps": 4, "eval_steps": 2})
+    )
+    shown = {}
+    for terminal in (True, False):
+        console = Console(file=io.StringIO(), force_terminal=terminal, width=200)
+        printed = io.StringIO()
+        out = new_task / f"out-{terminal}"
+        with (
+            contextlib.redirect_stdout(printed),
+            contextlib.redirect_stderr(printed),
+            third_party_to_log(out / "harness.log", stream=printed),
+        ):
+            train(config, out=str(out), console=console, progress=True)
+        assert "{'" not in printed.getvalue() and "it/s]" not in printed.getvalue()
+        shown[terminal] = console.file.getvalue()  # type: ignore[attr-defined]
+    bar = "━"  # rich's bar
+    assert bar in shown[True] and "4/4" in shown[True] and "val loss" in shown[True]
+    assert bar not in shown[False]  # off a terminal: no bar, a line per evaluation
+    assert "step 4/4: train loss" in shown[False]

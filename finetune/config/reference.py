@@ -175,10 +175,13 @@ manifest, with the evidence of each finding and the thresholds used):
 - `too_short`: fewer than 2 evaluations were logged.
 - `ok`: none of these.
 
-The verdict is the first finding's kind. Without a progress bar (`--no-progress`),
-every evaluation of `finetune train` prints one line: the step, the training and
-validation loss and, with a label set, the validation accuracy with its baselines; and
-`finetune search` prints one line per trial (its objective, values and time).
+The verdict is the first finding's kind. On a terminal, `finetune train` shows one
+progress bar (step/total, epoch, the latest training and validation loss and accuracy,
+ETA). Without it (`--no-progress`, or standard error not a terminal), every evaluation
+prints one line: the step, the training and validation loss and, with a label set, the
+validation accuracy with its baselines; and `finetune search` prints one line per trial
+(its objective, values and time). The libraries' warnings go to `OUT/harness.log`
+(`--verbose` shows them on the console too).
 """
 
 

@@ -151,6 +151,31 @@ def kind_of(task: Any) -> TaskKind[Any]:
 # -- helpers the kinds share ------------------------------------------------------------
 
 
+def context_cut(lm: ScoringModel, context: str, continuation: str) -> int:
+    """Characters at the start of ``context`` the model does not see when scoring
+    ``continuation`` after it: those cut before tokenizing (``context_tail``) and those
+    of the tokens the window then drops from the left (as ``scoring.continuation_row``
+    keeps the last ``max_length + 1`` tokens of context and continuation)."""
+    kept, cut = lm.context_tail(context)
+    ctx, cont = lm.encode_pair(kept, continuation)
+    overflow = len(ctx) + len(cont) - (lm.max_length + 1)
+    if overflow > 0:
+        cut += len(lm.tokenizer.decode(ctx[:overflow], skip_special_tokens=True)) or overflow
+    return cut
+
+
+def prompt_cut(lm: ScoringModel, prompt: str, max_new_tokens: int) -> int:
+    """Characters at the start of a generation prompt the model does not see: those cut
+    before tokenizing (``prompt_tail``) and those of the tokens beyond the window less
+    the new tokens (the backend keeps the last ``max_length - max_new_tokens``)."""
+    kept, cut = lm.prompt_tail(prompt, max_new_tokens)
+    ids = lm.encode(kept)
+    overflow = len(ids) - max(1, lm.max_length - max_new_tokens)
+    if overflow > 0:
+        cut += len(lm.tokenizer.decode(ids[:overflow], skip_special_tokens=True)) or overflow
+    return cut
+
+
 def require(fields: dict[str, Any], name: str, file: str, line: int) -> Any:
     """A row's field; missing or null is an error located at the row."""
     if name not in fields or fields[name] is None:

@@ -17,6 +17,7 @@ from harness.tasks.base import (
     Advance,
     FieldPath,
     TaskKind,
+    context_cut,
     from_row,
     register,
     render_row,
@@ -252,7 +253,13 @@ class Classification(TaskKind[ClassificationRecord]):
     def truncated_chars(
         self, task: Any, records: Sequence[ClassificationRecord], lm: ScoringModel
     ) -> list[int]:
-        return [max(lm.context_tail(c)[1] for c, _ in scored_pairs(rec)) for rec in records]
+        # the longest context + continuation of each record is the one cut most
+        out = []
+        for rec in records:
+            pairs = scored_pairs(rec)
+            context, continuation = max(pairs, key=lambda p: len(p[0]) + len(p[1]))
+            out.append(context_cut(lm, context, continuation))
+        return out
 
     def metric_inputs(self, record: ClassificationRecord) -> tuple[Any, Any]:
         return record["pred"], record["gold"]

@@ -14,7 +14,15 @@ from typing import TYPE_CHECKING, Any
 from harness.errors import UserError, row_error
 from harness.tasks import context
 from harness.tasks.answers import extract_answer, normalize_answer
-from harness.tasks.base import Advance, FieldPath, TaskKind, register, render_row, require
+from harness.tasks.base import (
+    Advance,
+    FieldPath,
+    TaskKind,
+    prompt_cut,
+    register,
+    render_row,
+    require,
+)
 from harness.tasks.records import GenerationRecord
 
 if TYPE_CHECKING:
@@ -84,7 +92,7 @@ class Generation(TaskKind[GenerationRecord]):
         self, task: Any, records: Sequence[GenerationRecord], lm: ScoringModel
     ) -> list[int]:
         # the window keeps room for the tokens to generate
-        return [lm.prompt_tail(rec["prompt"], task.max_new_tokens)[1] for rec in records]
+        return [prompt_cut(lm, rec["prompt"], task.max_new_tokens) for rec in records]
 
     def metric_inputs(self, record: GenerationRecord) -> tuple[Any, Any]:
         pred, refs = compared(record)

@@ -32,8 +32,8 @@ class BaseRecord(TypedDict):
     input: dict[str, Any]
     """The data row's fields."""
     truncated_chars: NotRequired[int]
-    """Only when the prompt was cut to the model's window: characters dropped from its
-    start."""
+    """Only when the prompt was cut to the model's window: characters of its start the
+    model did not see (cut before tokenizing, or dropped as tokens by the window)."""
     stats: NotRequired[dict[str, list[float]]]
     """{metric name: per-example statistics}, filled by the runner."""
 

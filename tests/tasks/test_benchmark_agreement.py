@@ -283,3 +283,29 @@ def test_accuracy_norm_metric_equals_acc_norm(runs: Runs, name: str) -> None:
     per_example = [rec["stats"]["accuracy_norm"][0] for rec in task.records]
     assert per_example == peer.per_doc(runs.lmeval, ref, "acc_norm")
     assert task.metrics["accuracy_norm"].value == peer.metric(runs.lmeval, ref, "acc_norm")
+
+
+def test_truncation_counts_the_tokens_the_window_drops(runs: Runs, tiny_gpt2: Path) -> None:
+    """5-shot MMLU overflows the 64-token window: every example is counted as cut, with
+    the characters it loses, although its text is short enough that nothing is cut
+    before tokenizing. Shorter examples (some ARC questions) are not marked."""
+    mmlu = runs.task("mmlu")
+    assert runs.longest["mmlu"] > 5 * runs.window
+    assert mmlu.n_truncated == len(mmlu.records)
+    for rec in mmlu.records:
+        assert 0 < rec["truncated_chars"] < len(rec["prompt"])
+    from transformers import AutoTokenizer
+
+    from harness.tasks.classification import scored_pairs
+
+    tok = AutoTokenizer.from_pretrained(tiny_gpt2)
+    uncut = 0
+    for name in SHAPES:
+        task = runs.task(name)
+        for rec in task.records:
+            tokens = max(len(tok.encode(c + x)) for c, x in scored_pairs(rec))  # type: ignore[arg-type]
+            assert ("truncated_chars" in rec) == (tokens > runs.window + 1), (name, rec["id"])
+        marked = [r for r in task.records if "truncated_chars" in r]
+        assert task.n_truncated == len(marked)
+        uncut += len(task.records) - len(marked)
+    assert uncut > 0  # the count is per example, not per task

@@ -73,8 +73,16 @@ def test_kind_facts(name: str, choices: bool, generates: bool, prompt: bool) -> 
 class WindowLM:
     """Cuts every prompt longer than ``window`` characters to its last ``window``."""
 
+    max_length = 10**6  # no token window beyond the character cut
+
     def __init__(self, window: int) -> None:
         self.window = window
+
+    def encode(self, text: str) -> list[int]:
+        return [ord(c) for c in text]
+
+    def encode_pair(self, context: str, continuation: str) -> tuple[list[int], list[int]]:
+        return self.encode(context), self.encode(continuation)
 
     def context_tail(self, context: str) -> tuple[str, int]:
         cut = max(0, len(context) - self.window)

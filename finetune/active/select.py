@@ -30,6 +30,7 @@ import numpy as np
 
 from harness.errors import UserError, row_error
 from harness.tasks import ChoiceRequest, kind_of, render, score_choices
+from harness.tasks.context import chat_settings
 
 if TYPE_CHECKING:
     from harness.config.suite import ClassificationTask, Suite
@@ -224,11 +225,6 @@ def classification_task(suite: Suite, task_id: str | None) -> ClassificationTask
     return task  # type: ignore[return-value]
 
 
-def _chat_on(task: ClassificationTask, suite: Suite | None) -> bool:
-    chosen = task.chat if task.chat is not None else getattr(suite, "chat", None)
-    return chosen is not None and chosen.enabled
-
-
 def check_supported(task: ClassificationTask, suite: Suite | None = None) -> None:
     """Selection scores the task's prompt over pool rows with its fixed choices: a task
     that builds its contexts otherwise (each row's own choices, shots, a description,
@@ -241,7 +237,7 @@ def check_supported(task: ClassificationTask, suite: Suite | None = None) -> Non
             ("description", task.description is not None),
             ("continuation", task.continuation is not None),
             ("messages", task.messages is not None),
-            ("chat", _chat_on(task, suite)),
+            ("chat", chat_settings(suite, task) is not None),
         )
         if used
     ]

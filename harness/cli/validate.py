@@ -31,7 +31,7 @@ def baseline_note(n: int) -> str:
     )
 
 
-NEEDS_NETWORK = "not checked offline: {where}: {what} needs the network (hub dataset)"
+NEEDS_NETWORK = "not checked offline: {where}: {what} needs the network (hub {source})"
 
 
 def network_parts(suite: Any) -> dict[int, list[str]]:
@@ -50,19 +50,21 @@ def network_parts(suite: Any) -> dict[int, list[str]]:
             if source is not None and needs_network(source, base):
                 what = f"dataset '{source.dataset}'"
                 found.setdefault(i, []).append(
-                    NEEDS_NETWORK.format(where=format_path(path), what=what)
+                    NEEDS_NETWORK.format(where=format_path(path), what=what, source="dataset")
                 )
         hub = getattr(task, "hub_dataset", None)  # an lm_eval task's own dataset
         if hub:
             what = f"lm-eval task '{task.task}' (dataset '{hub}')"
             where = format_path(("tasks", i, "task"))
-            found.setdefault(i, []).append(NEEDS_NETWORK.format(where=where, what=what))
+            found.setdefault(i, []).append(
+                NEEDS_NETWORK.format(where=where, what=what, source="dataset")
+            )
         if chat_setup.uses_model_tokenizer(suite, task) and not looks_local(suite.model.path, base):
             own = getattr(task, "chat", None) is not None
             where = format_path(("tasks", i, "chat") if own else ("chat",))
             what = f"the chat template of hub model '{suite.model.path}'"
             found.setdefault(i, []).append(
-                NEEDS_NETWORK.format(where=where, what=what).replace("(hub dataset)", "(hub model)")
+                NEEDS_NETWORK.format(where=where, what=what, source="model")
             )
     return found
 

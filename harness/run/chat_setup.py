@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from harness.errors import UserError
+from harness.tasks.context import chat_settings as settings_of
 
 NEEDS_CHAT = "`messages` needs chat formatting: add `chat: {{enabled: true}}` to the {where}"
 NO_CHAT_LM_EVAL = (
@@ -15,13 +16,6 @@ NO_CHAT_LM_EVAL = (
     "on this task"
 )
 NO_CHAT_PARTIAL = "partial scoring (`continuation`) cannot be chat-formatted"
-
-
-def settings_of(suite: Any, task: Any) -> Any:
-    """The task's chat settings in force (its own, else the suite's), None if off."""
-    own = getattr(task, "chat", None)
-    chosen = own if own is not None else getattr(suite, "chat", None)
-    return chosen if chosen is not None and chosen.enabled else None
 
 
 def uses_model_tokenizer(suite: Any, task: Any) -> bool:

@@ -17,6 +17,7 @@ every problem is an error located at the row.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -53,7 +54,7 @@ class ChatTemplate:
     source: str
     """``tokenizer`` (the model's own) or the template file's path."""
 
-    @property
+    @functools.cached_property
     def sha256(self) -> str:
         return hashlib.sha256(self.text.encode("utf-8")).hexdigest()
 
@@ -68,6 +69,7 @@ class ChatTemplate:
             )
         )
 
+    @functools.cache  # noqa: B019 - one template per run, kept for the run
     def end_of_turn(self) -> str | None:
         """What the template writes right after an assistant message (stripped): the
         marker a generation stops at (``<|im_end|>``, ``<|eot_id|>``); None if nothing."""

@@ -40,6 +40,13 @@ def attach_chat(task: Any, chat: ChatContext | None) -> None:
     task._chat = chat
 
 
+def chat_settings(suite: Any, task: Any) -> Any:
+    """The task's chat settings in force (its own, else the suite's), None if off."""
+    own = getattr(task, "chat", None)
+    chosen = own if own is not None else getattr(suite, "chat", None)
+    return chosen if chosen is not None and chosen.enabled else None
+
+
 def chat_of(task: Any) -> ChatContext | None:
     """The task's chat formatting, None for plain text."""
     return getattr(task, "_chat", None)
@@ -87,13 +94,21 @@ def from_messages(task: Any, fields: dict[str, Any], file: str, line: int) -> st
 
 
 def conversation_of(
-    task: Any, fields: dict[str, Any], file: str, line: int, *, ends_with: str | None = None
+    task: Any,
+    fields: dict[str, Any],
+    file: str,
+    line: int,
+    *,
+    ends_with: str | None = None,
+    needs_assistant: bool = False,
 ) -> list[dict[str, str]]:
     """A row's checked conversation, the chat ``system`` prompt first unless it has one."""
     from harness.tasks.base import require
 
     value = require(fields, task.messages, file, line)
-    messages = checked_messages(value, task.messages, file, line, ends_with=ends_with)
+    messages = checked_messages(
+        value, task.messages, file, line, ends_with=ends_with, needs_assistant=needs_assistant
+    )
     chat = chat_of(task)
     if chat is not None and chat.system and messages[0]["role"] != "system":
         messages = [{"role": "system", "content": chat.system}, *messages]

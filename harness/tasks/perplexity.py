@@ -74,9 +74,8 @@ def _conversation(task: Any, fields: dict[str, Any], file: str, line: int) -> di
     if ctx is None:
         raise UserError(row_error(file, line, "`messages` needs chat formatting"))
     assistant = task.score == "assistant"
-    messages = context.conversation_of(task, fields, file, line)
+    messages = context.conversation_of(task, fields, file, line, needs_assistant=assistant)
     if assistant:
-        chat.checked_messages(messages, task.messages, file, line, needs_assistant=True)
         text, spans = chat.assistant_spans(ctx.template, messages)
         return {"text": text, "spans": [[a, b] for a, b in spans]}
     return {"text": ctx.template.render(messages, add_generation_prompt=False)}

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +17,7 @@ from harness.config.suite import load_suite
 from harness.errors import UserError
 from harness.run.runner import prepare_suite, run_suite
 from tests.audits.conftest import FakeLM
+from tests.tasks.fakes import RecordingLM
 
 
 def write(folder: Path, task: dict[str, Any], rows: Sequence[dict[str, Any]], **files: Any) -> Path:
@@ -222,28 +223,6 @@ def test_random_shots_are_seeded_per_row(here: Path) -> None:
 
 
 # -- what is scored (fake model) ------------------------------------------------------
-
-
-class RecordingLM(FakeLM):
-    """Scores a (context, continuation) pair by ``score(context, continuation)`` and
-    keeps every pair asked for."""
-
-    def __init__(self, score: Callable[[str, str], float]) -> None:
-        super().__init__({})
-        self.pairs: list[tuple[str, str]] = []
-        self._score = score
-
-    def loglikelihood(
-        self,
-        pairs: Sequence[tuple[str, str]],
-        *,
-        batch_size: int = 8,
-        advance: Callable[[int], None] | None = None,
-    ) -> list[tuple[float, bool, int]]:
-        self.pairs += list(pairs)
-        if advance is not None:
-            advance(len(pairs))
-        return [(self._score(c, x), False, 1) for c, x in pairs]
 
 
 def run_with(lm: FakeLM, suite: Path, monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:

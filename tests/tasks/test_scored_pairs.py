@@ -4,32 +4,21 @@ accuracy_mutual_info, checked on a recording fake model."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
 from types import SimpleNamespace
 from typing import Any
 
 from harness.data.rows import Row
 from harness.tasks import prepare, run
 from harness.tasks.classification import score_choices, scored_pairs
+from tests.tasks.fakes import RecordingLM
 
 
-class RecordingLM:
-    """Scores a pair by minus the length of its continuation; remembers every pair."""
-
-    def __init__(self) -> None:
-        self.pairs: list[tuple[str, str]] = []
-
-    def loglikelihood(
-        self,
-        pairs: Sequence[tuple[str, str]],
-        *,
-        batch_size: int = 8,
-        advance: Callable[[int], None] | None = None,
-    ) -> list[tuple[float, bool, int]]:
-        self.pairs += list(pairs)
-        if advance is not None:
-            advance(len(pairs))
-        return [(-float(len(c)) - 0.01 * len(x), False, len(c)) for x, c in pairs]
+def _recording() -> RecordingLM:
+    """Scores a pair by minus the length of its continuation (less a hundredth per
+    character of context)."""
+    return RecordingLM(
+        lambda context, continuation: -float(len(continuation)) - 0.01 * len(context)
+    )
 
 
 def _task(**fields: Any) -> SimpleNamespace:
@@ -81,14 +70,14 @@ def test_partial_scoring_scores_the_shared_continuation_after_each_context() -> 
 
 def test_run_asks_the_unconditional_pairs_only_for_mutual_info() -> None:
     rows = [Row(1, {"q": "x", "endings": ["a", "bb", "ccc"], "label": 2})]
-    lm = RecordingLM()
+    lm = _recording()
     plain = _task()
     records = prepare(plain, rows, "d.jsonl")
     run(plain, records, lm, batch_size=4)
     assert lm.pairs == [("Q: x\nA:", " a"), ("Q: x\nA:", " bb"), ("Q: x\nA:", " ccc")]
     assert "loglik_unconditional" not in records[0]
 
-    lm = RecordingLM()
+    lm = _recording()
     mi = _task(metrics=[SimpleNamespace(name="accuracy_mutual_info")])
     records = prepare(mi, rows, "d.jsonl")
     run(mi, records, lm, batch_size=4)
@@ -105,5 +94,5 @@ def test_progress_counts_examples_whatever_their_number_of_choices() -> None:
         {"prompt": "q", "choices": ["a", "b", "c", "d"]},
     ]
     seen: list[int] = []
-    score_choices(records, RecordingLM(), batch_size=2, advance=seen.append)
+    score_choices(records, _recording(), batch_size=2, advance=seen.append)
     assert sum(seen) == 2

@@ -193,9 +193,11 @@ def build_model(
     n_positions: int = 64,
     seed: int = 0,
     chat: str | None = None,
+    hidden: int = 32,
 ) -> Path:
     """Write a tiny random model + tokenizer to ``folder`` and return it; ``chat``: a
-    tokenizer with that chat template (``CHAT_STYLES``)."""
+    tokenizer with that chat template (``CHAT_STYLES``); ``hidden``: the width of a
+    gpt2 or llama model (bitsandbytes' 4-bit CPU kernels need 64 or more)."""
     import torch
     from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
 
@@ -229,7 +231,7 @@ def build_model(
         config = GPT2Config(
             vocab_size=vocab,
             n_positions=n_positions,
-            n_embd=32,
+            n_embd=hidden,
             n_layer=2,
             n_head=2,
             bos_token_id=tok.bos_token_id if chat else 0,
@@ -239,8 +241,8 @@ def build_model(
     elif arch == "llama":
         config = LlamaConfig(
             vocab_size=vocab,
-            hidden_size=32,
-            intermediate_size=64,
+            hidden_size=hidden,
+            intermediate_size=2 * hidden,
             num_hidden_layers=2,
             num_attention_heads=2,
             num_key_value_heads=2,

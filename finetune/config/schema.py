@@ -29,6 +29,7 @@ from pydantic import (
 from finetune.config.files import field_problems, file_problems
 from finetune.config.space import SearchSpec, search_problems
 from harness.config import yaml_marks
+from harness.config.loading import ModelLoading
 from harness.config.schema_base import StrictModel
 from harness.config.suite import DatasetSource, data_tag
 from harness.data.rows import display_path, looks_local, resolve_path, resolve_source
@@ -86,16 +87,12 @@ def _listify(value: Any) -> Any:
 Sources = Annotated[list[Source], BeforeValidator(_listify), Field(min_length=1)]
 
 
-class BaseModelSpec(_Strict):
-    """The base model the LoRA adapter is trained on."""
-
-    path: str
-    """HF checkpoint folder (relative to the config file), or a hub id (needs network).
-    Its fingerprint (sha256 of weights, config and tokenizer) goes into the manifest."""
-    allow_pickle: bool = False
-    """Load .bin/.pt (pickle) weights; refused unless true, since unpickling runs code."""
-    trust_remote_code: bool = False
-    """Allow the checkpoint's own Python code (transformers' trust_remote_code)."""
+class BaseModelSpec(ModelLoading):
+    """The base model the LoRA adapter is trained on, and how its weights load (as a
+    suite's `model` loads them: dtype, device map, quantization; docs/large-models.md).
+    `path` is relative to the config file; the base's fingerprint (sha256 of weights,
+    config and tokenizer) goes into the manifest. With `quantization` the base is
+    prepared for k-bit training (QLoRA: Dettmers et al. 2023)."""
 
 
 class DataSpec(_Strict):
@@ -513,7 +510,26 @@ def config_record(config: FinetuneConfig) -> dict[str, Any]:
         exclude["chat"] = True
     if config.data.messages_field == "messages":
         exclude["data"] = {"messages_field"}
+    for section, names in LATER_FIELDS.items():
+        part = getattr(config, section)
+        unset = {n for n in names if getattr(part, n) == type(part).model_fields[n].default}
+        if unset:
+            exclude[section] = unset
     return config.model_dump(mode="json", exclude=exclude)
+
+
+# fields added after the first manifests were written: recorded only when set away from
+# their defaults, so a run that does not use them records what it did before they existed
+LATER_FIELDS: dict[str, tuple[str, ...]] = {
+    "base_model": (
+        "dtype",
+        "device_map",
+        "max_memory",
+        "offload_folder",
+        "attn_implementation",
+        "quantization",
+    ),
+}
 
 
 _TAGS: dict[str, type[BaseModel] | None] = {"datasets": DatasetSpec, "file": None}
@@ -553,6 +569,8 @@ def resolve_paths(config: FinetuneConfig, base: Path) -> FinetuneConfig:
     """Make the config's local paths absolute (see load_config)."""
     if looks_local(config.base_model.path, base):
         config.base_model.path = str(resolve_path(config.base_model.path, base))
+    if config.base_model.offload_folder is not None:
+        config.base_model.offload_folder = str(resolve_path(config.base_model.offload_folder, base))
     config.data.train = [resolve_source(s, base) for s in config.data.train]
     if config.chat.template != "tokenizer":
         config.chat.template = str(resolve_path(config.chat.template, base))

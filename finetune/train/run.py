@@ -177,6 +177,7 @@ def _build_trainer(
         path=config.base_model.path,
         allow_pickle=config.base_model.allow_pickle,
         trust_remote_code=config.base_model.trust_remote_code,
+        **config.base_model.loading_options(),
     )
     model, tokenizer, fingerprint = load_for_training(source)
     set_seed(t.seed)

@@ -25,6 +25,7 @@ from pydantic import (
 
 from harness import audits
 from harness.config import yaml_marks
+from harness.config.loading import ModelLoading
 from harness.config.prompting import (
     ChatSettings,
     FromRow,
@@ -111,26 +112,16 @@ class _Strict(StrictModel):
     """Base of the suite's schemas (harness.config.schema_base)."""
 
 
-class ModelSpec(_Strict):
-    """The model under evaluation."""
+class ModelSpec(ModelLoading):
+    """The model under evaluation, and how its weights load."""
 
-    path: str
-    """HF checkpoint folder (relative to the suite file), or a hub id such as 'gpt2' or
-    'org/name'. A string starting with '.', '/' or '~', or naming an existing folder, is
-    a local path and must exist; anything else is a hub id (needs network)."""
     adapter: str | None = None
     """PEFT adapter folder (or hub id) applied on top of `path`; the base model's
     behaviour (for the forgetting audit) is the same model with the adapter disabled."""
-    allow_pickle: bool = False
-    """Load .bin/.pt (pickle) weights; refused unless true, since unpickling runs code."""
-    trust_remote_code: bool = False
-    """Allow the checkpoint's own Python code (transformers' trust_remote_code)."""
     allow_base_mismatch: bool = False
     """Evaluate `adapter` on a base other than the one it was trained on (its manifest's
     base fingerprint, or its config's base model); refused unless true, and recorded in
     provenance either way."""
-    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
-    """Weight and compute dtype."""
     device: str = "auto"
     """auto | cpu | cuda | cuda:N | mps. auto picks cuda, then mps, then cpu."""
     max_length: int | None = Field(default=None, ge=8)

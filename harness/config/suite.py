@@ -146,6 +146,8 @@ def _resolve_paths(suite: Suite) -> None:
         value = getattr(suite.model, field)
         if value is not None and looks_local(value, base):
             setattr(suite.model, field, str(resolve_path(value, base)))
+    if suite.model.offload_folder is not None:
+        suite.model.offload_folder = str(resolve_path(suite.model.offload_folder, base))
     for task in suite.tasks:
         if isinstance(task, LmEvalTask):
             if task.include_path is not None:

@@ -148,6 +148,8 @@ class _Walker:
                 continue
             key = self.scalar(key_node, path)
             line, col = _pos(key_node)
+            if isinstance(key, int) and not isinstance(key, bool):
+                key = str(key)  # a GPU index as a device map's or max_memory's key
             if not isinstance(key, str):
                 self.problems.append(Problem(path, line, col, NON_STRING_KEY.format(key=key)))
                 continue

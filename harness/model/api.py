@@ -67,6 +67,11 @@ class ScoringModel(Protocol):
         """Settings besides the fingerprint that change answers (part of cache keys)."""
 
     @property
+    def loading(self) -> dict[str, Any]:
+        """How the weights load (harness.model.loading.load_settings): the resolved
+        dtype, and placement, quantization and attention kernel when set."""
+
+    @property
     def load_s(self) -> float:
         """Seconds spent loading weights and tokenizer so far."""
 

@@ -172,6 +172,10 @@ class CachingModel:
         return self._inner.request_settings
 
     @property
+    def loading(self) -> dict[str, Any]:
+        return self._inner.loading
+
+    @property
     def load_s(self) -> float:
         return self._inner.load_s
 

@@ -66,6 +66,13 @@ class ModelSource:
     device: str = "auto"
     max_length: int | None = None
     allow_base_mismatch: bool = False
+    device_map: str | dict[str, Any] | None = None
+    """accelerate's device map (``auto`` or {module: device}); None: all on ``device``."""
+    max_memory: dict[Any, str] | None = None
+    offload_folder: str | None = None
+    attn_implementation: str | None = None
+    quantization: dict[str, Any] | None = None
+    """bitsandbytes settings: {bits, quant_type, double_quant, compute_dtype}."""
 
     @classmethod
     def from_config(cls, model: Any) -> ModelSource:
@@ -75,10 +82,10 @@ class ModelSource:
             adapter=str(model.adapter) if model.adapter else None,
             allow_pickle=model.allow_pickle,
             trust_remote_code=model.trust_remote_code,
-            dtype=model.dtype,
             device=model.device,
             max_length=model.max_length,
             allow_base_mismatch=model.allow_base_mismatch,
+            **model.loading_options(),
         )
 
 
@@ -218,18 +225,17 @@ def load_tokenizer(source: ModelSource, tok_folder: Path) -> Any:
 
 
 def load_weights(
-    source: ModelSource, folder: Path, adapter_folder: Path | None, device: Any
+    source: ModelSource, folder: Path, adapter_folder: Path | None, device: Any, dtype: str
 ) -> Any:
-    import torch
+    """The model of ``source`` (its dtype resolved to ``dtype``), in eval mode: on
+    ``device`` as a whole, or where its device map (or quantization) placed it."""
     from transformers import AutoModelForCausalLM
 
+    from harness.model.loading import placed, pretrained_kwargs
+
+    kwargs = pretrained_kwargs(source, dtype)
     try:
-        model: Any = AutoModelForCausalLM.from_pretrained(
-            folder,
-            dtype=getattr(torch, source.dtype),
-            use_safetensors=None if source.allow_pickle else True,  # None: safetensors first
-            trust_remote_code=source.trust_remote_code,
-        )
+        model: Any = AutoModelForCausalLM.from_pretrained(folder, **kwargs)
     except PICKLE_ERRORS as exc:
         raise pickle_failure("model", source.path, folder, exc) from None
     except LOAD_ERRORS as exc:
@@ -243,7 +249,8 @@ def load_weights(
             raise pickle_failure("adapter", str(source.adapter), adapter_folder, exc) from None
         except LOAD_ERRORS as exc:
             raise UserError(f"adapter '{source.adapter}': cannot load: {_short(exc)}") from None
-    model.to(device)
+    if not placed(source):
+        model.to(device)
     model.eval()
     from harness.model.scoring import fuse_activations
 
@@ -254,30 +261,25 @@ def load_weights(
 def load_for_training(source: ModelSource) -> tuple[Any, Any, Fingerprint]:
     """(model, tokenizer, base fingerprint) of a base model to fine-tune.
 
-    The same rules as ``load_model`` (safetensors only unless allowed, remote code only
-    when asked, every failure a UserError), but the model stays on the CPU in train mode
-    for the Trainer to place, and a tokenizer without a padding token pads with EOS.
+    The same rules and loading options as ``load_model`` (safetensors only unless
+    allowed, remote code only when asked, dtype, device map, quantization: every
+    failure a UserError), but an unplaced model stays on the CPU in train mode for the
+    Trainer to place, and a tokenizer without a padding token pads with EOS.
     """
-    import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from harness.model.loading import pretrained_kwargs, resolve_dtype
 
     folder = resolve_folder(source.path, what="base model")
     check_weights(
         folder, what="base model", allow_pickle=source.allow_pickle, opt_in=OPT_IN_TRAINING
     )
-    dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}.get(
-        source.dtype
-    )
-    if dtype is None:
+    if source.dtype not in ("auto", "float32", "bfloat16", "float16"):
         raise UserError(f"model.dtype: unknown dtype '{source.dtype}'")
+    kwargs = pretrained_kwargs(source, resolve_dtype(source.dtype, folder))
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     try:
-        model: Any = AutoModelForCausalLM.from_pretrained(
-            folder,
-            dtype=dtype,
-            use_safetensors=None if source.allow_pickle else True,  # None: safetensors first
-            trust_remote_code=source.trust_remote_code,
-        )
+        model: Any = AutoModelForCausalLM.from_pretrained(folder, **kwargs)
         tokenizer = AutoTokenizer.from_pretrained(
             folder, trust_remote_code=source.trust_remote_code
         )

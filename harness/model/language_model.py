@@ -57,6 +57,7 @@ from harness.model.fingerprint import (  # re-exported: the loaders' callers nam
     Fingerprint,
     fingerprint_folder,
 )
+from harness.model.loading import input_device, load_settings, resolve_dtype
 from harness.model.long_text import SPARE_TOKENS, encode_in_pieces, longest_token_chars, window_tail
 from harness.model.requests import (
     as_loglikelihood,
@@ -113,6 +114,9 @@ class LanguageModel:
     adapter: Fingerprint | None = None
     has_adapter: bool = False
     dtype_name: str = "torch.float32"
+    loading: dict[str, Any] = field(default_factory=lambda: {"dtype": "float32"})
+    """How the weights load (harness.model.loading.load_settings): dtype resolved,
+    device map, quantization, attention kernel; recorded in provenance."""
     _model: Any = field(default=None, repr=False)
     _tokenizer: Any = field(default=None, repr=False)
     _load_model: Callable[[], Any] | None = field(default=None, repr=False)
@@ -160,7 +164,11 @@ class LanguageModel:
     @property
     def request_settings(self) -> dict[str, Any]:
         """Settings besides the fingerprint that change answers (part of cache keys)."""
-        return {"max_length": self.max_length, "dtype": self.dtype_name}
+        settings = {"max_length": self.max_length, "dtype": self.dtype_name}
+        # placement, quantization and kernel only when set: the keys of a model loaded
+        # plainly stay what they were before these options existed
+        extra = {k: v for k, v in self.loading.items() if k != "dtype"}
+        return {**settings, "loading": extra} if extra else settings
 
     @property
     def fingerprint(self) -> str:
@@ -400,6 +408,13 @@ class LanguageModel:
         return [str(a) for a in answers]
 
 
+def _placed(lm: LanguageModel, model: Any) -> Any:
+    """``model``, with ``lm.device`` set to where a device map put its inputs."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    lm.device = input_device(base, lm.device)
+    return model
+
+
 def load_model(source: ModelSource, *, group: ProcessGroup | None = None) -> LanguageModel:
     """Check ``source`` and return its model; weights and tokenizer load on first use.
 
@@ -410,8 +425,9 @@ def load_model(source: ModelSource, *, group: ProcessGroup | None = None) -> Lan
     """
     folder = resolve_folder(source.path, what="model")
     check_weights(folder, what="model", allow_pickle=source.allow_pickle)
-    if source.dtype not in ("float32", "bfloat16", "float16"):
+    if source.dtype not in ("auto", "float32", "bfloat16", "float16"):
         raise UserError(f"model.dtype: unknown dtype '{source.dtype}'")
+    dtype = resolve_dtype(source.dtype, folder)
     device = pick_device_name(source.device)
     adapter_folder = None
     if source.adapter:
@@ -447,8 +463,11 @@ def load_model(source: ModelSource, *, group: ProcessGroup | None = None) -> Lan
         ),
         adapter_base=adapter_base,
         has_adapter=adapter_folder is not None,
-        dtype_name=f"torch.{source.dtype}",
-        _load_model=lambda: load_weights(source, folder, adapter_folder, device),
+        dtype_name=f"torch.{dtype}",
+        loading=load_settings(source, dtype),
+        _load_model=lambda: _placed(
+            lm, load_weights(source, folder, adapter_folder, device, dtype)
+        ),
         _load_tokenizer=lambda: load_tokenizer(source, tok_folder),
         group=group,
     )

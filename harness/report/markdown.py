@@ -16,7 +16,7 @@ from harness import audits as registry
 from harness.report import curation_view
 from harness.report.formatting import fmt, fmt_ci, short_hash
 from harness.report.safe_text import md_escape
-from harness.report.view import threshold_text
+from harness.report.view import loading_text, threshold_text
 
 ICON = {"pass": "✅", "warn": "⚠️", "fail": "❌"}
 NO_FLAGGED_FINDING = (
@@ -105,9 +105,17 @@ def render_markdown(results: Mapping[str, Any]) -> str:
         f"model {short_hash((prov.get('model') or {}).get('fingerprint'))} · "
         f"adapter {short_hash(adapter) if adapter else 'none'} · "
         f"suite {short_hash((prov.get('suite') or {}).get('sha256'))} · "
-        f"seed {md_escape(prov.get('seed', '?'))}"
+        f"seed {md_escape(prov.get('seed', '?'))}" + _loaded(prov.get("loading"))
     )
     return "\n".join(lines) + "\n"
+
+
+def _loaded(loading: Any) -> str:
+    """`` · loaded dtype bfloat16; quantization ...`` when the weights were not loaded
+    plainly in float32 (a plain load adds nothing: the footer stays as it was)."""
+    if not isinstance(loading, Mapping) or dict(loading) in ({}, {"dtype": "float32"}):
+        return ""
+    return f" · loaded {md_escape(loading_text(loading), 400)}"
 
 
 def _value(obj: Any) -> str:

@@ -141,6 +141,7 @@ def provenance(
         ("run fingerprint", clean(prov.get("fingerprint") or "–")),
         ("seed", clean(prov.get("seed", "–"))),
         ("device", clean(prov.get("device", "–"))),
+        ("loading", loading_text(prov.get("loading"))),
         ("batch size", fmt(prov.get("batch_size"))),
         ("max length", fmt(prov.get("max_length"))),
         (
@@ -178,6 +179,19 @@ def provenance(
         )
     versions = [(one_line(k, 60), one_line(v, 60)) for k, v in (prov.get("versions") or {}).items()]
     return {"facts": facts, "files": files, "versions": versions}
+
+
+def loading_text(loading: Any) -> str:
+    """How the weights loaded, in one line: ``dtype bfloat16; quantization bits=4,
+    quant_type=nf4; device_map auto`` (escaped by the template like every value)."""
+    if not isinstance(loading, Mapping) or not loading:
+        return "–"
+    parts = []
+    for key, value in loading.items():
+        if isinstance(value, Mapping):
+            value = ", ".join(f"{one_line(k, 60)}={one_line(v, 60)}" for k, v in value.items())
+        parts.append(f"{one_line(key, 40)} {one_line(value, 200)}")
+    return clean("; ".join(parts), 400)
 
 
 def _file_row(role: str, path: Any, sha: Any, size: Any = None) -> dict[str, str]:

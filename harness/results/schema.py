@@ -102,6 +102,9 @@ class Provenance(_Open):
     versions: dict[str, Any] = Field(default_factory=dict)
     seed: int | None = None
     device: str | None = None
+    loading: dict[str, Any] | None = None
+    """How the weights loaded: the dtype (``auto`` resolved), and the device map, memory
+    limits, offload folder, quantization and attention kernel when set."""
     max_length: int | None = None
     batch_size: int | None = None
     started_at: str | None = None

@@ -320,6 +320,7 @@ def _provenance(
         "versions": library_versions(),
         "seed": suite.seed,
         "device": str(lm.device),
+        "loading": lm.loading,
         "max_length": lm.max_length,
         "batch_size": suite.batch_size,
         "started_at": started.isoformat(timespec="seconds"),

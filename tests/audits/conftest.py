@@ -48,6 +48,7 @@ class FakeLM:
         self.adapter_base = None  # no adapter, so no recorded base to compare
         self.has_adapter = False
         self.load_s = 0.0  # nothing to load
+        self.loading = {"dtype": "fake"}
         self.calls = 0
         self.rows = 0
 

@@ -346,7 +346,7 @@ def test_scalar_fields(suite_dir: Path) -> None:
     assert errors(path, check_files=False) == [
         "suite.yaml:2:7: name: must start with a letter or '_' and hold only letters, "
         "digits, '_' and '-'",
-        "suite.yaml:3:28: model.dtype: must be one of 'float32', 'bfloat16' or 'float16', "
+        "suite.yaml:3:28: model.dtype: must be one of 'auto', 'float32', 'bfloat16' or 'float16', "
         "got 'fp32'",
         "suite.yaml:3:42: model.device: must be auto, cpu, cuda, cuda:N or mps, got 'gpu'",
         "suite.yaml:3:59: model.max_length: must be >= 8, got 4",

@@ -80,12 +80,16 @@ def test_source_of_a_suite_model_section(adapter: str | None) -> None:
         path, allow_pickle, trust_remote_code = Path("m"), False, False
         dtype, device, max_length, allow_base_mismatch = "float32", "cpu", 64, True
 
+        def loading_options(self) -> dict[str, object]:
+            return {"dtype": self.dtype, "attn_implementation": "eager"}
+
     Model.adapter = Path(adapter) if adapter else None  # type: ignore[attr-defined]
-    assert source_of(Model) == ModelSource(
+    assert source_of(Model()) == ModelSource(
         path="m",
         adapter=adapter,
         dtype="float32",
         device="cpu",
         max_length=64,
         allow_base_mismatch=True,
+        attn_implementation="eager",
     )

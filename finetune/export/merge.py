@@ -23,8 +23,7 @@ What is merged is checked first, before anything loads:
 
 The base loads in ``dtype`` (float32 by default): the merged weights are computed and
 saved in that precision. float32 costs 4 bytes per parameter in memory (32 GB for an 8B
-model); bfloat16 halves that, and when the base is stored in bfloat16 it gives the same
-merged weights (one rounding of W + BA either way).
+model); bfloat16 and float16 halve that and round the merged weights to their precision.
 
 The output folder is written whole or not at all (``finetune.export.folder``); an
 existing non-empty folder is replaced only with ``overwrite``.

@@ -56,6 +56,11 @@ NO_MANIFEST = "no manifest.json; `finetune train` writes it when the run finishe
 BAD_MANIFEST = "manifest.json is not a JSON object"
 NO_BASE_RECORD = "manifest.json names no base_model path and fingerprint"
 NO_ADAPTER = "no adapter_config.json"
+BAD_ADAPTER = "adapter_config.json is not a JSON object"
+BASE_GONE = (
+    "{run}: the base model it was trained on, '{path}', is not here; pass --base with "
+    "that model's folder"
+)
 OUT_IS_FILE = "--out {out}: is a file, not a folder"
 OUT_NOT_EMPTY = "--out {out}: the folder exists and is not empty; pass --overwrite to replace it"
 OUT_HOLDS_INPUT = "--out {out}: would replace the {what} being merged ({path})"
@@ -73,7 +78,18 @@ QUANTIZED_RUN = (
     "unquantized in {dtype}, so the merged model differs from the adapter on the "
     "quantized base by the quantization error"
 )
+CANNOT_WRITE = "--out {out}: cannot write: {reason}"
 BAD_DTYPE = "--dtype: must be one of {choices}, got '{dtype}'"
+
+
+@dataclass(frozen=True)
+class Run:
+    """A finished fine-tune output folder, as ``read_run`` found it."""
+
+    folder: Path
+    manifest: dict[str, Any]
+    manifest_sha256: str
+    adapter_config: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -108,8 +124,11 @@ def merge_adapter(
 
     if dtype not in DTYPES:
         raise UserError(BAD_DTYPE.format(choices=", ".join(DTYPES), dtype=dtype))
-    run_folder, manifest, manifest_sha = read_run(run)
+    found = read_run(run)
+    run_folder, manifest = found.folder, found.manifest
     base_path = base if base is not None else str(manifest["base_model"]["path"])
+    if base is None and Path(base_path).is_absolute() and not Path(base_path).is_dir():
+        raise UserError(BASE_GONE.format(run=display_path(run_folder), path=base_path))
     base_folder = resolve_folder(base_path, what="base model")
     target = check_out(out, overwrite, inputs={"run": run_folder, "base model": base_folder})
     check_weights(base_folder, what="base model", allow_pickle=allow_pickle, opt_in=OPT_IN_RUN)
@@ -140,7 +159,6 @@ def merge_adapter(
     merged, tokenizer = _merged_model(
         base_folder, base_path, run_folder, dtype, allow_pickle, trust_remote_code
     )
-    adapter_config = json.loads((run_folder / ADAPTER_CONFIG).read_text(encoding="utf-8"))
     record: dict[str, Any] = {
         "merge_version": MERGE_VERSION,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -150,8 +168,8 @@ def merge_adapter(
         "base_model": base_fp.as_dict(),
         "adapter": fingerprint_folder(run_folder, allow_pickle=allow_pickle).as_dict(),
         "adapter_base": against,
-        "run": {"path": str(run_folder), "manifest_sha256": manifest_sha},
-        "lora": _lora_summary(adapter_config),
+        "run": {"path": str(run_folder), "manifest_sha256": found.manifest_sha256},
+        "lora": _lora_summary(found.adapter_config),
         "trained_on_quantized_base": trained_quantized,
         "warnings": warnings,
     }
@@ -168,33 +186,22 @@ def merge_adapter(
             }
             text = json.dumps(record, indent=1, ensure_ascii=False, allow_nan=False) + "\n"
             (staging / MERGE_RECORD).write_text(text, encoding="utf-8")
-    except OSError as exc:
-        where = exc.filename or display_path(target)
-        raise UserError(
-            f"--out {display_path(target)}: cannot write {where}: {exc.strerror or exc}"
-        ) from None
+    except OSError as exc:  # a full disk, no permission: nothing was left behind
+        reason = exc.strerror or str(exc)
+        raise UserError(CANNOT_WRITE.format(out=display_path(target), reason=reason)) from None
     return MergeResult(out=target, record=record, warnings=tuple(warnings))
 
 
-def read_run(run: str | Path) -> tuple[Path, dict[str, Any], str]:
-    """(the run folder, its manifest, the manifest's sha256), or a UserError saying why
-    the folder is not a finished fine-tune run."""
+def read_run(run: str | Path) -> Run:
+    """The run folder with its manifest and adapter config, or a UserError saying why the
+    folder is not a finished fine-tune run."""
     folder = resolve_path(run, Path.cwd())
     shown = display_path(folder)
     if not folder.is_dir():
         raise UserError(NOT_A_RUN.format(run=shown, reason=NO_FOLDER))
-    path = folder / MANIFEST
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise UserError(NOT_A_RUN.format(run=shown, reason=NO_MANIFEST)) from None
-    except OSError as exc:
-        raise UserError(f"{display_path(path)}: cannot read: {exc.strerror or exc}") from None
-    try:
-        manifest = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError, RecursionError):
-        manifest = None
-    if not isinstance(manifest, dict):
+    raw = _read_bytes(folder / MANIFEST, NOT_A_RUN.format(run=shown, reason=NO_MANIFEST))
+    manifest = _json_object(raw)
+    if manifest is None:
         raise UserError(NOT_A_RUN.format(run=shown, reason=BAD_MANIFEST))
     recorded = manifest.get("base_model")
     if not (
@@ -203,9 +210,30 @@ def read_run(run: str | Path) -> tuple[Path, dict[str, Any], str]:
         and isinstance(recorded.get("fingerprint"), str)
     ):
         raise UserError(NOT_A_RUN.format(run=shown, reason=NO_BASE_RECORD))
-    if not (folder / ADAPTER_CONFIG).is_file():
-        raise UserError(NOT_A_RUN.format(run=shown, reason=NO_ADAPTER))
-    return folder, manifest, hashlib.sha256(raw).hexdigest()
+    adapter_raw = _read_bytes(
+        folder / ADAPTER_CONFIG, NOT_A_RUN.format(run=shown, reason=NO_ADAPTER)
+    )
+    adapter_config = _json_object(adapter_raw)
+    if adapter_config is None:
+        raise UserError(NOT_A_RUN.format(run=shown, reason=BAD_ADAPTER))
+    return Run(folder, manifest, hashlib.sha256(raw).hexdigest(), adapter_config)
+
+
+def _read_bytes(path: Path, missing: str) -> bytes:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise UserError(missing) from None
+    except OSError as exc:
+        raise UserError(f"{display_path(path)}: cannot read: {exc.strerror or exc}") from None
+
+
+def _json_object(raw: bytes) -> dict[str, Any] | None:
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        return None
+    return data if isinstance(data, dict) else None
 
 
 def check_out(out: str | Path, overwrite: bool, *, inputs: dict[str, Path]) -> Path:

@@ -19,7 +19,10 @@ import pytest
 
 from finetune.cli import main
 from finetune.export.merge import (
+    BAD_ADAPTER,
+    BASE_GONE,
     BASE_MISMATCH,
+    CANNOT_WRITE,
     MERGE_RECORD,
     NO_FOLDER,
     NO_MANIFEST,
@@ -220,6 +223,61 @@ def test_not_a_run_is_exit_2(
     assert not (tmp_path / "m").exists()
 
 
+def test_bad_adapter_config_is_exit_2(
+    llama_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any
+) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(llama_run, run)
+    (run / "adapter_config.json").write_text("[1]")
+    monkeypatch.chdir(tmp_path)
+    assert main(["merge", "run", "--out", "m"]) == 2
+    assert _error(capsys) == ["error: " + NOT_A_RUN.format(run="run", reason=BAD_ADAPTER)]
+
+
+def test_moved_base_needs_base_and_its_copy_merges(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any
+) -> None:
+    from tests.tiny_models import build_model
+
+    base = build_model(tmp_path / "base", "llama")
+    peft_run(base, tmp_path / "run")
+    monkeypatch.chdir(tmp_path)
+    base.rename(tmp_path / "moved")
+    capsys.readouterr()
+    assert main(["merge", "run", "--out", "m"]) == 2
+    assert _error(capsys) == ["error: " + BASE_GONE.format(run="run", path=str(base))]
+    # the same files elsewhere: the same fingerprint
+    assert main(["merge", "run", "--out", "m", "--base", "moved"]) == 0
+    assert json.loads((tmp_path / "m" / MERGE_RECORD).read_text())["adapter_base"]["match"]
+
+
+def test_pickle_base_needs_allow_pickle(
+    tiny_llama: Path, llama_run: Path, tmp_path: Path, monkeypatch: Any, capsys: Any
+) -> None:
+    import torch
+    from safetensors.torch import load_file
+
+    from harness.model.files import OPT_IN_RUN, PICKLE_REFUSED
+
+    base = tmp_path / "pickled"
+    shutil.copytree(tiny_llama, base)
+    weights = load_file(str(base / "model.safetensors"))
+    torch.save(weights, base / "pytorch_model.bin")
+    (base / "model.safetensors").unlink()
+    monkeypatch.chdir(tmp_path)
+    capsys.readouterr()
+    args = ["merge", str(llama_run), "--out", "m", "--base", "pickled"]
+    assert main(args) == 2
+    refused = PICKLE_REFUSED.format(
+        what="base model", path=base, files="pytorch_model.bin", opt_in=OPT_IN_RUN
+    )
+    assert _error(capsys) == ["error: " + refused]
+    # allowed: loaded by torch's restricted unpickler; the weights are another file now,
+    # so the base has another fingerprint and the mismatch must be allowed too
+    assert main([*args, "--allow-pickle", "--allow-base-mismatch"]) == 0
+    assert (tmp_path / "m" / "model.safetensors").is_file()
+
+
 def test_existing_out_needs_overwrite(
     llama_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any
 ) -> None:
@@ -316,7 +374,8 @@ def test_failed_save_leaves_no_output(
         err = capsys.readouterr().err
         if isinstance(error, OSError):
             assert code == 2
-            assert err.startswith(f"error: --out {out}: cannot write") and "No space left" in err
+            expected = CANNOT_WRITE.format(out=out, reason="No space left on device")
+            assert err.splitlines() == [f"error: {expected}"]
         else:
             assert code == 3 and "internal error: RuntimeError: boom" in err
     assert not (tmp_path / "m").exists()

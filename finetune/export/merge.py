@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -79,6 +80,8 @@ QUANTIZED_RUN = (
     "quantized base by the quantization error"
 )
 CANNOT_WRITE = "--out {out}: cannot write: {reason}"
+BAD_SHARD_SIZE = "--max-shard-size: must be a size such as 5GB or 500MB, got '{size}'"
+SHARD_SIZE = re.compile(r"[1-9][0-9]*(KB|MB|GB|KiB|MiB|GiB)")
 BAD_DTYPE = "--dtype: must be one of {choices}, got '{dtype}'"
 
 
@@ -124,6 +127,8 @@ def merge_adapter(
 
     if dtype not in DTYPES:
         raise UserError(BAD_DTYPE.format(choices=", ".join(DTYPES), dtype=dtype))
+    if max_shard_size is not None and not SHARD_SIZE.fullmatch(max_shard_size):
+        raise UserError(BAD_SHARD_SIZE.format(size=max_shard_size))
     found = read_run(run)
     run_folder, manifest = found.folder, found.manifest
     base_path = base if base is not None else str(manifest["base_model"]["path"])
@@ -173,23 +178,32 @@ def merge_adapter(
         "trained_on_quantized_base": trained_quantized,
         "warnings": warnings,
     }
+    write_checkpoint(target, merged, tokenizer, record, max_shard_size=max_shard_size)
+    return MergeResult(out=target, record=record, warnings=tuple(warnings))
+
+
+def write_checkpoint(
+    target: Path, model: Any, tokenizer: Any, record: dict[str, Any], *, max_shard_size: str | None
+) -> None:
+    """Save model, tokenizer and ``record`` (as merge.json, with the fingerprint the
+    harness will give the folder) to ``target``, whole or not at all."""
+    from harness.model.fingerprint import fingerprint_folder
+
+    save: dict[str, Any] = {"safe_serialization": True}
+    if max_shard_size is not None:
+        save["max_shard_size"] = max_shard_size
     try:
         with staged_folder(target) as staging:
-            save_kwargs: dict[str, Any] = {"safe_serialization": True}
-            if max_shard_size is not None:
-                save_kwargs["max_shard_size"] = max_shard_size
-            merged.save_pretrained(str(staging), **save_kwargs)
+            model.save_pretrained(str(staging), **save)
             tokenizer.save_pretrained(str(staging))
             # what the harness will name this model by (merge.json itself is not hashed)
-            record["merged"] = {
-                "fingerprint": fingerprint_folder(staging, allow_pickle=False).digest
-            }
+            digest = fingerprint_folder(staging, allow_pickle=False).digest
+            record["merged"] = {"fingerprint": digest}
             text = json.dumps(record, indent=1, ensure_ascii=False, allow_nan=False) + "\n"
             (staging / MERGE_RECORD).write_text(text, encoding="utf-8")
     except OSError as exc:  # a full disk, no permission: nothing was left behind
         reason = exc.strerror or str(exc)
         raise UserError(CANNOT_WRITE.format(out=display_path(target), reason=reason)) from None
-    return MergeResult(out=target, record=record, warnings=tuple(warnings))
 
 
 def read_run(run: str | Path) -> Run:

@@ -20,6 +20,7 @@ import pytest
 from finetune.cli import main
 from finetune.export.merge import (
     BAD_ADAPTER,
+    BAD_SHARD_SIZE,
     BASE_GONE,
     BASE_MISMATCH,
     CANNOT_WRITE,
@@ -91,14 +92,20 @@ def write_manifest(run: Path, base: Path, **config: Any) -> None:
     (run / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
 
 
-def peft_run(base: Path, run: Path, *, seed: int = 0, **lora: Any) -> Path:
+def peft_run(base: Path, run: Path, *, seed: int = 0, quantized: Any = None, **lora: Any) -> Path:
     """An adapter folder built with peft directly: random A and B (and DoRA magnitudes),
-    the base's tokenizer and a manifest naming the base."""
+    the base's tokenizer and a manifest naming the base; on the base loaded with the
+    ``quantized`` BitsAndBytesConfig when given (a QLoRA adapter)."""
     import torch
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    model = AutoModelForCausalLM.from_pretrained(base)
+    if quantized is not None:
+        model = AutoModelForCausalLM.from_pretrained(
+            base, quantization_config=quantized, device_map="cpu"
+        )
+    else:
+        model = AutoModelForCausalLM.from_pretrained(base)
     conv1d = any(type(m).__name__ == "Conv1D" for m in model.modules())
     config = LoraConfig(
         r=4,
@@ -220,6 +227,8 @@ def test_not_a_run_is_exit_2(
     (tmp_path / "run" / "adapter_config.json").write_text("{}")
     assert main(["merge", "run", "--out", "m"]) == 2
     assert _error(capsys) == ["error: " + NOT_A_RUN.format(run="run", reason=NO_MANIFEST)]
+    assert main(["merge", "run", "--out", "m", "--max-shard-size", "5 gigs"]) == 2
+    assert _error(capsys) == ["error: " + BAD_SHARD_SIZE.format(size="5 gigs")]
     assert not (tmp_path / "m").exists()
 
 
@@ -340,7 +349,19 @@ def test_quantized_base_is_refused(
 def test_qlora_run_merges_with_a_warning(
     tiny_llama: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any
 ) -> None:
-    run = peft_run(tiny_llama, tmp_path / "run")
+    """An adapter trained on the 4-bit base (its LoRA layers wrap bitsandbytes'
+    Linear4bit) merges into the unquantized base, with the warning."""
+    import torch
+    from transformers import BitsAndBytesConfig
+
+    pytest.importorskip("bitsandbytes", reason="bitsandbytes is not installed")
+    four_bit = BitsAndBytesConfig(
+        load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.float32
+    )
+    try:
+        run = peft_run(tiny_llama, tmp_path / "run", quantized=four_bit)
+    except (RuntimeError, ImportError) as exc:  # a build of bitsandbytes without CPU support
+        pytest.skip(f"bitsandbytes cannot quantize on this machine: {exc}")
     write_manifest(run, tiny_llama, quantization={"bits": 4, "quant_type": "nf4"})
     monkeypatch.chdir(tmp_path)
     assert main(["merge", "run", "--out", "m"]) == 0

@@ -73,10 +73,15 @@ def _add_merge(sub: Any) -> None:
         "plain transformers checkpoint (safetensors, the run's tokenizer, merge.json) that "
         "`harness run` loads as a model. The folder is written whole or not at all.",
     )
-    merge.add_argument("run", help="`finetune train` output folder (adapter + manifest.json)")
-    merge.add_argument("--out", required=True, help="folder to write the merged checkpoint to")
+    merge.add_argument(
+        "run", metavar="RUN", help="`finetune train` output folder (adapter + manifest.json)"
+    )
+    merge.add_argument(
+        "--out", required=True, metavar="DIR", help="folder to write the merged checkpoint to"
+    )
     merge.add_argument(
         "--base",
+        metavar="PATH",
         help="base model folder (default: the manifest's); its fingerprint must match the "
         "one the run was trained on",
     )
@@ -92,7 +97,9 @@ def _add_merge(sub: Any) -> None:
         help="precision the base loads, merges and is saved in (default: float32)",
     )
     merge.add_argument(
-        "--max-shard-size", help="largest weight file, e.g. 5GB (default: transformers')"
+        "--max-shard-size",
+        metavar="SIZE",
+        help="largest weight file, e.g. 5GB (default: transformers')",
     )
     merge.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
     merge.add_argument(

@@ -61,7 +61,76 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--out", help="search folder (default: OUTPUT/search)")
     search.add_argument("--no-progress", action="store_true", help="no progress bar")
     _add_select(sub)
+    _add_merge(sub)
     return parser
+
+
+def _add_merge(sub: Any) -> None:
+    merge = sub.add_parser(
+        "merge",
+        help="merge a run's LoRA adapter into its base: a plain checkpoint",
+        description="Fold RUN's adapter into the base model its manifest names and write a "
+        "plain transformers checkpoint (safetensors, the run's tokenizer, merge.json) that "
+        "`harness run` loads as a model. The folder is written whole or not at all.",
+    )
+    merge.add_argument(
+        "run", metavar="RUN", help="`finetune train` output folder (adapter + manifest.json)"
+    )
+    merge.add_argument(
+        "--out", required=True, metavar="DIR", help="folder to write the merged checkpoint to"
+    )
+    merge.add_argument(
+        "--base",
+        metavar="PATH",
+        help="base model folder (default: the manifest's); its fingerprint must match the "
+        "one the run was trained on",
+    )
+    merge.add_argument(
+        "--allow-base-mismatch",
+        action="store_true",
+        help="merge into a base whose fingerprint differs from the run's",
+    )
+    merge.add_argument(
+        "--dtype",
+        choices=["float32", "bfloat16", "float16"],
+        default="float32",
+        help="precision the base loads, merges and is saved in (default: float32)",
+    )
+    merge.add_argument(
+        "--max-shard-size",
+        metavar="SIZE",
+        help="largest weight file, e.g. 5GB (default: transformers')",
+    )
+    merge.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
+    merge.add_argument(
+        "--allow-pickle", action="store_true", help="allow .bin/.pt (pickle) weights"
+    )
+    merge.add_argument(
+        "--trust-remote-code",
+        action="store_true",
+        help="allow the base checkpoint's own Python code",
+    )
+
+
+def _merge(args: argparse.Namespace, console: Any) -> int:
+    from finetune.export.merge import merge_adapter
+    from harness.data.rows import display_path
+
+    result = merge_adapter(
+        args.run,
+        args.out,
+        base=args.base,
+        dtype=args.dtype,
+        allow_pickle=args.allow_pickle,
+        trust_remote_code=args.trust_remote_code,
+        allow_base_mismatch=args.allow_base_mismatch,
+        overwrite=args.overwrite,
+        max_shard_size=args.max_shard_size,
+        console=console,
+    )
+    shown = f"merged ({args.dtype}): {display_path(result.out)}"
+    console.print(shown, markup=False, highlight=False)  # a path is never markup
+    return EXIT_OK
 
 
 def _add_select(sub: Any) -> None:
@@ -144,6 +213,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     def command() -> int:
         if args.command == "select":
             return _select(args, console)
+        if args.command == "merge":
+            return _merge(args, console)
         config = load_config(args.config)
         if args.command == "train":
             from finetune.train.run import train

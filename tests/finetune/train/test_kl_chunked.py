@@ -166,6 +166,37 @@ def test_a_head_in_modules_to_save_is_the_original_in_the_base(tiny_llama: Path)
     assert_equal_with_gradients(model, random_batch(model.config.vocab_size), 1.0)
 
 
+def test_a_lora_adapted_head_is_its_base_layer_in_the_base(tiny_llama: Path) -> None:
+    from transformers import AutoModelForCausalLM
+
+    base = AutoModelForCausalLM.from_pretrained(tiny_llama)
+    model = adapted(base, target_modules=["q_proj", "v_proj", "lm_head"])
+    layer = model.get_base_model().lm_head
+    assert hasattr(layer, "lora_A")
+    assert BaseHead(model).module is layer.base_layer
+    assert_equal_with_gradients(model, random_batch(model.config.vocab_size), 2.0)
+
+
+def test_a_packed_row_gives_each_examples_own_states(tiny_llama: Path) -> None:
+    """Packing (no attention mask, position ids restarting at each example): the base
+    pass takes the extra per-token inputs, and an example's states in a packed row are
+    those it has alone."""
+    from transformers import AutoModelForCausalLM
+
+    model = adapted(AutoModelForCausalLM.from_pretrained(tiny_llama))
+    inputs = random_batch(model.config.vocab_size, lengths=(9, 6))
+    mask = inputs["labels"][:, 1:].ne(-100)
+    alone = BaseStates(0)(model, inputs["input_ids"], inputs["attention_mask"], mask)
+    ids = torch.cat([inputs["input_ids"][0, :9], inputs["input_ids"][1, :6]])[None]
+    labels = torch.cat([inputs["labels"][0, :9], inputs["labels"][1, :6]])[None]
+    positions = torch.cat([torch.arange(9), torch.arange(6)])[None]
+    states = BaseStates(0)
+    packed = states(model, ids, None, labels[:, 1:].ne(-100), position_ids=positions)
+    assert packed.shape == alone.shape
+    assert torch.allclose(packed, alone, atol=1e-5)
+    assert states.head is not None and states.head.verified
+
+
 def test_an_unknown_transform_of_the_logits_is_refused(tiny_gpt2: Path) -> None:
     from transformers import GPT2LMHeadModel
 

@@ -123,7 +123,8 @@ class BaseHead:
         same positions: an architecture that transforms its logits in an unknown way."""
         ours = self(hidden).float().to(logits.device)
         theirs = logits.float()
-        eps = torch.finfo(hidden.dtype).eps if hidden.is_floating_point() else 1e-3
+        # as precise as the coarser of the two (autocast may compute the model's in bf16)
+        eps = max(torch.finfo(t.dtype).eps for t in (hidden, logits) if t.is_floating_point())
         tolerance = max(1e-4, 16 * eps) * (1.0 + float(theirs.abs().max()))
         diff = float((ours - theirs).abs().max()) if ours.shape == theirs.shape else float("inf")
         if not diff <= tolerance:

@@ -565,7 +565,8 @@ def ewc_penalty(terms: Sequence[tuple[Any, tuple[torch.Tensor, ...]]]) -> torch.
             adapter = module.active_adapters[0]
             b = module.lora_B[adapter].weight.float()
             a = module.lora_A[adapter].weight.float()
-            out_f, in_f = (parts[1], parts[0]) if module.fan_in_fan_out else parts
+            transposed = getattr(module, "fan_in_fan_out", False)
+            out_f, in_f = (parts[1], parts[0]) if transposed else parts
             left = (b.T * out_f.to(b.device)) @ b
             right = (a * in_f.to(a.device)) @ a.T
             term = (left * right).sum() * float(module.scaling[adapter]) ** 2

@@ -314,7 +314,10 @@ class ReplaySpec(_Strict):
 class KLSpec(_Strict):
     """Learning without Forgetting (Li & Hoiem 2016): a KL term keeps the adapted model's
     next-token distributions close to the base model's on the training inputs. The base
-    model is the same model with the adapter disabled (no second copy)."""
+    model is the same model with the adapter disabled (no second copy). Its pass keeps
+    only its last hidden states at the trained-on positions; the KL computes the base's
+    logits from them a few positions at a time, so no second [positions, vocabulary]
+    tensor is held besides the adapted logits."""
 
     weight: float = Field(gt=0)
     """Weight of KL(base || adapted), averaged over the trained-on positions (those
@@ -323,15 +326,18 @@ class KLSpec(_Strict):
     temperature: float = Field(default=1.0, gt=0)
     """Softmax temperature of both distributions (the term is scaled by its square)."""
     cache_mb: int = Field(default=256, ge=0)
-    """Memory (MB) for keeping the base model's log-probabilities of the examples seen so
-    far: an example seen again (the next epoch) needs no adapter-disabled forward pass.
-    Examples are kept in the order first seen until the budget is used; 0: no cache."""
+    """Memory (MB) for keeping the base model's last hidden states at the trained-on
+    positions of the examples seen so far (hidden size x bytes per value per position,
+    e.g. 8 KB for a 4096-wide bfloat16 model): an example seen again (the next epoch)
+    needs no adapter-disabled forward pass. Examples are kept in the order first seen
+    until the budget is used; 0: no cache."""
 
 
 class EWCSpec(_Strict):
     """Elastic Weight Consolidation (Kirkpatrick et al. 2017) on the LoRA delta: the
     diagonal Fisher F of each adapted base weight on original-task data, computed once
-    before training, weights the penalty weight / 2 * sum F * (scaling * B @ A)^2."""
+    before training, weights the penalty weight / 2 * sum F * (scaling * B @ A)^2.
+    Needs gradients on the base weights, so not with a quantized base."""
 
     weight: float = Field(gt=0)
     """Weight of the penalty. F is normalized to mean 1 over the adapted weights, so the
@@ -340,6 +346,17 @@ class EWCSpec(_Strict):
     """Original-task data on which the Fisher is estimated."""
     samples: int = Field(default=64, ge=1)
     """Examples of `data` used for the Fisher (the first ones after a seeded shuffle)."""
+    fisher: Literal["full", "factored", "auto"] = "auto"
+    """How F is kept, in float32. full: one value per adapted base weight entry (4 bytes
+    each: about 28 GB for every linear layer of an 8B model). factored: per weight
+    matrix, the row and column sums of the squared gradients only (4 bytes per row and
+    column), F_ij ~ r_i * c_j / sum(r), Adafactor's rank-1 approximation (Shazeer & Stern
+    2018); the penalty is computed from them without a full-size tensor. auto: full when
+    it fits `memory_mb`, else factored. The form and its bytes are recorded in the
+    manifest (curation.ewc_fisher)."""
+    memory_mb: int = Field(default=1024, ge=1)
+    """Memory (MB) the Fisher may take; a run whose chosen form needs more stops before
+    computing it, saying how much it needs."""
 
 
 class AntiForgettingSpec(_Strict):

@@ -163,11 +163,11 @@ def _build_trainer(
     from transformers import EarlyStoppingCallback, PrinterCallback, TrainingArguments, set_seed
 
     from finetune.train.encode import Collator, ReplayMix, encode_examples, replay_count
+    from finetune.train.forgetting import diagonal_fisher
     from finetune.train.trainer import (
         EpochCallback,
         FinalEvalCallback,
         FinetuneTrainer,
-        diagonal_fisher,
     )
     from finetune.train.validation import build_label_task
     from harness.model.language_model import ModelSource, load_for_training, resolve_max_length
@@ -257,7 +257,9 @@ def _build_trainer(
     fisher = None
     if af.ewc is not None:
         model.to(args.device)
-        fisher = diagonal_fisher(model, encoded(curated.ewc, "ewc"), int(tokenizer.pad_token_id))
+        ewc_rows, pad = encoded(curated.ewc, "ewc"), int(tokenizer.pad_token_id)
+        fisher = diagonal_fisher(model, ewc_rows, pad, af.ewc.fisher, af.ewc.memory_mb)
+        curated.report["ewc_fisher"] = fisher.plan.describe()  # in the manifest's curation
     trainer = FinetuneTrainer(
         model=model,
         args=args,

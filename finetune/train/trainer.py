@@ -3,17 +3,9 @@
 ``compute_loss`` adds to the (per-example weighted) cross-entropy on target tokens:
 
 - KL to base (Learning without Forgetting, Li & Hoiem 2016): KL(p_base || p_adapted)
-  of the next-token distributions at the trained-on positions (those whose next token
-  is a target: not the prompt, not padding). p_base comes from the same model with the
-  adapter disabled, in eval mode and without gradients (no second copy, no graph): one
-  forward pass per batch whose LM head runs at those positions only, as the adapted
-  pass's does, and none for an example whose base log-probabilities are still held
-  from an earlier epoch (``BaseLogProbs``). The KL and its gradient are computed in
-  chunks of positions (``ChunkedKL``), so no extra [positions, vocab] tensor is kept for
-  the backward pass beyond the logits the cross-entropy needs anyway.
-- EWC (Kirkpatrick et al. 2017) on the LoRA delta: weight / 2 * sum F * dW^2 where
-  dW = scaling * B @ A is what the adapter adds to a base weight W and F is the diagonal
-  (empirical) Fisher of W on original-task data, computed once before training.
+  at the trained-on positions, p_base from the same model with the adapter disabled;
+- EWC (Kirkpatrick et al. 2017): a Fisher-weighted penalty on the LoRA delta;
+both in finetune.train.forgetting, which also says how their memory is bounded.
 
 Evaluation uses the plain, unweighted cross-entropy, so validation losses of different
 runs compare; with a label set (finetune.train.validation) each evaluation adds the accuracy
@@ -25,14 +17,14 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Sequence
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from transformers import Trainer, TrainerCallback
 
-from finetune.train.encode import IGNORE, Collator
+from finetune.train.encode import IGNORE
+from finetune.train.forgetting import BaseStates, Fisher, ewc_penalty, kl_to_base, lora_layers
 from finetune.train.validation import LabelTask, accuracy_metrics, accuracy_rank
 
 
@@ -84,200 +76,6 @@ def weighted_ce(ce: torch.Tensor, mask: torch.Tensor, weight: torch.Tensor | Non
     return (ce * w).sum() / w.sum().clamp_min(1e-12)
 
 
-KL_CHUNK_ELEMENTS = 1 << 22  # positions x vocabulary per chunk: 16 MB of float32
-
-
-def _chunks(n: int, vocab: int) -> list[slice]:
-    rows = max(1, KL_CHUNK_ELEMENTS // max(1, vocab))
-    return [slice(start, start + rows) for start in range(0, n, rows)]
-
-
-class ChunkedKL(torch.autograd.Function):
-    """sum over positions of KL(q || softmax(z / T)), q given as log-probabilities.
-
-    Forward and backward go over chunks of positions, and the backward recomputes the
-    softmax (the gradient with respect to z is (softmax(z / T) - q) / T), so nothing of
-    size [positions, vocab] is saved besides the inputs."""
-
-    @staticmethod
-    def forward(  # type: ignore[override]
-        ctx: Any, logits: torch.Tensor, base_log_probs: torch.Tensor, temperature: float
-    ) -> torch.Tensor:
-        ctx.save_for_backward(logits, base_log_probs)
-        ctx.temperature = temperature
-        dtype = torch.promote_types(logits.dtype, torch.float32)  # at least float32
-        total = torch.zeros((), dtype=dtype, device=logits.device)
-        for part in _chunks(logits.shape[0], logits.shape[-1]):
-            log_p = F.log_softmax(logits[part].to(dtype) / temperature, dim=-1)
-            log_q = base_log_probs[part]
-            total += (log_q.exp() * (log_q - log_p)).sum()
-        return total
-
-    @staticmethod
-    def backward(ctx: Any, grad_out: torch.Tensor) -> Any:  # type: ignore[override]
-        logits, base_log_probs = ctx.saved_tensors
-        t = ctx.temperature
-        grad = torch.empty_like(logits)
-        dtype = torch.promote_types(logits.dtype, torch.float32)
-        for part in _chunks(logits.shape[0], logits.shape[-1]):
-            p = F.softmax(logits[part].to(dtype) / t, dim=-1)
-            grad[part] = ((p - base_log_probs[part].exp()) * (grad_out / t)).to(grad.dtype)
-        return grad, None, None
-
-
-def kl_to_base(
-    logits: torch.Tensor, base_log_probs: torch.Tensor, temperature: float
-) -> torch.Tensor:
-    """KL(base || adapted) per position, averaged, times T^2 (Hinton et al. 2015).
-
-    ``logits`` (positions, vocab) are the adapted model's; ``base_log_probs`` the base
-    model's log-softmax at temperature T at the same positions (``base_log_probs``)."""
-    n = logits.shape[0]
-    if n == 0:
-        return logits.sum() * 0.0
-    total = ChunkedKL.apply(logits, base_log_probs, temperature)
-    return total / n * temperature * temperature
-
-
-def log_softmax_chunked(logits: torch.Tensor, temperature: float) -> torch.Tensor:
-    """log_softmax(logits / T) over the last dimension, in place when ``logits`` is
-    float32 (no gradient is taken through it), a chunk of positions at a time."""
-    out = logits if logits.dtype == torch.float32 else logits.float()
-    for part in _chunks(out.shape[0], out.shape[-1]):
-        chunk = out[part]
-        chunk /= temperature
-        chunk -= torch.logsumexp(chunk, dim=-1, keepdim=True)
-    return out
-
-
-class BaseLogProbs:
-    """The base model's log-probabilities at each example's trained-on positions, kept
-    (up to ``budget_bytes``, in the order first seen) so that an example seen again needs
-    no adapter-disabled forward pass. The base never changes during training and runs in
-    eval mode, so a kept value is what a new pass would give."""
-
-    def __init__(self, temperature: float, budget_bytes: int) -> None:
-        self.temperature = temperature
-        self.budget = budget_bytes
-        self.used = 0
-        self.kept: dict[tuple[tuple[int, ...], tuple[int, ...]], torch.Tensor] = {}
-        self.forward_passes = 0
-
-    def __call__(
-        self, peft_model: Any, input_ids: torch.Tensor, attention: torch.Tensor, mask: torch.Tensor
-    ) -> torch.Tensor:
-        """(positions, vocab) log-probabilities, rows in the order of ``mask``'s True
-        entries (row-major), as ``target_logits`` returns the adapted logits."""
-        keys = []
-        for b in range(input_ids.shape[0]):
-            length = int(attention[b].sum())
-            keys.append(
-                (
-                    tuple(input_ids[b, :length].tolist()),
-                    tuple(mask[b].nonzero().flatten().tolist()),
-                )
-            )
-        missing = [b for b, key in enumerate(keys) if key not in self.kept]
-        fresh: dict[int, torch.Tensor] = {}
-        if missing:
-            fresh = self._compute(peft_model, input_ids, attention, mask, missing)
-            for b, value in fresh.items():
-                size = value.numel() * value.element_size()
-                if keys[b] not in self.kept and self.used + size <= self.budget:
-                    self.kept[keys[b]] = value.clone()  # not a view holding the batch
-                    self.used += size
-        parts = [fresh[b] if b in fresh else self.kept[keys[b]] for b in range(len(keys))]
-        return torch.cat(parts) if parts else input_ids.new_zeros((0, 0), dtype=torch.float32)
-
-    def _compute(
-        self,
-        peft_model: Any,
-        input_ids: torch.Tensor,
-        attention: torch.Tensor,
-        mask: torch.Tensor,
-        rows: list[int],
-    ) -> dict[int, torch.Tensor]:
-        """One adapter-disabled forward pass over ``rows`` (padding trimmed to the
-        longest of them), in eval mode and without gradients."""
-        index = torch.tensor(rows, device=input_ids.device)
-        width = int(attention[index].sum(-1).max())
-        ids, att, keep = (
-            input_ids[index, :width],
-            attention[index, :width],
-            mask[index, : width - 1],
-        )
-        was_training = peft_model.training
-        peft_model.eval()  # the base's predictions without dropout
-        try:
-            with torch.no_grad(), peft_model.disable_adapter():
-                logits, _ = target_logits(peft_model, ids, att, keep)
-                log_probs = log_softmax_chunked(logits, self.temperature)
-        finally:
-            peft_model.train(was_training)
-        self.forward_passes += 1
-        counts = keep.sum(-1).tolist()
-        return dict(zip(rows, torch.split(log_probs, counts), strict=True))
-
-
-def lora_layers(model: Any) -> list[tuple[str, Any]]:
-    """(name, module) of every LoRA layer of a PEFT model (the active adapter's)."""
-    out = []
-    for name, module in model.named_modules():
-        if hasattr(module, "lora_A") and hasattr(module, "base_layer"):
-            adapter = module.active_adapters[0]
-            if adapter in module.lora_A:
-                out.append((name, module))
-    return out
-
-
-def lora_delta(module: Any) -> torch.Tensor:
-    """scaling * B @ A, laid out like the base layer's weight."""
-    adapter = module.active_adapters[0]
-    delta = module.lora_B[adapter].weight @ module.lora_A[adapter].weight
-    if getattr(module, "fan_in_fan_out", False):  # GPT-2's Conv1D stores W transposed
-        delta = delta.T
-    return delta * module.scaling[adapter]
-
-
-def diagonal_fisher(
-    model: Any, features: Sequence[dict[str, Any]], pad_id: int
-) -> dict[str, torch.Tensor]:
-    """Empirical diagonal Fisher of each LoRA-adapted base weight, mean-normalized.
-
-    F = mean over examples of (d log p(example) / dW)^2, one example per backward pass
-    (the Fisher is an expectation of squared per-example gradients), with the adapter
-    disabled and dropout off. Dividing by the mean over all entries makes ``ewc.weight``
-    independent of model size and loss scale.
-    """
-    layers = lora_layers(model)
-    weights = {name: module.base_layer.weight for name, module in layers}
-    fisher = {name: torch.zeros_like(w, dtype=torch.float32) for name, w in weights.items()}
-    before = {name: w.requires_grad for name, w in weights.items()}
-    was_training = model.training
-    collate = Collator(pad_id)
-    device = next(model.parameters()).device
-    model.eval()
-    try:
-        for w in weights.values():
-            w.requires_grad_(True)
-        with model.disable_adapter():
-            for feature in features:
-                batch = {k: v.to(device) for k, v in collate([feature]).items()}
-                logits = model(input_ids=batch["input_ids"]).logits
-                ce, _ = token_losses(logits, batch["labels"])
-                grads = torch.autograd.grad(ce.sum(), list(weights.values()))
-                for name, g in zip(weights, grads, strict=True):
-                    fisher[name] += g.detach().float() ** 2
-    finally:
-        for name, w in weights.items():
-            w.requires_grad_(before[name])
-        model.train(was_training)
-    total = sum(float(f.sum()) for f in fisher.values())
-    count = sum(f.numel() for f in fisher.values())
-    scale = count / total if total > 0 else 1.0
-    return {name: f * scale for name, f in fisher.items()}
-
-
 def step_factor(step: int, warmup: int, size: int, gamma: float) -> float:
     """Learning-rate factor of the step schedule: linear warmup, then torch's StepLR."""
     if step < warmup:
@@ -306,7 +104,7 @@ class FinetuneTrainer(Trainer):
         *args: Any,
         kl: tuple[float, float] | None = None,
         kl_cache_mb: int = 0,
-        fisher: dict[str, torch.Tensor] | None = None,
+        fisher: Fisher | None = None,
         ewc_weight: float = 0.0,
         step_schedule: tuple[int, float] | None = None,
         label_task: LabelTask | None = None,
@@ -317,16 +115,16 @@ class FinetuneTrainer(Trainer):
         super().__init__(*args, **kwargs)
         self.auto_eval = auto_eval  # eval_steps: auto, resolved when training starts
         self.kl = kl  # (weight, temperature)
-        self.base_log_probs = BaseLogProbs(kl[1], kl_cache_mb << 20) if kl else None
+        self.base_states = BaseStates(kl_cache_mb << 20) if kl else None
         self.ewc_weight = ewc_weight
         self.step_schedule = step_schedule  # (size, gamma)
         self.label_task = label_task
         self.pad_id = pad_id
         peft_model = self.accelerator.unwrap_model(self.model)
-        self.ewc_terms: list[tuple[Any, torch.Tensor]] = []
-        if fisher:
+        self.ewc_terms: list[tuple[Any, tuple[torch.Tensor, ...]]] = []
+        if fisher is not None:
             modules = dict(lora_layers(peft_model))
-            self.ewc_terms = [(modules[name], f) for name, f in fisher.items()]
+            self.ewc_terms = [(modules[name], f) for name, f in fisher.layers.items()]
         self._sums: dict[str, float] = {}
         self._count = 0
 
@@ -362,12 +160,11 @@ class FinetuneTrainer(Trainer):
         loss = weighted_ce(ce, torch.ones_like(ce, dtype=torch.bool), weight)
         parts = {"train_ce": plain}
         if self.kl is not None:
-            assert self.base_log_probs is not None
+            assert self.base_states is not None
             peft_model = self.accelerator.unwrap_model(model)
-            base = self.base_log_probs(
-                peft_model, inputs["input_ids"], inputs["attention_mask"], mask
-            )
-            parts["kl_to_base"] = kl_to_base(logits, base, self.kl[1])
+            base = self.base_states(peft_model, inputs["input_ids"], inputs["attention_mask"], mask)
+            assert self.base_states.head is not None
+            parts["kl_to_base"] = kl_to_base(logits, base, self.base_states.head, self.kl[1])
             loss = loss + self.kl[0] * parts["kl_to_base"]
         if self.ewc_terms:
             parts["ewc"] = self._ewc()
@@ -400,13 +197,7 @@ class FinetuneTrainer(Trainer):
         return output
 
     def _ewc(self) -> torch.Tensor:
-        total: torch.Tensor | None = None
-        for module, fisher in self.ewc_terms:
-            delta = lora_delta(module)
-            term = (fisher.to(delta.device) * delta.float() ** 2).sum()
-            total = term if total is None else total + term
-        assert total is not None
-        return total
+        return ewc_penalty(self.ewc_terms)
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         if "loss" in logs and self._count:

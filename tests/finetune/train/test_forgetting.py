@@ -22,6 +22,10 @@ OPTIONS: dict[str, dict[str, Any]] = {
     "replay": {"replay": {"data": ["orig.jsonl"], "fraction": 0.3}},
     "kl_to_base": {"kl_to_base": {"weight": 1.0}},
     "ewc": {"ewc": {"weight": 1.0, "data": ["orig.jsonl"], "samples": 32}},
+    # the rank-1 (row and column sums) Fisher that bounds EWC's memory (issue 18)
+    "ewc_factored": {
+        "ewc": {"weight": 1.0, "data": ["orig.jsonl"], "samples": 32, "fisher": "factored"}
+    },
 }
 
 
@@ -75,7 +79,7 @@ def test_naive_fine_tuning_forgets(runs: dict[str, tuple[float, float]]) -> None
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("option", ["replay", "kl_to_base", "ewc"])
+@pytest.mark.parametrize("option", ["replay", "kl_to_base", "ewc", "ewc_factored"])
 def test_option_forgets_less_than_naive(runs: dict[str, tuple[float, float]], option: str) -> None:
     (base_orig, base_new), (naive_orig, _) = runs["base"], runs["naive"]
     orig, new = runs[option]

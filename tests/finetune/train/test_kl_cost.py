@@ -4,7 +4,9 @@ two full forward passes) and `--no-progress` printed nothing for a whole run.
 The term is now computed at the trained-on positions only, from one adapter-disabled
 forward pass per batch without gradients (none for an example seen before), in chunks;
 its value must be the KL between the adapter-on and adapter-off next-token
-distributions at those positions, computed here directly with transformers.
+distributions at those positions, computed here directly with transformers. Since
+issue 18 the base pass keeps hidden states and the KL runs the base head on them a
+chunk at a time (more in test_kl_chunked.py).
 """
 
 from __future__ import annotations
@@ -19,9 +21,10 @@ import torch.nn.functional as F
 
 from finetune.cli import main
 from finetune.data.examples import Example
-from finetune.train import trainer as trainer_module
+from finetune.train import forgetting
 from finetune.train.encode import Collator, encode_examples
-from finetune.train.trainer import FinetuneTrainer, kl_to_base
+from finetune.train.forgetting import BaseHead, kl_to_base
+from finetune.train.trainer import FinetuneTrainer
 from tests.finetune.conftest import new_task_rows, write_config, write_jsonl
 
 ROWS = [
@@ -98,26 +101,44 @@ def test_kl_term_equals_the_kl_between_adapter_on_and_off(
     assert ours == pytest.approx(direct, rel=1e-4)
 
 
+class LinearLM(torch.nn.Module):
+    """Just an output head, as BaseHead finds it on a model."""
+
+    def __init__(self, hidden: int, vocab: int) -> None:
+        super().__init__()
+        self.config = None
+        self.lm_head = torch.nn.Linear(hidden, vocab, dtype=torch.float64)
+
+    def get_output_embeddings(self) -> torch.nn.Module:
+        return self.lm_head
+
+
 def test_chunked_kl_gradient_equals_autograd(monkeypatch: pytest.MonkeyPatch) -> None:
-    """ChunkedKL's own backward, over several chunks, against autograd of the formula."""
-    monkeypatch.setattr(trainer_module, "KL_CHUNK_ELEMENTS", 2 * 50)  # 2 rows per chunk
+    """ChunkedKL's own backward, over several chunks, against autograd of the formula;
+    the base's distribution is its head applied to its hidden states."""
+    monkeypatch.setattr(forgetting, "KL_CHUNK_ELEMENTS", 2 * 50)  # 2 rows per chunk
     torch.manual_seed(0)
+    head = BaseHead(LinearLM(8, 50))
     logits = torch.randn(7, 50, dtype=torch.float64, requires_grad=True)
-    base = torch.log_softmax(torch.randn(7, 50, dtype=torch.float64) / 1.5, -1)
-    ours = kl_to_base(logits, base, 1.5)
+    hidden = torch.randn(7, 8, dtype=torch.float64)
+    ours = kl_to_base(logits, hidden, head, 1.5)
     (grad,) = torch.autograd.grad(ours, logits)
     leaf = logits.detach().clone().requires_grad_(True)
     log_p = F.log_softmax(leaf / 1.5, -1)
+    with torch.no_grad():
+        base = F.log_softmax(head.module(hidden) / 1.5, -1)
     expected = (base.exp() * (base - log_p)).sum(-1).mean() * 1.5**2
     expected.backward()
-    assert float(ours) == pytest.approx(float(expected), rel=1e-12)
+    assert float(ours.detach()) == pytest.approx(float(expected.detach()), rel=1e-12)
     assert torch.allclose(grad, leaf.grad, rtol=1e-10, atol=1e-12)
 
 
 def test_one_base_pass_per_batch_without_gradients_and_none_when_kept(
-    tiny_gpt2: Path, tmp_path: Path
+    tiny_gpt2: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(forgetting, "KL_CHUNK_ELEMENTS", 4 * 300)  # 4 positions per chunk
     model, tok = peft_model(tiny_gpt2)
+    assert model.config.vocab_size == 300
     inputs = batch(tok)
     n_targets = int(inputs["labels"][:, 1:].ne(-100).sum())
     calls: list[tuple[bool, int]] = []  # (grad enabled, rows the LM head ran on)
@@ -125,20 +146,29 @@ def test_one_base_pass_per_batch_without_gradients_and_none_when_kept(
     head.register_forward_hook(
         lambda _m, _i, out: calls.append((torch.is_grad_enabled(), out.shape[0]))
     )
+
+    def chunks(n: int) -> list[tuple[bool, int]]:  # the KL's base logits, 4 rows a time
+        return [(False, min(4, n - start)) for start in range(0, n, 4)]
+
     trainer = make_trainer(model, tmp_path, 1.0, cache_mb=16)
     model.train()
     trainer.compute_loss(model, dict(inputs))
     first = trainer._sums["kl_to_base"]
-    # the adapted pass with gradients, the base pass without; the head ran at the
-    # trained-on positions only, in both
-    assert calls == [(True, n_targets), (False, n_targets)]
-    assert trainer.base_log_probs.forward_passes == 1
+    # the adapted pass with gradients at the trained-on positions; without gradients,
+    # once per run the check of the base head at one position (the model's pass, then
+    # the head alone), then the base pass, in which the head runs on no position; then
+    # the KL's base logits, a chunk at a time
+    check = [(False, 1), (False, 1)]
+    assert calls == [(True, n_targets), *check, (False, 0), *chunks(n_targets)]
+    assert trainer.base_states.forward_passes == 1
     assert model.training  # the base pass's eval mode was undone
+    hidden_bytes = n_targets * model.config.n_embd * 4
+    assert trainer.base_states.used == hidden_bytes  # hidden states, not log-probabilities
 
     calls.clear()
     trainer.compute_loss(model, dict(inputs))  # the same examples again: kept
-    assert calls == [(True, n_targets)]
-    assert trainer.base_log_probs.forward_passes == 1
+    assert calls == [(True, n_targets), *chunks(n_targets)]
+    assert trainer.base_states.forward_passes == 1
     assert trainer._sums["kl_to_base"] == pytest.approx(2 * first, rel=1e-6)
 
     # one new example in a batch of kept ones: a base pass over that example only
@@ -146,9 +176,8 @@ def test_one_base_pass_per_batch_without_gradients_and_none_when_kept(
     extra["input_ids"][0, 2] = 7  # a different first row
     calls.clear()
     trainer.compute_loss(model, dict(extra))
-    first_row = int(extra["labels"][0, 1:].ne(-100).sum())
-    assert calls == [(True, n_targets), (False, first_row)]
-    assert trainer.base_log_probs.forward_passes == 2
+    assert calls == [(True, n_targets), (False, 0), *chunks(n_targets)]
+    assert trainer.base_states.forward_passes == 2
 
 
 def test_no_budget_keeps_nothing(tiny_gpt2: Path, tmp_path: Path) -> None:
@@ -158,8 +187,8 @@ def test_no_budget_keeps_nothing(tiny_gpt2: Path, tmp_path: Path) -> None:
     model.train()
     for _ in range(2):
         trainer.compute_loss(model, dict(inputs))
-    assert trainer.base_log_probs.forward_passes == 2
-    assert trainer.base_log_probs.kept == {}
+    assert trainer.base_states.forward_passes == 2
+    assert trainer.base_states.kept == {}
 
 
 LINE = re.compile(

@@ -81,6 +81,17 @@ class Recorder(TrainerCallback):
     def __init__(self) -> None:
         self.losses: list[float] = []
         self.grads: list[dict[str, torch.Tensor]] = []
+        self.autocast: set[torch.dtype | None] = set()  # in the training forwards
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+        def seen(module: Any, inputs: Any) -> None:
+            if module.training:
+                on = torch.is_autocast_enabled("cpu")
+                self.autocast.add(torch.get_autocast_dtype("cpu") if on else None)
+
+        # inside the model: accelerate enters autocast in a wrapper of its forward
+        for module in list(kw["model"].modules())[1:]:
+            module.register_forward_pre_hook(seen)
 
     def on_pre_optimizer_step(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
         model = kw["model"]
@@ -130,6 +141,13 @@ def test_every_option_reaches_training_arguments_and_peft(
     assert (peft.use_dora, peft.use_rslora, peft.modules_to_save) == (False, False, None)
 
 
+def test_precision_arguments(bases: dict[str, Path], tmp_path: Path) -> None:
+    """fp16 asks the Trainer for fp16 (where a GPU runs it); fp32 asks for nothing."""
+    for precision, expected in (("fp16", {"fp16": True}), ("fp32", {})):
+        config = config_at(tmp_path / precision, bases["gpt2"], training={"precision": precision})
+        assert options.precision_arguments(config) == expected
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="fp16 runs on a GPU")
 def test_fp16_on_the_cpu_is_a_located_error(bases: dict[str, Path], tmp_path: Path) -> None:
     config = config_at(tmp_path, bases["gpt2"], training={"precision": "fp16"})
@@ -151,6 +169,7 @@ def test_gradient_checkpointing_gives_the_same_losses_and_gradients(
         train(config, callbacks=[recorder])
         runs.append(recorder)
     plain, checkpointed = runs
+    assert plain.autocast == checkpointed.autocast == {None}  # fp32: no autocast
     assert len(plain.losses) == len(plain.grads) == 2
     # observed on this CPU: identical to the last bit (0.0); the tolerance allows for
     # another kernel order in the recomputed forward
@@ -225,6 +244,17 @@ def test_an_unknown_module_to_save_is_a_located_error(
     assert exc.value.messages == [f"{where}: lora.modules_to_save[1]: {message}"]
 
 
+def test_a_regex_matching_no_module_is_a_located_error(
+    bases: dict[str, Path], tmp_path: Path
+) -> None:
+    config = config_at(tmp_path, bases["llama"], lora={"target_modules": {"regex": "nothing.*"}})
+    with pytest.raises(UserError) as exc:
+        built(config)
+    (message,) = exc.value.messages
+    where = at(config, "regex: nothing.*")
+    assert message.startswith(f"{where}: lora.target_modules: Target modules nothing.* not found")
+
+
 def half_loader(monkeypatch: pytest.MonkeyPatch, convert: Any) -> None:
     """load_for_training returning the base as ``convert`` makes it (a bfloat16 or
     4-bit base, until the shared loading layer reads base_model.dtype/quantization)."""
@@ -246,6 +276,8 @@ def test_a_bfloat16_base_trains_under_bf16_with_float32_masters(
     recorder = Recorder()
     result = train(config, callbacks=[recorder])
     assert all(math.isfinite(x) for x in recorder.losses) and len(recorder.losses) == 2
+    if not torch.cuda.is_available():
+        assert recorder.autocast == {torch.bfloat16}  # mixed precision on the CPU
     assert {g.dtype for g in recorder.grads[0].values()} == {torch.float32}
     weights = load_file(result.output_dir / "adapter_model.safetensors")
     assert {t.dtype for t in weights.values()} == {torch.float32}

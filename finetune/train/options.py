@@ -58,7 +58,7 @@ def precision_arguments(config: FinetuneConfig) -> dict[str, Any]:
 
     if is_torch_bf16_gpu_available():
         return {"bf16": True}
-    if torch.cuda.is_available():
+    if torch.accelerator.is_available():  # a GPU (CUDA, MPS, ...) without bfloat16
         raise UserError(located_in(config, ("training", "precision"), BF16_UNSUPPORTED))
     return {"bf16": True, "use_cpu": True}
 

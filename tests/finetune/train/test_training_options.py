@@ -121,7 +121,7 @@ def test_every_option_reaches_training_arguments_and_peft(
     trainer = built(config)
     args = trainer.args
     assert args.bf16 and not args.fp16
-    assert args.use_cpu == (not torch.cuda.is_available())  # bf16 on the CPU needs it
+    assert args.use_cpu == (not torch.accelerator.is_available())  # bf16 on the CPU needs it
     assert args.activation_checkpointing and args.gradient_checkpointing  # the alias mirrors
     assert args.activation_checkpointing_kwargs == {"use_reentrant": False}
     peft = trainer.model.peft_config["default"]
@@ -148,7 +148,7 @@ def test_precision_arguments(bases: dict[str, Path], tmp_path: Path) -> None:
         assert options.precision_arguments(config) == expected
 
 
-@pytest.mark.skipif(torch.cuda.is_available(), reason="fp16 runs on a GPU")
+@pytest.mark.skipif(torch.accelerator.is_available(), reason="fp16 runs on a GPU")
 def test_fp16_on_the_cpu_is_a_located_error(bases: dict[str, Path], tmp_path: Path) -> None:
     config = config_at(tmp_path, bases["gpt2"], training={"precision": "fp16"})
     with pytest.raises(UserError) as exc:
@@ -276,7 +276,7 @@ def test_a_bfloat16_base_trains_under_bf16_with_float32_masters(
     recorder = Recorder()
     result = train(config, callbacks=[recorder])
     assert all(math.isfinite(x) for x in recorder.losses) and len(recorder.losses) == 2
-    if not torch.cuda.is_available():
+    if not torch.accelerator.is_available():
         assert recorder.autocast == {torch.bfloat16}  # mixed precision on the CPU
     assert {g.dtype for g in recorder.grads[0].values()} == {torch.float32}
     weights = load_file(result.output_dir / "adapter_model.safetensors")

@@ -1,7 +1,7 @@
 """The memory and adapter options of issue 18 on tiny real models: each reaches
 TrainingArguments / peft as stated; gradient checkpointing changes neither the losses nor
 the gradients; DoRA, rsLoRA, modules_to_save and regex targets train and the harness
-scores the adapter; a bitsandbytes 4-bit base trains (QLoRA); what cannot work is a
+scores the adapter; a bitsandbytes 4-bit or 8-bit base trains (QLoRA); what cannot work is a
 located UserError."""
 
 from __future__ import annotations
@@ -300,16 +300,25 @@ def test_a_bfloat16_base_trains_under_bf16_with_float32_masters(
     ]
 
 
-def quantized_4bit(source: ModelSource, model: Any) -> Any:
-    """The same checkpoint loaded 4-bit NF4 by bitsandbytes on the CPU."""
-    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+def quantized(bits: int) -> Any:
+    """A loader of the checkpoint quantized by bitsandbytes on the CPU: 4-bit NF4
+    (bfloat16 compute, QLoRA's setting) or 8-bit (LLM.int8)."""
 
-    quantization = BitsAndBytesConfig(
-        load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.bfloat16
-    )
-    return AutoModelForCausalLM.from_pretrained(
-        source.path, quantization_config=quantization, device_map="cpu"
-    )
+    def load(source: ModelSource, model: Any) -> Any:
+        from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+
+        quantization = (
+            BitsAndBytesConfig(
+                load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.bfloat16
+            )
+            if bits == 4
+            else BitsAndBytesConfig(load_in_8bit=True)
+        )
+        return AutoModelForCausalLM.from_pretrained(
+            source.path, quantization_config=quantization, device_map="cpu"
+        )
+
+    return load
 
 
 @pytest.fixture(scope="module")
@@ -339,23 +348,24 @@ def llama64(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
-@pytest.fixture
-def four_bit(llama64: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """The Llama above, loaded 4-bit by load_for_training (skips where bitsandbytes
+@pytest.fixture(params=[4, 8], ids=["4bit", "8bit"])
+def kbit(request: Any, llama64: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The Llama above, loaded quantized by load_for_training (skips where bitsandbytes
     cannot quantize)."""
     pytest.importorskip("bitsandbytes")
+    load = quantized(request.param)
     try:
-        model = quantized_4bit(ModelSource(path=str(llama64)), None)
+        model = load(ModelSource(path=str(llama64)), None)
     except Exception as exc:  # noqa: BLE001 - any failure means: not on this machine
         pytest.skip(f"bitsandbytes cannot quantize here: {str(exc)[:200]}")
     if not options.is_quantized(model):
         pytest.skip("bitsandbytes loaded the model unquantized")
-    half_loader(monkeypatch, quantized_4bit)
+    half_loader(monkeypatch, load)
     return llama64
 
 
-def test_a_4bit_base_is_prepared_and_trains(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, four_bit: Path
+def test_a_quantized_base_is_prepared_and_trains(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kbit: Path
 ) -> None:
     import peft
 
@@ -367,7 +377,7 @@ def test_a_4bit_base_is_prepared_and_trains(
         return real(model, **kwargs)
 
     monkeypatch.setattr(peft, "prepare_model_for_kbit_training", spy)
-    config = config_at(tmp_path, four_bit, training={"gradient_checkpointing": True})
+    config = config_at(tmp_path, kbit, training={"gradient_checkpointing": True})
     recorder = Recorder()
     result = train(config, callbacks=[recorder])
     assert calls == [
@@ -382,11 +392,11 @@ def test_a_4bit_base_is_prepared_and_trains(
     assert lora_b and all(t.abs().sum() > 0 for t in lora_b)  # B starts at 0: it moved
 
 
-def test_ewc_on_a_4bit_base_is_a_located_error(tmp_path: Path, four_bit: Path) -> None:
+def test_ewc_on_a_quantized_base_is_a_located_error(tmp_path: Path, kbit: Path) -> None:
     write_jsonl(tmp_path / "original.jsonl", [{"text": "the film was good."}] * 4)
     config = config_at(
         tmp_path,
-        four_bit,
+        kbit,
         anti_forgetting={"ewc": {"weight": 1.0, "data": ["original.jsonl"]}},
     )
     with pytest.raises(UserError) as exc:

@@ -28,6 +28,7 @@ SECTIONS: list[tuple[type[BaseModel], str]] = [
     (c.CurationSpec, "curation"),
     (c.LeakageSpec, "curation.leakage"),
     (c.LoraSpec, "lora"),
+    (c.TargetPattern, "lora.target_modules: {regex: PATTERN}"),
     (c.TrainingSpec, "training"),
     (c.ValidationSpec, "validation"),
     (c.AntiForgettingSpec, "anti_forgetting"),

@@ -28,6 +28,15 @@ from pydantic import (
 
 from finetune.config.files import field_problems, file_problems
 from finetune.config.space import SearchSpec, search_problems
+
+# the lora and training sections (and their messages), re-exported
+from finetune.config.training import BAD_EVAL_STEPS as BAD_EVAL_STEPS
+from finetune.config.training import BAD_REGEX as BAD_REGEX
+from finetune.config.training import BAD_TARGETS as BAD_TARGETS
+from finetune.config.training import PACKING_GROUPED as PACKING_GROUPED
+from finetune.config.training import WARMUP_BOTH as WARMUP_BOTH
+from finetune.config.training import LoraSpec, TrainingSpec
+from finetune.config.training import TargetPattern as TargetPattern
 from harness.config import yaml_marks
 from harness.config.loading import ModelLoading
 from harness.config.schema_base import StrictModel
@@ -42,9 +51,6 @@ NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
 
 # user-facing messages (tests assert them exactly)
 BAD_NAME = "must start with a letter or '_' and hold only letters, digits, '_', '.' and '-'"
-BAD_TARGETS = "must be 'all-linear' or a list of module names"
-BAD_EVAL_STEPS = "must be 'auto' or a number of steps (1 or more)"
-WARMUP_BOTH = "set warmup_steps or warmup_ratio, not both"
 VALIDATION_BOTH = "set validation or val_split, not both"
 NO_NOISE = "set word_dropout or swap (or both) above 0"
 EMPTY_SWAPS = "needs at least one pair of terms to swap"
@@ -193,90 +199,6 @@ class CurationSpec(_Strict):
     type go into the manifest; redact: each span is replaced by its type, e.g.
     `<EMAIL_ADDRESS>`, before deduplication; fail: stop with an error naming each
     `FILE line N` and the types found."""
-
-
-def _check_targets(value: Any) -> Any:
-    if value == "all-linear":
-        return value
-    if isinstance(value, str) and value:
-        return [value]
-    if isinstance(value, list) and value and all(isinstance(v, str) and v for v in value):
-        return value
-    raise ValueError(BAD_TARGETS)
-
-
-class LoraSpec(_Strict):
-    """The LoRA adapter (Hu et al. 2021, "LoRA: Low-Rank Adaptation of Large Language
-    Models"): W + (alpha / r) * B @ A on each target module."""
-
-    r: int = Field(default=8, ge=1)
-    """Rank of the update."""
-    alpha: int = Field(default=16, ge=1)
-    """Scaling numerator: the update is multiplied by alpha / r."""
-    dropout: float = Field(default=0.05, ge=0, lt=1)
-    """Dropout on the adapter's input."""
-    target_modules: Annotated[str | list[str], BeforeValidator(_check_targets)] = "all-linear"
-    """Module names (or name suffixes) to adapt, e.g. [c_attn] or [q_proj, v_proj];
-    "all-linear" adapts every linear layer except the output head."""
-
-
-def _check_eval_steps(value: Any) -> Any:
-    if value == "auto" or (type(value) is int and value >= 1):
-        return value
-    raise ValueError(BAD_EVAL_STEPS)
-
-
-class TrainingSpec(_Strict):
-    """Optimization (transformers.Trainer with AdamW)."""
-
-    epochs: int = Field(default=3, ge=1)
-    """Passes over the training data."""
-    max_steps: int | None = Field(default=None, ge=1)
-    """Stop after this many optimizer steps (overrides `epochs`)."""
-    lr: float = Field(default=2e-4, gt=0)
-    """Peak learning rate."""
-    scheduler: Literal["linear", "cosine", "constant_with_warmup", "step"] = "linear"
-    """Learning-rate schedule after warmup: linear or cosine decay to 0, constant, or step
-    (multiplied by `step_gamma` every `step_size` optimizer steps, as torch's StepLR)."""
-    step_size: int = Field(default=100, ge=1)
-    """Optimizer steps between two decays of the step schedule."""
-    step_gamma: float = Field(default=0.5, gt=0, le=1)
-    """Decay factor of the step schedule."""
-    warmup_steps: int = Field(default=0, ge=0)
-    """Steps of linear warmup from 0 to `lr`."""
-    warmup_ratio: float = Field(default=0.0, ge=0, lt=1)
-    """Warmup as a fraction of all optimizer steps (instead of `warmup_steps`)."""
-    batch_size: int = Field(default=8, ge=1)
-    """Examples per device and forward pass (training and evaluation)."""
-    grad_accumulation: int = Field(default=1, ge=1)
-    """Forward passes whose gradients are summed before each optimizer step."""
-    weight_decay: float = Field(default=0.0, ge=0)
-    """AdamW weight decay."""
-    max_grad_norm: float = Field(default=1.0, gt=0)
-    """Gradient clipping norm."""
-    seed: int = 42
-    """Seed of the LoRA initialization, data order, dropout and the validation split."""
-    max_length: int = Field(default=512, ge=8)
-    """Tokens per example; longer examples are cut (counted in the manifest), and an
-    example whose prompt alone fills it is dropped."""
-    eval_steps: Annotated[int | Literal["auto"], BeforeValidator(_check_eval_steps)] = "auto"
-    """Optimizer steps (1 or more) between two evaluations (and checkpoints); training
-    loss is logged at the same steps. The last step is always evaluated. auto: about 10
-    evaluations per run (every ceil(steps / 10) steps), or one per epoch when an epoch is
-    shorter than that, so the learning-curve diagnosis has points on any run length; the
-    interval used is `eval_steps` in manifest.json."""
-    early_stopping_patience: int | None = Field(default=3, ge=1)
-    """Stop after this many evaluations without a better validation measure
-    (`validation.metric`; null: never). The checkpoint with the best measure is the one
-    saved either way."""
-    group_by_length: bool = False
-    """Batch examples of similar length together (less padding, slightly less random)."""
-
-    @model_validator(mode="after")
-    def _one_warmup(self) -> TrainingSpec:
-        if self.warmup_steps and self.warmup_ratio:
-            raise ValueError(WARMUP_BOTH)
-        return self
 
 
 class ValidationSpec(_Strict):
@@ -518,25 +440,7 @@ class FinetuneConfig(_Strict):
         return resolve_path(self.output or f"runs/{self.name}", Path.cwd())
 
 
-def config_record(config: FinetuneConfig) -> dict[str, Any]:
-    """The config as the manifest and the checkpoint folder record it (JSON). The chat
-    settings appear only when set away from their defaults, so the record of a run
-    whose config does not mention chat is the same as before they existed."""
-    exclude: dict[str, Any] = {}
-    if config.chat == ChatSpec():
-        exclude["chat"] = True
-    if config.data.messages_field == "messages":
-        exclude["data"] = {"messages_field"}
-    for section, names in LATER_FIELDS.items():
-        part = getattr(config, section)
-        unset = {n for n in names if getattr(part, n) == type(part).model_fields[n].default}
-        if unset:
-            exclude[section] = unset
-    return config.model_dump(mode="json", exclude=exclude)
-
-
-# fields added after the first manifests were written: recorded only when set away from
-# their defaults, so a run that does not use them records what it did before they existed
+# settings added after runs were recorded: left out of the record while at their default
 LATER_FIELDS: dict[str, tuple[str, ...]] = {
     "base_model": (
         "dtype",
@@ -546,7 +450,44 @@ LATER_FIELDS: dict[str, tuple[str, ...]] = {
         "attn_implementation",
         "quantization",
     ),
+    "data": ("messages_field",),
+    "lora": ("use_dora", "use_rslora", "modules_to_save"),
+    "training": ("precision", "gradient_checkpointing", "packing"),
 }
+
+
+def config_record(config: FinetuneConfig) -> dict[str, Any]:
+    """The config as the manifest and the checkpoint folder record it (JSON). The chat
+    settings and the ``LATER_FIELDS`` appear only when set away from their defaults, so
+    the record of a run whose config does not mention them is the same as before they
+    existed."""
+    exclude: dict[str, Any] = {}
+    if config.chat == ChatSpec():
+        exclude["chat"] = True
+    for section, names in LATER_FIELDS.items():
+        spec = getattr(config, section)
+        fields = type(spec).model_fields
+        unset = {
+            n for n in names if getattr(spec, n) == fields[n].get_default(call_default_factory=True)
+        }
+        if unset:
+            exclude[section] = unset
+    return config.model_dump(mode="json", exclude=exclude)
+
+
+def located_in(config: FinetuneConfig, path: yaml_marks.Path, message: str) -> str:
+    """``FILE:LINE:COL: path: message`` for a problem found after loading (the hardware,
+    the loaded model), at the setting's place in the config file; ``path: message`` for
+    a config built in code."""
+    shown = f"{yaml_marks.format_path(path)}: {message}"
+    if config.source_path is None:
+        return shown
+    file = display_path(config.source_path)
+    try:
+        marks = yaml_marks.read_mapping(config.source_path, file)[1]
+    except (OSError, UserError):  # the file changed since: name it without a line
+        return located(file, shown)
+    return located(file, shown, *marks.value_at(path))
 
 
 _TAGS: dict[str, type[BaseModel] | None] = {"datasets": DatasetSpec, "file": None}

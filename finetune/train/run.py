@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from finetune.config.files import eval_path_problems
-from finetune.config.schema import FinetuneConfig, config_record
+from finetune.config.schema import FinetuneConfig, config_record, located_in
 from finetune.data.curate import Curated, curate
 from finetune.train.diagnose import diagnose, print_diagnosis
 from finetune.train.manifest import (
@@ -159,9 +159,10 @@ def _build_trainer(
     labels: list[str] | None,
 ) -> tuple[Any, Any]:
     import torch
-    from peft import LoraConfig, get_peft_model
+    from peft import get_peft_model
     from transformers import EarlyStoppingCallback, PrinterCallback, TrainingArguments, set_seed
 
+    from finetune.train import options
     from finetune.train.encode import Collator, ReplayMix, encode_examples, replay_count
     from finetune.train.forgetting import diagonal_fisher
     from finetune.train.trainer import (
@@ -181,19 +182,14 @@ def _build_trainer(
     )
     model, tokenizer, fingerprint = load_for_training(source)
     set_seed(t.seed)
-    lora = LoraConfig(
-        r=config.lora.r,
-        lora_alpha=config.lora.alpha,
-        lora_dropout=config.lora.dropout,
-        target_modules=config.lora.target_modules,
-        task_type="CAUSAL_LM",
-        # GPT-2 style Conv1D layers store W transposed (peft would warn and fix it)
-        fan_in_fan_out=any(type(m).__name__ == "Conv1D" for m in model.modules()),
-    )
+    model = options.prepare_base(config, model)
+    lora = options.lora_config(config, model)
     try:
         model = get_peft_model(model, lora)
     except ValueError as exc:
-        raise UserError(f"lora.target_modules: {str(exc).splitlines()[0][:300]}") from None
+        message = str(exc).splitlines()[0][:300]
+        raise UserError(located_in(config, ("lora", "target_modules"), message)) from None
+    options.float32_masters(model)
     for peft_config in model.peft_config.values():
         ordered_sets(peft_config)
 
@@ -253,7 +249,17 @@ def _build_trainer(
         disable_tqdm=True,  # progress is ours (finetune.train.progress)
         dataloader_num_workers=0,
         dataloader_pin_memory=torch.cuda.is_available(),
+        **options.precision_arguments(config),
+        **options.checkpointing_arguments(config),
     )
+    options.check_device(config, args)
+    pad_id = int(tokenizer.pad_token_id)
+    if t.packing:  # padding-free: position ids restart at every example
+        from finetune.train.encode import PackedCollator  # type: ignore[attr-defined]
+
+        collator = PackedCollator(pad_id)
+    else:
+        collator = Collator(pad_id)
     fisher = None
     if af.ewc is not None:
         model.to(args.device)
@@ -265,7 +271,7 @@ def _build_trainer(
         args=args,
         train_dataset=train_set,
         eval_dataset=val_set,
-        data_collator=Collator(int(tokenizer.pad_token_id)),
+        data_collator=collator,
         processing_class=tokenizer,
         callbacks=extra,
         kl=(af.kl_to_base.weight, af.kl_to_base.temperature) if af.kl_to_base else None,

@@ -32,8 +32,17 @@ import torch
 import torch.nn.functional as F
 from transformers import Trainer, TrainerCallback
 
-from finetune.train.encode import IGNORE, Collator
+from finetune.train.encode import (
+    IGNORE,
+    Collator,
+    GlobalCounts,
+    PackedCollator,
+    packing_isolates,
+    target_weights,
+    unpack,
+)
 from finetune.train.validation import LabelTask, accuracy_metrics, accuracy_rank
+from harness.errors import UserError
 
 
 def token_losses(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -48,10 +57,16 @@ def token_losses(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tens
 
 
 def target_logits(
-    model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor, mask: torch.Tensor
+    model: Any,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    mask: torch.Tensor,
+    position_ids: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, Any]:
     """(logits of the positions whose next token is trained on, shape (n, vocab); the
     model's outputs). ``mask`` is (batch, length - 1), True where a target follows.
+    A packed batch (finetune.train.encode.PackedCollator) has ``position_ids`` and no
+    attention mask.
 
     The LM head runs only at those positions (``logits_to_keep`` with a boolean mask),
     and no key/value cache is built: with a completion-only loss most positions are
@@ -60,15 +75,15 @@ def target_logits(
     are picked from them; the values are the same either way.
     """
     keep = F.pad(mask, (0, 1), value=False)  # position t predicts token t + 1
+    given = {"attention_mask": attention_mask, "position_ids": position_ids}
+    kwargs = {k: v for k, v in given.items() if v is not None}
     try:
-        out = model(
-            input_ids=input_ids, attention_mask=attention_mask, logits_to_keep=keep, use_cache=False
-        )
+        out = model(input_ids=input_ids, logits_to_keep=keep, use_cache=False, **kwargs)
         if out.logits.dim() == 2 and out.logits.shape[0] == int(keep.sum()):
             return out.logits, out
     except TypeError:  # no logits_to_keep
         pass
-    out = model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
+    out = model(input_ids=input_ids, use_cache=False, **kwargs)
     return out.logits[keep], out
 
 
@@ -296,10 +311,28 @@ def auto_eval_steps(max_steps: int, steps_per_epoch: int) -> int:
     return max(1, min(per_run, steps_per_epoch))
 
 
-class FinetuneTrainer(Trainer):
-    """transformers.Trainer with the loss described in the module docstring."""
+PACKING_LEAKS = (
+    "training.packing: {model} attends across the examples packed into one row (it "
+    "ignores the position ids that separate them); train without packing"
+)
 
-    loss_is_scaled_for_ga = False  # compute_loss returns a batch mean; the Trainer divides
+
+class FinetuneTrainer(Trainer):
+    """transformers.Trainer with the loss described in the module docstring.
+
+    The training loss of a step is its weighted token mean over the whole global batch
+    (sum of w * ce / sum of w, over every micro-batch of the gradient accumulation and,
+    with ``average_tokens_across_devices``, every process): ``get_batch_samples`` counts
+    the step's target tokens and weights once, summed across processes, and passes them
+    to ``compute_loss`` as ``num_items_in_batch`` (a ``GlobalCounts``). Each micro-batch
+    then returns its share of that mean, multiplied by the number of processes because
+    the data-parallel backward averages gradients; the Trainer adds the shares up. So
+    the loss (and its gradient) is the same whatever the split of the global batch
+    into micro-batches and processes. ``train_ce`` and ``kl_to_base`` are token means
+    over the global batch the same way; ``ewc`` counts once per step.
+    """
+
+    loss_is_scaled_for_ga = True  # normalized over the whole step (GlobalCounts)
 
     def __init__(
         self,
@@ -328,7 +361,10 @@ class FinetuneTrainer(Trainer):
             modules = dict(lora_layers(peft_model))
             self.ewc_terms = [(modules[name], f) for name, f in fisher.items()]
         self._sums: dict[str, float] = {}
-        self._count = 0
+        self._steps = 0  # optimizer steps since the last log
+        if isinstance(self.data_collator, PackedCollator) and not packing_isolates(peft_model):
+            model_name = getattr(peft_model.config, "name_or_path", "") or "the model"
+            raise UserError(PACKING_LEAKS.format(model=model_name))
 
     def set_initial_training_values(self, args: Any, dataloader: Any) -> Any:
         """The Trainer's step counts; with ``auto_eval``, the evaluation (and logging and
@@ -341,6 +377,26 @@ class FinetuneTrainer(Trainer):
             )
         return values
 
+    def get_batch_samples(
+        self, epoch_iterator: Any, num_batches: int, device: Any
+    ) -> tuple[list[Any], Any]:
+        """The step's micro-batches and their ``GlobalCounts``: summed over the
+        processes (one all-reduce per step) with ``average_tokens_across_devices``."""
+        batches = []
+        for _ in range(num_batches):
+            try:
+                batches.append(next(epoch_iterator))
+            except StopIteration:
+                break
+        counts = GlobalCounts.of(batches, device)
+        processes = self.accelerator.num_processes
+        if processes > 1 and self.args.average_tokens_across_devices:
+            total = self.accelerator.reduce(torch.stack([counts.weight, counts.tokens]), "sum")
+            counts = GlobalCounts(total[0], total[1], processes, len(batches))
+        if batches:
+            self._steps += 1
+        return batches, counts
+
     def compute_loss(
         self,
         model: Any,
@@ -348,34 +404,54 @@ class FinetuneTrainer(Trainer):
         return_outputs: bool = False,
         num_items_in_batch: Any = None,
     ) -> Any:
+        """In training, this micro-batch's share of the step's loss (see the class
+        docstring); called without ``GlobalCounts``, the batch is the whole step. In
+        evaluation, the plain (unweighted) token mean of the batch."""
         weight = inputs.pop("weight", None)
         labels = inputs.pop("labels")
+        ids: torch.Tensor = inputs["input_ids"]
+        attention, positions = inputs.get("attention_mask"), inputs.get("position_ids")
         # only the trained-on positions' logits are needed, by the CE and the KL alike
-        mask = labels[:, 1:].ne(IGNORE)
-        logits, outputs = target_logits(model, inputs["input_ids"], inputs["attention_mask"], mask)
+        mask, w = target_weights(labels, weight)
+        logits, outputs = target_logits(model, ids, attention, mask, positions)
         ce = F.cross_entropy(logits.float(), labels[:, 1:][mask], reduction="none")
-        plain = weighted_ce(ce, torch.ones_like(ce, dtype=torch.bool), None)
         if not model.training:
+            plain = weighted_ce(ce, torch.ones_like(ce, dtype=torch.bool), None)
             return (plain, outputs) if return_outputs else plain
-        if weight is not None:
-            weight = weight[:, None].expand_as(mask)[mask]
-        loss = weighted_ce(ce, torch.ones_like(ce, dtype=torch.bool), weight)
-        parts = {"train_ce": plain}
+        counts = num_items_in_batch
+        if not isinstance(counts, GlobalCounts):
+            counts = GlobalCounts.of([{"labels": labels, "weight": weight}], ce.device)
+            self._steps += 1
+        share = counts.processes / counts.tokens.clamp_min(1)  # per token of the step
+        loss = (ce * w[mask]).sum() * counts.processes / counts.weight.clamp_min(1e-12)
+        parts = {"train_ce": ce.sum() * share}
         if self.kl is not None:
             assert self.base_log_probs is not None
             peft_model = self.accelerator.unwrap_model(model)
-            base = self.base_log_probs(
-                peft_model, inputs["input_ids"], inputs["attention_mask"], mask
-            )
-            parts["kl_to_base"] = kl_to_base(logits, base, self.kl[1])
+            if positions is not None:  # the base pass on the examples apart (padded rows)
+                ids, attention, mask = unpack(ids, positions, mask, self.pad_id)
+            assert attention is not None  # padded rows always have their mask
+            base = self.base_log_probs(peft_model, ids, attention, mask)
+            # kl_to_base is the mean over this batch's positions
+            parts["kl_to_base"] = kl_to_base(logits, base, self.kl[1]) * ce.shape[0] * share
             loss = loss + self.kl[0] * parts["kl_to_base"]
         if self.ewc_terms:
-            parts["ewc"] = self._ewc()
+            parts["ewc"] = self._ewc() / counts.micro_batches  # once per step
             loss = loss + self.ewc_weight / 2 * parts["ewc"]
         for key, value in parts.items():
             self._sums[key] = self._sums.get(key, 0.0) + float(value.detach())
-        self._count += 1
         return (loss, outputs) if return_outputs else loss
+
+    def get_eval_dataloader(self, eval_dataset: Any = None) -> Any:
+        """Evaluation batches are padded, never packed, so the validation loss (the
+        Trainer's mean of batch token means) is the same with packing as without."""
+        collator = self.data_collator
+        if isinstance(collator, PackedCollator):
+            self.data_collator = Collator(collator.pad_id)
+        try:
+            return super().get_eval_dataloader(eval_dataset)
+        finally:
+            self.data_collator = collator
 
     def evaluation_loop(self, *args: Any, **kwargs: Any) -> Any:
         """The Trainer's loop (the validation loss), plus, with a label task, its
@@ -409,9 +485,15 @@ class FinetuneTrainer(Trainer):
         return total
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
-        if "loss" in logs and self._count:
-            logs.update({k: v / self._count for k, v in self._sums.items()})
-            self._sums, self._count = {}, 0
+        """With the training ``loss``, the mean over the steps since the last log of
+        each part (``train_ce``, ...): each process holds its shares, averaged across
+        processes as the Trainer averages its ``loss``."""
+        if "loss" in logs and self._steps:
+            keys = sorted(self._sums)
+            local = torch.tensor([[self._sums[k] for k in keys]], device=self.args.device)
+            means = self.accelerator.gather(local).mean(0) / self._steps
+            logs.update({k: float(v) for k, v in zip(keys, means, strict=True)})
+            self._sums, self._steps = {}, 0
         super().log(logs, start_time)
 
     def create_scheduler(

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import functools
 import math
+import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -311,6 +312,10 @@ def auto_eval_steps(max_steps: int, steps_per_epoch: int) -> int:
     return max(1, min(per_run, steps_per_epoch))
 
 
+NOT_DATA_PARALLEL = (
+    "launched as {n} processes, but each would train alone on the whole data (no process "
+    "group for the Trainer); without GPUs, set ACCELERATE_USE_CPU=true"
+)
 PACKING_LEAKS = (
     "training.packing: {model} attends across the examples packed into one row (it "
     "ignores the position ids that separate them); train without packing"
@@ -347,7 +352,10 @@ class FinetuneTrainer(Trainer):
         auto_eval: bool = False,
         **kwargs: Any,
     ) -> None:
+        launched = int(os.environ.get("WORLD_SIZE", "1"))
         super().__init__(*args, **kwargs)
+        if launched > 1 and self.args.world_size == 1:
+            raise UserError(NOT_DATA_PARALLEL.format(n=launched))
         self.auto_eval = auto_eval  # eval_steps: auto, resolved when training starts
         self.kl = kl  # (weight, temperature)
         self.base_log_probs = BaseLogProbs(kl[1], kl_cache_mb << 20) if kl else None
@@ -362,6 +370,7 @@ class FinetuneTrainer(Trainer):
             self.ewc_terms = [(modules[name], f) for name, f in fisher.items()]
         self._sums: dict[str, float] = {}
         self._steps = 0  # optimizer steps since the last log
+        self._eval_totals: list[float] | None = None
         if isinstance(self.data_collator, PackedCollator) and not packing_isolates(peft_model):
             model_name = getattr(peft_model.config, "name_or_path", "") or "the model"
             raise UserError(PACKING_LEAKS.format(model=model_name))
@@ -417,6 +426,14 @@ class FinetuneTrainer(Trainer):
         ce = F.cross_entropy(logits.float(), labels[:, 1:][mask], reduction="none")
         if not model.training:
             plain = weighted_ce(ce, torch.ones_like(ce, dtype=torch.bool), None)
+            if self._eval_totals is not None:  # in evaluation_loop: the set's token sums
+                rows = torch.zeros(mask.shape[0], 2, device=ce.device)
+                rows[:, 0].index_add_(0, mask.nonzero()[:, 0], ce.detach())
+                rows[:, 1] = mask.sum(-1)
+                # per example, so that accelerate drops the examples it repeated to even
+                # out the processes' last batches
+                seen = self.accelerator.gather_for_metrics(rows).sum(0).tolist()
+                self._eval_totals = [a + b for a, b in zip(self._eval_totals, seen, strict=True)]
             return (plain, outputs) if return_outputs else plain
         counts = num_items_in_batch
         if not isinstance(counts, GlobalCounts):
@@ -454,12 +471,20 @@ class FinetuneTrainer(Trainer):
             self.data_collator = collator
 
     def evaluation_loop(self, *args: Any, **kwargs: Any) -> Any:
-        """The Trainer's loop (the validation loss), plus, with a label task, its
-        accuracy and baselines (``{prefix}_accuracy``, ``_correct``, ``_n``,
+        """The Trainer's loop, with ``{prefix}_loss`` the plain token mean over the whole
+        evaluation set (whatever its batches and processes), plus, with a label task,
+        its accuracy and baselines (``{prefix}_accuracy``, ``_correct``, ``_n``,
         ``_majority``, ``_chance``) and ``{prefix}_accuracy_rank`` (see accuracy_rank)."""
-        output = super().evaluation_loop(*args, **kwargs)
+        self._eval_totals = [0.0, 0.0]  # target-token CE sum, target tokens
+        try:
+            output = super().evaluation_loop(*args, **kwargs)
+            ce_sum, tokens = self._eval_totals
+        finally:
+            self._eval_totals = None
+        prefix = kwargs.get("metric_key_prefix", "eval")
+        if tokens and output.metrics is not None:
+            output.metrics[f"{prefix}_loss"] = ce_sum / tokens
         if self.label_task is not None:
-            prefix = kwargs.get("metric_key_prefix", "eval")
             model = self.accelerator.unwrap_model(self.model)  # in eval mode here
             found = accuracy_metrics(
                 model,

@@ -316,7 +316,8 @@ class GlobalCounts:
         total = torch.zeros(2, device=device)
         for batch in batches:
             mask, w = target_weights(batch["labels"], batch.get("weight"))
-            total += torch.stack([w.sum(), mask.sum().float()]).to(device)
+            # the selected weights, summed in the order compute_loss sums w * ce
+            total += torch.stack([w[mask].sum(), mask.sum().float()]).to(device)
         return cls(total[0], total[1], 1, len(batches))
 
 

@@ -325,16 +325,13 @@ PACKING_LEAKS = (
 class FinetuneTrainer(Trainer):
     """transformers.Trainer with the loss described in the module docstring.
 
-    The training loss of a step is its weighted token mean over the whole global batch
-    (sum of w * ce / sum of w, over every micro-batch of the gradient accumulation and,
-    with ``average_tokens_across_devices``, every process): ``get_batch_samples`` counts
-    the step's target tokens and weights once, summed across processes, and passes them
-    to ``compute_loss`` as ``num_items_in_batch`` (a ``GlobalCounts``). Each micro-batch
-    then returns its share of that mean, multiplied by the number of processes because
-    the data-parallel backward averages gradients; the Trainer adds the shares up. So
-    the loss (and its gradient) is the same whatever the split of the global batch
-    into micro-batches and processes. ``train_ce`` and ``kl_to_base`` are token means
-    over the global batch the same way; ``ewc`` counts once per step.
+    A step's training loss is its weighted token mean over the whole global batch (sum
+    of w * ce / sum of w over every micro-batch of the gradient accumulation and, with
+    ``average_tokens_across_devices``, every process), whatever its split: the step's
+    counts (``GlobalCounts``, summed across processes by ``get_batch_samples``) reach
+    ``compute_loss`` as ``num_items_in_batch``, and each micro-batch returns its share,
+    times the processes whose gradients the data-parallel backward averages.
+    ``train_ce`` and ``kl_to_base`` are global token means too; ``ewc`` counts once.
     """
 
     loss_is_scaled_for_ga = True  # normalized over the whole step (GlobalCounts)
@@ -370,7 +367,7 @@ class FinetuneTrainer(Trainer):
             self.ewc_terms = [(modules[name], f) for name, f in fisher.items()]
         self._sums: dict[str, float] = {}
         self._steps = 0  # optimizer steps since the last log
-        self._eval_totals: list[float] | None = None
+        self._eval_totals: torch.Tensor | None = None
         if isinstance(self.data_collator, PackedCollator) and not packing_isolates(peft_model):
             model_name = getattr(peft_model.config, "name_or_path", "") or "the model"
             raise UserError(PACKING_LEAKS.format(model=model_name))
@@ -413,9 +410,8 @@ class FinetuneTrainer(Trainer):
         return_outputs: bool = False,
         num_items_in_batch: Any = None,
     ) -> Any:
-        """In training, this micro-batch's share of the step's loss (see the class
-        docstring); called without ``GlobalCounts``, the batch is the whole step. In
-        evaluation, the plain (unweighted) token mean of the batch."""
+        """In training, this micro-batch's share of the step's loss (class docstring;
+        without ``GlobalCounts``, of itself alone); in evaluation, its plain token mean."""
         weight = inputs.pop("weight", None)
         labels = inputs.pop("labels")
         ids: torch.Tensor = inputs["input_ids"]
@@ -427,21 +423,15 @@ class FinetuneTrainer(Trainer):
         if not model.training:
             plain = weighted_ce(ce, torch.ones_like(ce, dtype=torch.bool), None)
             if self._eval_totals is not None:  # in evaluation_loop: the set's token sums
-                rows = torch.zeros(mask.shape[0], 2, device=ce.device)
-                rows[:, 0].index_add_(0, mask.nonzero()[:, 0], ce.detach())
-                rows[:, 1] = mask.sum(-1)
-                # per example, so that accelerate drops the examples it repeated to even
-                # out the processes' last batches
-                seen = self.accelerator.gather_for_metrics(rows).sum(0).tolist()
-                self._eval_totals = [a + b for a, b in zip(self._eval_totals, seen, strict=True)]
+                self._eval_totals += self._eval_sums(ce.detach(), mask)
             return (plain, outputs) if return_outputs else plain
         counts = num_items_in_batch
         if not isinstance(counts, GlobalCounts):
             counts = GlobalCounts.of([{"labels": labels, "weight": weight}], ce.device)
             self._steps += 1
-        share = counts.processes / counts.tokens.clamp_min(1)  # per token of the step
+        tokens = counts.tokens.clamp_min(1)
         loss = (ce * w[mask]).sum() * counts.processes / counts.weight.clamp_min(1e-12)
-        parts = {"train_ce": ce.sum() * share}
+        parts = {"train_ce": ce.sum() * counts.processes / tokens}
         if self.kl is not None:
             assert self.base_log_probs is not None
             peft_model = self.accelerator.unwrap_model(model)
@@ -450,7 +440,8 @@ class FinetuneTrainer(Trainer):
             assert attention is not None  # padded rows always have their mask
             base = self.base_log_probs(peft_model, ids, attention, mask)
             # kl_to_base is the mean over this batch's positions
-            parts["kl_to_base"] = kl_to_base(logits, base, self.kl[1]) * ce.shape[0] * share
+            share = ce.shape[0] * counts.processes / float(tokens)  # 1.0 for a whole step
+            parts["kl_to_base"] = kl_to_base(logits, base, self.kl[1]) * share
             loss = loss + self.kl[0] * parts["kl_to_base"]
         if self.ewc_terms:
             parts["ewc"] = self._ewc() / counts.micro_batches  # once per step
@@ -475,7 +466,7 @@ class FinetuneTrainer(Trainer):
         evaluation set (whatever its batches and processes), plus, with a label task,
         its accuracy and baselines (``{prefix}_accuracy``, ``_correct``, ``_n``,
         ``_majority``, ``_chance``) and ``{prefix}_accuracy_rank`` (see accuracy_rank)."""
-        self._eval_totals = [0.0, 0.0]  # target-token CE sum, target tokens
+        self._eval_totals = torch.zeros(2, device=self.args.device)  # CE sum, tokens
         try:
             output = super().evaluation_loop(*args, **kwargs)
             ce_sum, tokens = self._eval_totals
@@ -483,7 +474,7 @@ class FinetuneTrainer(Trainer):
             self._eval_totals = None
         prefix = kwargs.get("metric_key_prefix", "eval")
         if tokens and output.metrics is not None:
-            output.metrics[f"{prefix}_loss"] = ce_sum / tokens
+            output.metrics[f"{prefix}_loss"] = float(ce_sum / tokens)
         if self.label_task is not None:
             model = self.accelerator.unwrap_model(self.model)  # in eval mode here
             found = accuracy_metrics(
@@ -500,6 +491,17 @@ class FinetuneTrainer(Trainer):
             )
         return output
 
+    def _eval_sums(self, ce: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """(CE sum, target tokens) of an evaluation batch, over all processes: per
+        example there, so that accelerate drops the examples it repeated to even out
+        the processes' last batches."""
+        if self.accelerator.num_processes == 1:
+            return torch.stack([ce.sum(), mask.sum().to(ce.dtype)])
+        rows = torch.zeros(mask.shape[0], 2, device=ce.device)
+        rows[:, 0].index_add_(0, mask.nonzero()[:, 0], ce)
+        rows[:, 1] = mask.sum(-1)
+        return self.accelerator.gather_for_metrics(rows).sum(0)
+
     def _ewc(self) -> torch.Tensor:
         total: torch.Tensor | None = None
         for module, fisher in self.ewc_terms:
@@ -514,10 +516,13 @@ class FinetuneTrainer(Trainer):
         each part (``train_ce``, ...): each process holds its shares, averaged across
         processes as the Trainer averages its ``loss``."""
         if "loss" in logs and self._steps:
-            keys = sorted(self._sums)
-            local = torch.tensor([[self._sums[k] for k in keys]], device=self.args.device)
-            means = self.accelerator.gather(local).mean(0) / self._steps
-            logs.update({k: float(v) for k, v in zip(keys, means, strict=True)})
+            sums = self._sums
+            if self.accelerator.num_processes > 1:
+                keys = sorted(sums)
+                local = [[sums[k] for k in keys]]
+                mine = torch.tensor(local, dtype=torch.float64, device=self.args.device)
+                sums = dict(zip(keys, self.accelerator.gather(mine).mean(0).tolist(), strict=True))
+            logs.update({k: v / self._steps for k, v in sums.items()})
             self._sums, self._steps = {}, 0
         super().log(logs, start_time)
 

@@ -25,6 +25,7 @@ from finetune.config.schema import load_config
 from finetune.data.examples import Example
 from finetune.train.encode import IGNORE, Collator, GlobalCounts, encode_examples
 from finetune.train.run import train
+from harness.errors import UserError
 from harness.model.language_model import fingerprint_folder
 from tests.finetune.conftest import new_task_rows, write_config, write_jsonl
 from tests.finetune.train.test_packing import make_trainer, peft_model
@@ -166,3 +167,19 @@ def test_two_cpu_processes_train_as_one_with_the_same_global_batch(
     mine, theirs = (load_file(str(o / "adapter_model.safetensors")) for o in (out, one.output_dir))
     assert mine.keys() == theirs.keys()
     assert max(float((mine[k] - theirs[k]).abs().max()) for k in mine) < 1e-5
+
+
+def test_processes_that_would_train_apart_are_refused(
+    tiny_llama: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """torchrun on a machine without GPUs and without ACCELERATE_USE_CPU: the launcher
+    says 2 processes, the Trainer sees 1 (it would train alone on all the data)."""
+    from transformers import TrainingArguments
+
+    from finetune.train.trainer import NOT_DATA_PARALLEL, FinetuneTrainer
+
+    args = TrainingArguments(output_dir=str(tmp_path / "t"), report_to="none", use_cpu=True)
+    monkeypatch.setenv("WORLD_SIZE", "2")  # after the arguments: no process group here
+    with pytest.raises(UserError) as err:
+        FinetuneTrainer(model=peft_model(tiny_llama), args=args, pad_id=0)
+    assert str(err.value) == NOT_DATA_PARALLEL.format(n=2)

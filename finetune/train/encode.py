@@ -190,11 +190,11 @@ class PackedCollator:
     """Concatenates a batch into one row (batch dimension 1) without padding.
 
     ``position_ids`` restart at 0 with each example. That is what keeps examples apart:
-    given no 2D attention mask, transformers' mask builder (masking_utils) reads a
-    restart as a sequence boundary and builds a block-diagonal causal mask (eager,
-    sdpa, flex), and flash-attention derives its ``cu_seqlens`` from the same restarts.
-    An architecture that ignores them would attend across examples, so the trainer
-    checks it once (finetune.train.trainer.packing_isolates) before training with it.
+    given no 2D attention mask and no key/value cache, transformers' mask builder
+    (masking_utils) reads a restart as a sequence boundary and builds a block-diagonal
+    causal mask (eager and sdpa, checked by the tests; its flash-attention path derives
+    ``cu_seqlens`` from the same restarts). A model that ignores them would attend
+    across examples, so the trainer checks once (``packing_isolates``) before training.
     The first token of every example gets label -100: it is not predicted from the
     previous example's last token. ``weight`` is per token, each its example's weight.
     Same call as ``Collator``; ``pad_id`` is unused (nothing is padded), kept so both

@@ -98,17 +98,23 @@ def free_port() -> int:
 
 
 def run_folder(folder: Path, base: Path, batch_size: int) -> Path:
-    """Six steps on rows of different lengths, two groups reweighted (weights 0.6 and
-    3.0), logged and evaluated every step; no dropout (tiny Llama has none, LoRA's 0)."""
+    """Six steps on rows of different lengths, two groups reweighted, logged and
+    evaluated every step; no dropout (tiny Llama has none, LoRA's 0). 7 validation
+    rows: on two processes of 2 rows a batch, accelerate repeats one to even out the
+    last batches, and the validation loss must not count it."""
     folder.mkdir()
-    rows = new_task_rows(32)
+    rows = new_task_rows(35)
     for i, row in enumerate(rows):
         row["completion"] += " and the team won" * (i % 4)
         row["group"] = "b" if i % 6 == 0 else "a"
-    write_jsonl(folder / "train.jsonl", rows)
+    write_jsonl(folder / "train.jsonl", rows[:28])
+    write_jsonl(
+        folder / "val.jsonl", [{k: r[k] for k in ("prompt", "completion")} for r in rows[28:]]
+    )
     return write_config(
         folder,
         base,
+        data={"train": ["train.jsonl"], "validation": "val.jsonl"},
         fairness={"reweight": {"group": "group"}},
         training={"max_steps": 6, "eval_steps": 1, "batch_size": batch_size},
     )

@@ -451,8 +451,8 @@ class FinetuneTrainer(Trainer):
         return (loss, outputs) if return_outputs else loss
 
     def get_eval_dataloader(self, eval_dataset: Any = None) -> Any:
-        """Evaluation batches are padded, never packed, so the validation loss (the
-        Trainer's mean of batch token means) is the same with packing as without."""
+        """Evaluation batches are padded, never packed: one example a row, as the
+        per-example sums of ``_eval_sums`` (and accelerate's evening out) expect."""
         collator = self.data_collator
         if isinstance(collator, PackedCollator):
             self.data_collator = Collator(collator.pad_id)

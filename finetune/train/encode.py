@@ -25,11 +25,14 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from finetune.data.examples import Example
 from harness.errors import UserError
 from harness.tasks.chat import ChatTemplate, assistant_spans
+
+if TYPE_CHECKING:
+    from torch import Tensor
 
 IGNORE = -100  # label of positions without loss (torch cross_entropy's ignore_index)
 
@@ -180,6 +183,142 @@ class Collator:
             "labels": torch.tensor(labels),
             "weight": torch.tensor([float(f.get("weight", 1.0)) for f in batch]),
         }
+
+
+@dataclass
+class PackedCollator:
+    """Concatenates a batch into one row (batch dimension 1) without padding.
+
+    ``position_ids`` restart at 0 with each example. That is what keeps examples apart:
+    given no 2D attention mask and no key/value cache, transformers' mask builder
+    (masking_utils) reads a restart as a sequence boundary and builds a block-diagonal
+    causal mask (eager and sdpa, checked by the tests; its flash-attention path derives
+    ``cu_seqlens`` from the same restarts). A model that ignores them would attend
+    across examples, so the trainer checks once (``packing_isolates``) before training.
+    The first token of every example gets label -100: it is not predicted from the
+    previous example's last token. ``weight`` is per token, each its example's weight.
+    Same call as ``Collator``; ``pad_id`` is unused (nothing is padded), kept so both
+    are built alike.
+    """
+
+    pad_id: int
+
+    def __call__(self, batch: Sequence[dict[str, Any]]) -> dict[str, Any]:
+        import torch
+
+        ids: list[int] = []
+        labels: list[int] = []
+        positions: list[int] = []
+        weights: list[float] = []
+        for f in batch:
+            n = len(f["input_ids"])
+            if not n:
+                continue
+            ids += f["input_ids"]
+            labels += [IGNORE, *f["labels"][1:]]
+            positions += range(n)
+            weights += [float(f.get("weight", 1.0))] * n
+        return {
+            "input_ids": torch.tensor([ids]),
+            "labels": torch.tensor([labels]),
+            "position_ids": torch.tensor([positions]),
+            "weight": torch.tensor([weights]),
+        }
+
+
+def example_spans(position_ids: Any) -> list[tuple[int, int]]:
+    """[start, end) of each example of a packed row, from its restarting positions."""
+    starts = [int(i) for i in (position_ids[0] == 0).nonzero().flatten().tolist()]
+    if not starts or starts[0] != 0:
+        starts = [0, *starts]
+    ends = [*starts[1:], int(position_ids.shape[-1])]
+    return list(zip(starts, ends, strict=True))
+
+
+def unpack(input_ids: Any, position_ids: Any, mask: Any, pad_id: int) -> tuple[Any, Any, Any]:
+    """A packed row as right-padded rows: (input_ids, attention_mask, mask), where
+    ``mask`` (length - 1 per row, True where a target follows) keeps its True entries in
+    the same order, row-major, as the packed one."""
+    import torch
+
+    spans = example_spans(position_ids)
+    width = max(end - start for start, end in spans)
+    ids = input_ids.new_full((len(spans), width), pad_id)
+    attention = input_ids.new_zeros((len(spans), width))
+    rows = mask.new_zeros((len(spans), width - 1))
+    for b, (start, end) in enumerate(spans):
+        ids[b, : end - start] = input_ids[0, start:end]
+        attention[b, : end - start] = 1
+        rows[b, : end - start - 1] = mask[0, start : end - 1]
+    return ids, attention, rows.to(torch.bool)
+
+
+def packing_isolates(model: Any) -> bool:
+    """Whether ``model`` keeps packed examples apart (see ``PackedCollator``): the
+    logits of a short random example packed after another equal its logits alone, up
+    to the precision of the model's dtype."""
+    import torch
+
+    device = next(model.parameters()).device
+    vocab = int(model.get_input_embeddings().num_embeddings)
+    gen = torch.Generator().manual_seed(0)
+    first, second = (torch.randint(0, vocab, (1, n), generator=gen) for n in (6, 5))
+    packed = torch.cat([first, second], 1)
+    positions = torch.tensor([[*range(6), *range(5)]])
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            alone = model(input_ids=second.to(device), use_cache=False).logits.float()
+            both = model(
+                input_ids=packed.to(device), position_ids=positions.to(device), use_cache=False
+            ).logits.float()
+    finally:
+        model.train(was_training)
+    tolerance = 1e-4 if next(model.parameters()).dtype == torch.float32 else 3e-2
+    scale = float(alone.abs().max().clamp_min(1.0))
+    return float((both[:, 6:] - alone).abs().max()) <= tolerance * scale
+
+
+def target_weights(labels: Tensor, weight: Tensor | None) -> tuple[Tensor, Tensor]:
+    """(mask, weights) of the next-token predictions, both (batch, length - 1): True
+    where a target follows, and that target's example weight (0 elsewhere). ``weight``
+    is one per example (``Collator``), one per token (``PackedCollator``) or None (1)."""
+    mask = labels[:, 1:].ne(IGNORE)
+    if weight is None:
+        return mask, mask.float()
+    per = weight.float()
+    per = per[:, 1:] if per.dim() == 2 else per[:, None]
+    return mask, per * mask
+
+
+@dataclass(frozen=True)
+class GlobalCounts:
+    """What one optimizer step's loss is normalized by: sums over its global batch (all
+    the micro-batches of a gradient accumulation, on all data-parallel processes), so
+    the loss does not depend on how that batch is split (``FinetuneTrainer``)."""
+
+    weight: Tensor
+    """Sum of the example weights of all target tokens."""
+    tokens: Tensor
+    """Number of target tokens."""
+    processes: int
+    """Processes whose gradients the data-parallel backward averages (1 when the counts
+    are this process's own)."""
+    micro_batches: int
+    """Micro-batches of this process in the step."""
+
+    @classmethod
+    def of(cls, batches: Sequence[dict[str, Any]], device: Any) -> GlobalCounts:
+        """This process's counts (``processes`` 1)."""
+        import torch
+
+        total = torch.zeros(2, device=device)
+        for batch in batches:
+            mask, w = target_weights(batch["labels"], batch.get("weight"))
+            # the selected weights, summed in the order compute_loss sums w * ce
+            total += torch.stack([w[mask].sum(), mask.sum().float()]).to(device)
+        return cls(total[0], total[1], 1, len(batches))
 
 
 class ReplayMix:

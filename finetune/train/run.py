@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -130,14 +131,14 @@ def train(
     from rich.console import Console
 
     console = console or Console(stderr=True, quiet=True)
+    if int(os.environ.get("RANK", "0")) > 0:  # data-parallel: the main process prints
+        console = Console(stderr=True, quiet=True)
     config = with_overrides(config, eval_data=eval_data, out=out)
     checkpoint = _check_output(config, resume, overwrite)
     curated = curate(config, config.eval_data, fail_on_leakage=fail_on_leakage)
     print_curation(curated.report, console)
     v = config.validation
     metric, labels = resolve_metric(v.metric, v.max_labels, curated.validation)
-    if checkpoint is None:  # only now: a failed curation leaves an earlier run intact
-        _start_output(config)
     from finetune.train.progress import RichProgressCallback
     from finetune.train.trainer import EvaluationLineCallback
 
@@ -147,6 +148,8 @@ def train(
     shown = RichProgressCallback(console, title) if bar else EvaluationLineCallback(console)
     extra = [shown, *callbacks]
     trainer, fingerprint = _build_trainer(config, curated, extra, metric, labels)
+    if checkpoint is None and trainer.is_world_process_zero():  # only now: a failed
+        _start_output(config)  # curation leaves an earlier run intact; one writer
     trainer.train(resume_from_checkpoint=checkpoint)
     return _finish(config, curated, trainer, fingerprint, console, metric)
 
@@ -163,7 +166,13 @@ def _build_trainer(
     from transformers import EarlyStoppingCallback, PrinterCallback, TrainingArguments, set_seed
 
     from finetune.train import options
-    from finetune.train.encode import Collator, ReplayMix, encode_examples, replay_count
+    from finetune.train.encode import (
+        Collator,
+        PackedCollator,
+        ReplayMix,
+        encode_examples,
+        replay_count,
+    )
     from finetune.train.forgetting import diagonal_fisher
     from finetune.train.trainer import (
         EpochCallback,
@@ -254,12 +263,8 @@ def _build_trainer(
     )
     options.check_device(config, args)
     pad_id = int(tokenizer.pad_token_id)
-    if t.packing:  # padding-free: position ids restart at every example
-        from finetune.train.encode import PackedCollator  # type: ignore[attr-defined]
-
-        collator = PackedCollator(pad_id)
-    else:
-        collator = Collator(pad_id)
+    # packing: padding-free batches whose position ids restart at every example
+    collator: Any = PackedCollator(pad_id) if t.packing else Collator(pad_id)
     fisher = None
     if af.ewc is not None:
         model.to(args.device)
@@ -333,6 +338,8 @@ def _finish(
     history = history_from_log(trainer.state.log_history)
     trainer.remove_callback(EvaluationLineCallback)  # the next evaluation is not a step
     saved = trainer.evaluate()  # the best checkpoint, loaded at the end
+    if not trainer.is_world_process_zero():  # data-parallel: the main process writes
+        return TrainResult(output_dir=out, manifest={}, history=history)
     trainer.model.save_pretrained(str(out), safe_serialization=True)
     trainer.processing_class.save_pretrained(str(out))
     task = trainer.label_task

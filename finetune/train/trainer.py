@@ -17,15 +17,25 @@ from __future__ import annotations
 
 import functools
 import math
+import os
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from transformers import Trainer, TrainerCallback
 
-from finetune.train.encode import IGNORE
+from finetune.train.encode import (
+    IGNORE,
+    Collator,
+    GlobalCounts,
+    PackedCollator,
+    packing_isolates,
+    target_weights,
+    unpack,
+)
 from finetune.train.forgetting import BaseStates, Fisher, ewc_penalty, kl_to_base, lora_layers
 from finetune.train.validation import LabelTask, accuracy_metrics, accuracy_rank
+from harness.errors import UserError
 
 
 def token_losses(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -40,10 +50,16 @@ def token_losses(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tens
 
 
 def target_logits(
-    model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor, mask: torch.Tensor
+    model: Any,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    mask: torch.Tensor,
+    position_ids: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, Any]:
     """(logits of the positions whose next token is trained on, shape (n, vocab); the
     model's outputs). ``mask`` is (batch, length - 1), True where a target follows.
+    A packed batch (finetune.train.encode.PackedCollator) has ``position_ids`` and no
+    attention mask.
 
     The LM head runs only at those positions (``logits_to_keep`` with a boolean mask),
     and no key/value cache is built: with a completion-only loss most positions are
@@ -52,15 +68,15 @@ def target_logits(
     are picked from them; the values are the same either way.
     """
     keep = F.pad(mask, (0, 1), value=False)  # position t predicts token t + 1
+    given = {"attention_mask": attention_mask, "position_ids": position_ids}
+    kwargs = {k: v for k, v in given.items() if v is not None}
     try:
-        out = model(
-            input_ids=input_ids, attention_mask=attention_mask, logits_to_keep=keep, use_cache=False
-        )
+        out = model(input_ids=input_ids, logits_to_keep=keep, use_cache=False, **kwargs)
         if out.logits.dim() == 2 and out.logits.shape[0] == int(keep.sum()):
             return out.logits, out
     except TypeError:  # no logits_to_keep
         pass
-    out = model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
+    out = model(input_ids=input_ids, use_cache=False, **kwargs)
     return out.logits[keep], out
 
 
@@ -94,10 +110,29 @@ def auto_eval_steps(max_steps: int, steps_per_epoch: int) -> int:
     return max(1, min(per_run, steps_per_epoch))
 
 
-class FinetuneTrainer(Trainer):
-    """transformers.Trainer with the loss described in the module docstring."""
+NOT_DATA_PARALLEL = (
+    "launched as {n} processes, but each would train alone on the whole data (no process "
+    "group for the Trainer); without GPUs, set ACCELERATE_USE_CPU=true"
+)
+PACKING_LEAKS = (
+    "training.packing: {model} attends across the examples packed into one row (it "
+    "ignores the position ids that separate them); train without packing"
+)
 
-    loss_is_scaled_for_ga = False  # compute_loss returns a batch mean; the Trainer divides
+
+class FinetuneTrainer(Trainer):
+    """transformers.Trainer with the loss described in the module docstring.
+
+    A step's training loss is its weighted token mean over the whole global batch (sum
+    of w * ce / sum of w over every micro-batch of the gradient accumulation and, with
+    ``average_tokens_across_devices``, every process), whatever its split: the step's
+    counts (``GlobalCounts``, summed across processes by ``get_batch_samples``) reach
+    ``compute_loss`` as ``num_items_in_batch``, and each micro-batch returns its share,
+    times the processes whose gradients the data-parallel backward averages.
+    ``train_ce`` and ``kl_to_base`` are global token means too; ``ewc`` counts once.
+    """
+
+    loss_is_scaled_for_ga = True  # normalized over the whole step (GlobalCounts)
 
     def __init__(
         self,
@@ -112,7 +147,10 @@ class FinetuneTrainer(Trainer):
         auto_eval: bool = False,
         **kwargs: Any,
     ) -> None:
+        launched = int(os.environ.get("WORLD_SIZE", "1"))
         super().__init__(*args, **kwargs)
+        if launched > 1 and self.args.world_size == 1:
+            raise UserError(NOT_DATA_PARALLEL.format(n=launched))
         self.auto_eval = auto_eval  # eval_steps: auto, resolved when training starts
         self.kl = kl  # (weight, temperature)
         self.base_states = BaseStates(kl_cache_mb << 20) if kl else None
@@ -126,7 +164,11 @@ class FinetuneTrainer(Trainer):
             modules = dict(lora_layers(peft_model))
             self.ewc_terms = [(modules[name], f) for name, f in fisher.layers.items()]
         self._sums: dict[str, float] = {}
-        self._count = 0
+        self._steps = 0  # optimizer steps since the last log
+        self._eval_totals: torch.Tensor | None = None
+        if isinstance(self.data_collator, PackedCollator) and not packing_isolates(peft_model):
+            model_name = getattr(peft_model.config, "name_or_path", "") or "the model"
+            raise UserError(PACKING_LEAKS.format(model=model_name))
 
     def set_initial_training_values(self, args: Any, dataloader: Any) -> Any:
         """The Trainer's step counts; with ``auto_eval``, the evaluation (and logging and
@@ -139,6 +181,26 @@ class FinetuneTrainer(Trainer):
             )
         return values
 
+    def get_batch_samples(
+        self, epoch_iterator: Any, num_batches: int, device: Any
+    ) -> tuple[list[Any], Any]:
+        """The step's micro-batches and their ``GlobalCounts``: summed over the
+        processes (one all-reduce per step) with ``average_tokens_across_devices``."""
+        batches = []
+        for _ in range(num_batches):
+            try:
+                batches.append(next(epoch_iterator))
+            except StopIteration:
+                break
+        counts = GlobalCounts.of(batches, device)
+        processes = self.accelerator.num_processes
+        if processes > 1 and self.args.average_tokens_across_devices:
+            total = self.accelerator.reduce(torch.stack([counts.weight, counts.tokens]), "sum")
+            counts = GlobalCounts(total[0], total[1], processes, len(batches))
+        if batches:
+            self._steps += 1
+        return batches, counts
+
     def compute_loss(
         self,
         model: Any,
@@ -146,41 +208,74 @@ class FinetuneTrainer(Trainer):
         return_outputs: bool = False,
         num_items_in_batch: Any = None,
     ) -> Any:
+        """In training, this micro-batch's share of the step's loss (class docstring;
+        without ``GlobalCounts``, of itself alone); in evaluation, its plain token mean."""
         weight = inputs.pop("weight", None)
         labels = inputs.pop("labels")
+        ids: torch.Tensor = inputs["input_ids"]
+        attention, positions = inputs.get("attention_mask"), inputs.get("position_ids")
         # only the trained-on positions' logits are needed, by the CE and the KL alike
-        mask = labels[:, 1:].ne(IGNORE)
-        logits, outputs = target_logits(model, inputs["input_ids"], inputs["attention_mask"], mask)
+        mask, w = target_weights(labels, weight)
+        logits, outputs = target_logits(model, ids, attention, mask, positions)
         ce = F.cross_entropy(logits.float(), labels[:, 1:][mask], reduction="none")
-        plain = weighted_ce(ce, torch.ones_like(ce, dtype=torch.bool), None)
         if not model.training:
+            plain = weighted_ce(ce, torch.ones_like(ce, dtype=torch.bool), None)
+            if self._eval_totals is not None:  # in evaluation_loop: the set's token sums
+                self._eval_totals += self._eval_sums(ce.detach(), mask)
             return (plain, outputs) if return_outputs else plain
-        if weight is not None:
-            weight = weight[:, None].expand_as(mask)[mask]
-        loss = weighted_ce(ce, torch.ones_like(ce, dtype=torch.bool), weight)
-        parts = {"train_ce": plain}
+        counts = num_items_in_batch
+        if not isinstance(counts, GlobalCounts):
+            counts = GlobalCounts.of([{"labels": labels, "weight": weight}], ce.device)
+            self._steps += 1
+        tokens = counts.tokens.clamp_min(1)
+        loss = (ce * w[mask]).sum() * counts.processes / counts.weight.clamp_min(1e-12)
+        parts = {"train_ce": ce.sum() * counts.processes / tokens}
         if self.kl is not None:
             assert self.base_states is not None
             peft_model = self.accelerator.unwrap_model(model)
-            base = self.base_states(peft_model, inputs["input_ids"], inputs["attention_mask"], mask)
+            if positions is not None:  # the base pass on the examples apart (padded rows)
+                ids, attention, mask = unpack(ids, positions, mask, self.pad_id)
+            assert attention is not None  # padded rows always have their mask
+            base = self.base_states(peft_model, ids, attention, mask)
             assert self.base_states.head is not None
-            parts["kl_to_base"] = kl_to_base(logits, base, self.base_states.head, self.kl[1])
+            # kl_to_base is the mean over this batch's positions
+            share = ce.shape[0] * counts.processes / float(tokens)  # 1.0 for a whole step
+            kl = kl_to_base(logits, base, self.base_states.head, self.kl[1])
+            parts["kl_to_base"] = kl * share
             loss = loss + self.kl[0] * parts["kl_to_base"]
         if self.ewc_terms:
-            parts["ewc"] = self._ewc()
+            parts["ewc"] = self._ewc() / counts.micro_batches  # once per step
             loss = loss + self.ewc_weight / 2 * parts["ewc"]
         for key, value in parts.items():
             self._sums[key] = self._sums.get(key, 0.0) + float(value.detach())
-        self._count += 1
         return (loss, outputs) if return_outputs else loss
 
+    def get_eval_dataloader(self, eval_dataset: Any = None) -> Any:
+        """Evaluation batches are padded, never packed: one example a row, as the
+        per-example sums of ``_eval_sums`` (and accelerate's evening out) expect."""
+        collator = self.data_collator
+        if isinstance(collator, PackedCollator):
+            self.data_collator = Collator(collator.pad_id)
+        try:
+            return super().get_eval_dataloader(eval_dataset)
+        finally:
+            self.data_collator = collator
+
     def evaluation_loop(self, *args: Any, **kwargs: Any) -> Any:
-        """The Trainer's loop (the validation loss), plus, with a label task, its
-        accuracy and baselines (``{prefix}_accuracy``, ``_correct``, ``_n``,
+        """The Trainer's loop, with ``{prefix}_loss`` the plain token mean over the whole
+        evaluation set (whatever its batches and processes), plus, with a label task,
+        its accuracy and baselines (``{prefix}_accuracy``, ``_correct``, ``_n``,
         ``_majority``, ``_chance``) and ``{prefix}_accuracy_rank`` (see accuracy_rank)."""
-        output = super().evaluation_loop(*args, **kwargs)
+        self._eval_totals = torch.zeros(2, device=self.args.device)  # CE sum, tokens
+        try:
+            output = super().evaluation_loop(*args, **kwargs)
+            ce_sum, tokens = self._eval_totals
+        finally:
+            self._eval_totals = None
+        prefix = kwargs.get("metric_key_prefix", "eval")
+        if tokens and output.metrics is not None:
+            output.metrics[f"{prefix}_loss"] = float(ce_sum / tokens)
         if self.label_task is not None:
-            prefix = kwargs.get("metric_key_prefix", "eval")
             model = self.accelerator.unwrap_model(self.model)  # in eval mode here
             found = accuracy_metrics(
                 model,
@@ -196,13 +291,33 @@ class FinetuneTrainer(Trainer):
             )
         return output
 
+    def _eval_sums(self, ce: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """(CE sum, target tokens) of an evaluation batch, over all processes: per
+        example there, so that accelerate drops the examples it repeated to even out
+        the processes' last batches."""
+        if self.accelerator.num_processes == 1:
+            return torch.stack([ce.sum(), mask.sum().to(ce.dtype)])
+        rows = torch.zeros(mask.shape[0], 2, device=ce.device)
+        rows[:, 0].index_add_(0, mask.nonzero()[:, 0], ce)
+        rows[:, 1] = mask.sum(-1)
+        return self.accelerator.gather_for_metrics(rows).sum(0)
+
     def _ewc(self) -> torch.Tensor:
         return ewc_penalty(self.ewc_terms)
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
-        if "loss" in logs and self._count:
-            logs.update({k: v / self._count for k, v in self._sums.items()})
-            self._sums, self._count = {}, 0
+        """With the training ``loss``, the mean over the steps since the last log of
+        each part (``train_ce``, ...): each process holds its shares, averaged across
+        processes as the Trainer averages its ``loss``."""
+        if "loss" in logs and self._steps:
+            sums = self._sums
+            if self.accelerator.num_processes > 1:
+                keys = sorted(sums)
+                local = [[sums[k] for k in keys]]
+                mine = torch.tensor(local, dtype=torch.float64, device=self.args.device)
+                sums = dict(zip(keys, self.accelerator.gather(mine).mean(0).tolist(), strict=True))
+            logs.update({k: v / self._steps for k, v in sums.items()})
+            self._sums, self._steps = {}, 0
         super().log(logs, start_time)
 
     def create_scheduler(

@@ -183,11 +183,9 @@ def test_gradient_checkpointing_gives_the_same_losses_and_gradients(
 def test_packing_uses_the_packed_collator(bases: dict[str, Path], tmp_path: Path) -> None:
     """training.packing selects encode.PackedCollator, and a packed run's training
     losses are the padded run's (1e-4, float32: the same tokens and weights)."""
-    if not hasattr(encode, "PackedCollator"):
-        pytest.skip("PackedCollator not merged yet")
     config = config_at(tmp_path, bases["llama"], training={"packing": True})
     collator = built(config).data_collator
-    assert isinstance(collator, encode.PackedCollator)  # type: ignore[attr-defined]
+    assert isinstance(collator, encode.PackedCollator)
     losses = []
     for packing in (False, True):
         config = config_at(tmp_path / str(packing), bases["llama"], training={"packing": packing})

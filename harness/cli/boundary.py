@@ -53,8 +53,13 @@ QUIET_ENV = {
     "EVALUATE_VERBOSITY": "error",
     "HF_HUB_DISABLE_PROGRESS_BARS": "1",
 }
-QUIET_LOGGERS = ("transformers", "huggingface_hub", "datasets", "evaluate", "peft")
-QUIET_WARNINGS = r"(transformers|huggingface_hub|datasets|evaluate|peft|accelerate|torch)(\.|$)"
+QUIET_LOGGERS = ("transformers", "huggingface_hub", "datasets", "evaluate", "peft", "bitsandbytes")
+# silenced before they are imported: bitsandbytes warns while it is being imported (its
+# optional CPU kernel from the hub is refused as untrusted), inside a quiet command
+QUIET_BEFORE_IMPORT = ("bitsandbytes",)
+QUIET_WARNINGS = (
+    r"(transformers|huggingface_hub|datasets|evaluate|peft|accelerate|torch|bitsandbytes)(\.|$)"
+)
 
 
 def guarded(
@@ -148,7 +153,9 @@ def quiet_libraries() -> Iterator[None]:
         os.environ.setdefault(key, value)
     # libraries imported before (a test, a notebook) no longer read the environment
     loggers = [
-        logging.getLogger(name) for name in QUIET_LOGGERS if name in logging.root.manager.loggerDict
+        logging.getLogger(name)
+        for name in QUIET_LOGGERS
+        if name in logging.root.manager.loggerDict or name in QUIET_BEFORE_IMPORT
     ]
     levels = [lg.level for lg in loggers]
     for lg in loggers:

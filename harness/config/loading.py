@@ -143,5 +143,6 @@ class ModelLoading(StrictModel):
             "max_memory": dict(self.max_memory) if self.max_memory else None,
             "offload_folder": self.offload_folder,
             "attn_implementation": self.attn_implementation,
-            "quantization": q.model_dump() if q is not None else None,
+            # 8-bit has none of the 4-bit settings: they would only name defaults unused
+            "quantization": (None if q is None else {"bits": 8} if q.bits == 8 else q.model_dump()),
         }

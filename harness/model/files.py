@@ -233,7 +233,7 @@ def load_weights(
 
     from harness.model.loading import placed, pretrained_kwargs
 
-    kwargs = pretrained_kwargs(source, dtype)
+    kwargs = pretrained_kwargs(source, dtype, device)
     try:
         model: Any = AutoModelForCausalLM.from_pretrained(folder, **kwargs)
     except PICKLE_ERRORS as exc:
@@ -258,6 +258,17 @@ def load_weights(
     return model
 
 
+def training_device() -> Any:
+    """Where this process trains: its GPU under a launcher (``LOCAL_RANK``), the first
+    GPU, else the CPU (what the Trainer would pick; a quantized base is placed there as
+    it loads)."""
+    import torch
+
+    if torch.cuda.is_available():
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0") or 0))
+    return pick_device("auto")
+
+
 def load_for_training(source: ModelSource) -> tuple[Any, Any, Fingerprint]:
     """(model, tokenizer, base fingerprint) of a base model to fine-tune.
 
@@ -276,7 +287,7 @@ def load_for_training(source: ModelSource) -> tuple[Any, Any, Fingerprint]:
     )
     if source.dtype not in ("auto", "float32", "bfloat16", "float16"):
         raise UserError(f"model.dtype: unknown dtype '{source.dtype}'")
-    kwargs = pretrained_kwargs(source, resolve_dtype(source.dtype, folder))
+    kwargs = pretrained_kwargs(source, resolve_dtype(source.dtype, folder), training_device())
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     try:
         model: Any = AutoModelForCausalLM.from_pretrained(folder, **kwargs)

@@ -95,8 +95,10 @@ def load_settings(source: ModelSource, dtype: str) -> dict[str, Any]:
     return settings
 
 
-def pretrained_kwargs(source: ModelSource, dtype: str) -> dict[str, Any]:
-    """``from_pretrained`` arguments for ``source`` with its dtype resolved to ``dtype``."""
+def pretrained_kwargs(source: ModelSource, dtype: str, device: Any = "cpu") -> dict[str, Any]:
+    """``from_pretrained`` arguments for ``source`` with its dtype resolved to ``dtype``;
+    ``device`` (resolved, never "auto") is where a quantized model without a device map
+    goes whole."""
     import torch
 
     kwargs: dict[str, Any] = {
@@ -117,7 +119,7 @@ def pretrained_kwargs(source: ModelSource, dtype: str) -> dict[str, Any]:
     if source.quantization is not None:
         kwargs["quantization_config"] = bitsandbytes_config(dict(source.quantization))
         if source.device_map is None:  # bitsandbytes quantizes as the weights are placed
-            kwargs["device_map"] = {"": _device_index(source.device)}
+            kwargs["device_map"] = {"": _device_index(device)}
     return kwargs
 
 

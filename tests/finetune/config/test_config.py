@@ -130,7 +130,8 @@ def test_every_error_at_once_in_file_order(tmp_path: Path, monkeypatch: pytest.M
         "path: base", "path: base\n  colour: red"
     )
     assert errors_of(write(tmp_path, text)) == [
-        "config.yaml:5:3: base_model.colour: unknown field; allowed: path, allow_pickle, trust_remote_code",
+        "config.yaml:5:3: base_model.colour: unknown field; allowed: path, allow_pickle, trust_remote_code, dtype, device_map, max_memory, "
+        "offload_folder, attn_implementation, quantization",
         "config.yaml:9:7: training.lr: must be > 0, got -1",
         "config.yaml:10:15: training.batch_size: must be >= 1, got 0",
     ]

@@ -263,24 +263,14 @@ def test_a_regex_matching_no_module_is_a_located_error(
     assert message.startswith(f"{where}: lora.target_modules: Target modules nothing.* not found")
 
 
-def half_loader(monkeypatch: pytest.MonkeyPatch, convert: Any) -> None:
-    """load_for_training returning the base as ``convert`` makes it (a bfloat16 or
-    4-bit base, until the shared loading layer reads base_model.dtype/quantization)."""
-    real = language_model.load_for_training
-
-    def load(source: ModelSource) -> tuple[Any, Any, Any]:
-        model, tokenizer, fingerprint = real(source)
-        return convert(source, model), tokenizer, fingerprint
-
-    monkeypatch.setattr(language_model, "load_for_training", load)
-
-
 def test_a_bfloat16_base_trains_under_bf16_with_float32_masters(
-    bases: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    bases: dict[str, Path], tmp_path: Path
 ) -> None:
-    half_loader(monkeypatch, lambda source, model: model.to(torch.bfloat16))
     lora = {"modules_to_save": ["norm"], "use_dora": True}
-    config = config_at(tmp_path, bases["llama"], training={"precision": "bf16"}, lora=lora)
+    half = {"path": str(bases["llama"]), "dtype": "bfloat16"}  # base_model.dtype loads it so
+    config = config_at(
+        tmp_path, bases["llama"], base_model=half, training={"precision": "bf16"}, lora=lora
+    )
     recorder = Recorder()
     result = train(config, callbacks=[recorder])
     assert all(math.isfinite(x) for x in recorder.losses) and len(recorder.losses) == 2
@@ -290,33 +280,12 @@ def test_a_bfloat16_base_trains_under_bf16_with_float32_masters(
     weights = load_file(result.output_dir / "adapter_model.safetensors")
     assert {t.dtype for t in weights.values()} == {torch.float32}
     # without autocast the float32 copy of `norm` cannot feed the bfloat16 head
-    config = config_at(tmp_path / "fp32", bases["llama"], lora=lora)
+    config = config_at(tmp_path / "fp32", bases["llama"], base_model=half, lora=lora)
     with pytest.raises(UserError) as exc:
         built(config)
     assert exc.value.messages == [
         f"{at(config, '- norm')}: lora.modules_to_save: " + HALF_BASE_SAVED.format(dtype="bfloat16")
     ]
-
-
-def quantized(bits: int) -> Any:
-    """A loader of the checkpoint quantized by bitsandbytes on the CPU: 4-bit NF4
-    (bfloat16 compute, QLoRA's setting) or 8-bit (LLM.int8)."""
-
-    def load(source: ModelSource, model: Any) -> Any:
-        from transformers import AutoModelForCausalLM, BitsAndBytesConfig
-
-        quantization = (
-            BitsAndBytesConfig(
-                load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.bfloat16
-            )
-            if bits == 4
-            else BitsAndBytesConfig(load_in_8bit=True)
-        )
-        return AutoModelForCausalLM.from_pretrained(
-            source.path, quantization_config=quantization, device_map="cpu"
-        )
-
-    return load
 
 
 @pytest.fixture(scope="module")
@@ -346,24 +315,32 @@ def llama64(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
+QUANTIZATION = {
+    4: {"bits": 4, "quant_type": "nf4", "double_quant": True, "compute_dtype": "bfloat16"},
+    8: {"bits": 8},
+}
+
+
 @pytest.fixture(params=[4, 8], ids=["4bit", "8bit"])
-def kbit(request: Any, llama64: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """The Llama above, loaded quantized by load_for_training (skips where bitsandbytes
-    cannot quantize)."""
+def kbit(request: Any, llama64: Path) -> dict[str, Any]:
+    """The Llama above as a `base_model` section that loads it quantized (QLoRA's NF4
+    with double quantization and bfloat16 compute, or LLM.int8); skips where bitsandbytes
+    cannot quantize on this machine."""
     pytest.importorskip("bitsandbytes")
-    load = quantized(request.param)
+    section = {"path": str(llama64), "quantization": QUANTIZATION[request.param]}
     try:
-        model = load(ModelSource(path=str(llama64)), None)
+        model = language_model.load_for_training(
+            ModelSource(path=str(llama64), quantization=QUANTIZATION[request.param])
+        )[0]
     except Exception as exc:  # noqa: BLE001 - any failure means: not on this machine
         pytest.skip(f"bitsandbytes cannot quantize here: {str(exc)[:200]}")
     if not options.is_quantized(model):
         pytest.skip("bitsandbytes loaded the model unquantized")
-    half_loader(monkeypatch, load)
-    return llama64
+    return section
 
 
 def test_a_quantized_base_is_prepared_and_trains(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kbit: Path
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kbit: dict[str, Any]
 ) -> None:
     import peft
 
@@ -375,9 +352,16 @@ def test_a_quantized_base_is_prepared_and_trains(
         return real(model, **kwargs)
 
     monkeypatch.setattr(peft, "prepare_model_for_kbit_training", spy)
-    config = config_at(tmp_path, kbit, training={"gradient_checkpointing": True})
+    config = config_at(
+        tmp_path,
+        Path(kbit["path"]),
+        base_model=kbit,
+        training={"gradient_checkpointing": True, "precision": "bf16"},
+    )
     recorder = Recorder()
     result = train(config, callbacks=[recorder])
+    recorded = result.manifest["config"]["base_model"]["quantization"]
+    assert recorded.items() >= kbit["quantization"].items()  # set values, and defaults
     assert calls == [
         {
             "use_gradient_checkpointing": True,
@@ -388,13 +372,24 @@ def test_a_quantized_base_is_prepared_and_trains(
     weights = load_file(result.output_dir / "adapter_model.safetensors")
     lora_b = [t for k, t in weights.items() if "lora_B" in k]
     assert lora_b and all(t.abs().sum() > 0 for t in lora_b)  # B starts at 0: it moved
+    # the harness audits the adapter on the base loaded as it was trained (quantized)
+    source = ModelSource(
+        path=kbit["path"], adapter=str(result.output_dir), quantization=kbit["quantization"]
+    )
+    lm = load_model(source)
+    (tuned,) = lm.loglikelihood([("headline: market rose\nsummary:", " market rose")])
+    with lm.adapter_disabled():
+        (base,) = lm.loglikelihood([("headline: market rose\nsummary:", " market rose")])
+    assert math.isfinite(tuned[0]) and tuned[0] != base[0]
+    assert lm.loading["quantization"] == kbit["quantization"]
 
 
-def test_ewc_on_a_quantized_base_is_a_located_error(tmp_path: Path, kbit: Path) -> None:
+def test_ewc_on_a_quantized_base_is_a_located_error(tmp_path: Path, kbit: dict[str, Any]) -> None:
     write_jsonl(tmp_path / "original.jsonl", [{"text": "the film was good."}] * 4)
     config = config_at(
         tmp_path,
-        kbit,
+        Path(kbit["path"]),
+        base_model=kbit,
         anti_forgetting={"ewc": {"weight": 1.0, "data": ["original.jsonl"]}},
     )
     with pytest.raises(UserError) as exc:

@@ -165,7 +165,7 @@ def write_data(work: Path, model: Path, n_train: int, max_length: int) -> dict[s
         want = low + (max_length - low) * (i % n_train) // max(1, n_train - 1) - 2
         text = " ".join(rng.choice(words) for _ in range(want))
         ids = tokenizer.encode(text)[: max(1, want - 2)]  # margin: re-encoding may merge
-        rows.append({"text": tokenizer.decode(ids).strip()})
+        rows.append({"text": str(tokenizer.decode(ids)).strip()})
     train, val = rows[:n_train], rows[n_train:]
     random.Random(SEED).shuffle(train)
     paths = {}

@@ -123,7 +123,8 @@ def write_data(work: Path) -> None:
     write_jsonl(work / "data" / "val.jsonl", [chat_row(*qa) for qa in train[TRAIN_ROWS:]])
     seen = {q for q, _ in train}
     ev = random.Random(SEED + 1)
-    sums, parity = [], []
+    sums: list[dict[str, str]] = []
+    parity: list[dict[str, str]] = []
     while len(sums) < EVAL_ROWS or len(parity) < EVAL_ROWS:
         for kind, out in ((_sum, sums), (_parity, parity)):
             q, a = kind(ev)
@@ -239,6 +240,8 @@ def commands(paths: dict[str, Path]) -> list[list[str]]:
     """Steps 3 and 4 (step 2 runs in this process)."""
     return [
         [
+            sys.executable,
+            "-m",
             "finetune",
             "merge",
             str(paths["run"]),
@@ -248,8 +251,8 @@ def commands(paths: dict[str, Path]) -> list[list[str]]:
             "bfloat16",
             "--overwrite",
         ],
-        ["harness", "run", str(paths["suite_adapter"]), "--no-progress"],
-        ["harness", "run", str(paths["suite_merged"]), "--no-progress"],
+        [sys.executable, "-m", "harness", "run", str(paths["suite_adapter"]), "--no-progress"],
+        [sys.executable, "-m", "harness", "run", str(paths["suite_merged"]), "--no-progress"],
     ]
 
 
@@ -356,11 +359,37 @@ def metric_values(results_json: Path) -> dict[str, float | None]:
     }
 
 
+def record_agreement(a_json: Path, b_json: Path) -> list[str]:
+    """Per task, how closely two runs agree example by example: the largest difference
+    of a choice's log-likelihood and the share of equal predictions (classification),
+    the share of identical generations (generation)."""
+    a = json.loads(a_json.read_text(encoding="utf-8"))["tasks"]
+    b = json.loads(b_json.read_text(encoding="utf-8"))["tasks"]
+    lines = []
+    for task, entry in a.items():
+        pairs = list(zip(entry.get("records", []), b[task].get("records", []), strict=True))
+        if not pairs:
+            continue
+        if "loglik" in pairs[0][0]:
+            worst = max(
+                abs(x - y) for r, s in pairs for x, y in zip(r["loglik"], s["loglik"], strict=True)
+            )
+            same = sum(r["pred"] == s["pred"] for r, s in pairs)
+            lines.append(
+                f"{task}: largest log-likelihood difference {worst:.4f}, "
+                f"same prediction {same}/{len(pairs)}"
+            )
+        elif "prediction" in pairs[0][0]:
+            same = sum(r["prediction"] == s["prediction"] for r, s in pairs)
+            lines.append(f"{task}: identical generations {same}/{len(pairs)}")
+    return lines
+
+
 def run_command(cmd: list[str]) -> None:
     print("$ " + shlex.join(cmd), flush=True)
     proc = subprocess.run(cmd)
     if proc.returncode not in (0, 1):  # 1: a gate failed, still a finished run
-        raise SystemExit(f"{cmd[0]} {cmd[1]} exited with {proc.returncode}")
+        raise SystemExit(f"{shlex.join(cmd[2:4])} exited with {proc.returncode}")
 
 
 def main() -> int:
@@ -389,7 +418,7 @@ def main() -> int:
     problems = check_schemas(paths)
     for problem in problems:
         print(f"schema check: {problem}", file=sys.stderr)
-    train_cmd = ["finetune", "train", str(paths["config"]), "--overwrite"]
+    train_cmd = [sys.executable, "-m", "finetune", "train", str(paths["config"]), "--overwrite"]
     if args.dry_run:
         print("commands (the first runs in this process, to read the GPU's peak memory):")
         for cmd in [train_cmd, *commands(paths)]:
@@ -417,8 +446,14 @@ def main() -> int:
         a, b = on[key], merged.get(key)
         diff = abs(a - b) if a is not None and b is not None else None
         print(f"| {key} | {a} | {b} | {diff} |")
+    agreement = record_agreement(
+        paths["eval_adapter"] / "results.json", paths["eval_merged"] / "results.json"
+    )
+    print("\n".join(agreement))
     (work / "figures.json").write_text(
-        json.dumps({**figures, "adapter_on": on, "merged": merged}, indent=1)
+        json.dumps(
+            {**figures, "adapter_on": on, "merged": merged, "agreement": agreement}, indent=1
+        )
     )
     return 0
 

@@ -1,8 +1,9 @@
 """QLoRA on one GPU: fine-tune a 7-8B instruct model in 4 bits, merge, evaluate.
 
-The real check of issue 18's QLoRA path, for a machine with a CUDA GPU (24 GB is
-enough for an 8B model at the defaults) and bitsandbytes. It cannot run on a CPU-only
-machine: it stops at once with a message saying what is missing. Steps:
+The real check of issue 18's QLoRA path, for a machine with a CUDA GPU and bitsandbytes
+(docs/large-models.md estimates 14-16 GiB for an 8B model at the defaults, so a 24 GB
+GPU; not yet measured). It cannot run on a CPU-only machine: it stops at once with a
+message saying what is missing. Steps:
 
 1. writes a small instruction dataset of its own (seeded synthetic chat rows: sums,
    parity, words spelled backwards, unit conversions, sorting; a few hundred training
@@ -23,6 +24,8 @@ machine: it stops at once with a message saying what is missing. Steps:
 
 ``--dry-run`` does step 1, checks the config and suites against this checkout's
 schemas, and prints the commands of steps 2-4 without running them (no GPU needed).
+The whole flow was checked on a CPU with a tiny 4-bit Llama and the CUDA calls stubbed;
+its figures mean nothing there.
 
     python bench/gpu_qlora.py [--model meta-llama/Llama-3.1-8B-Instruct | PATH]
         [--steps 60] [--batch-size 4] [--grad-accumulation 4] [--max-length 1024]

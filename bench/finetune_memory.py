@@ -384,6 +384,27 @@ def main() -> int:
     return 0 if ok else 1
 
 
+def checkout() -> str:
+    """The commit this tree is at, and whether it has uncommitted changes."""
+    root = Path(__file__).resolve().parents[1]
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "not a git checkout"
+    return f"commit {head}" + (" with uncommitted changes" if dirty else "")
+
+
 def report(
     runs: dict[str, dict[str, Any]],
     skipped: dict[str, list[str]],
@@ -430,7 +451,8 @@ def report(
         f"(bench/.cache/llama-110m). LoRA r {LORA['r']}, alpha {LORA['alpha']} on all "
         f"linear layers; batch {BATCH}, max_length {args.max_length}, {args.steps} steps "
         f"(one epoch over {tokens}: lengths evenly from max_length / 8 to max_length), "
-        f"seed {SEED}; {args.threads} torch threads, one fresh process per setup.",
+        f"seed {SEED}; {args.threads} torch threads, one fresh process per setup; "
+        f"{checkout()}, torch {any_run['torch'] if any_run else '?'}.",
         "",
         "Peak RSS increase: getrusage ru_maxrss at the end of the training loop minus the "
         "VmRSS after the imports and a curation pass of the data (loading the base, LoRA, "

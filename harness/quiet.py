@@ -85,6 +85,8 @@ def third_party_to_log(
         if _ours(category):
             shown(message, category, filename, lineno, file, line)
             return
+        if issubclass(category, (DeprecationWarning, PendingDeprecationWarning)):
+            return  # a library's note to its own callers' developers (torch.jit at import)
         text = warnings.formatwarning(message, category, filename, lineno, line)
         log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(log_path, "a", encoding="utf-8") as log:

@@ -274,7 +274,7 @@ FT_UNKNOWN: list[tuple[str, YPath, Any]] = [
     (FT_NAIVE, ("lora", "target_modules"), 5),
     (FT_NAIVE, ("lora", "rank"), 8),
     (FT_NAIVE, ("optimizer",), "adamw"),
-    (FT_NAIVE, ("base_model", "dtype"), "float16"),
+    (FT_NAIVE, ("base_model", "dtype"), "float8"),
     (FT_NAIVE, ("name",), "demo naive!"),
     (FT_MITIGATED, ("anti_forgetting", "dropout"), {"p": 0.1}),
     (FT_MITIGATED, ("schema_version",), 3),

@@ -24,10 +24,9 @@ def main(argv: list[str]) -> int:
     from harness.report.html import render_html
     from harness.results.store import dumps
     from tests.report.skeleton import skeleton
+    from tests.report.synthetic import as_results, make_results
 
     if "--results" in argv:
-        from tests.report.synthetic import as_results, make_results
-
         write_atomic(RESULTS, dumps(as_results(make_results(3, 12, seed=0, samples=50))))
         print(f"wrote {RESULTS}")
     results = json.loads(RESULTS.read_text(encoding="utf-8"))

@@ -14,6 +14,7 @@ from pydantic import ValidationError
 
 from harness import audits
 from harness.config import yaml_marks
+from harness.config.backends import SERVED
 from harness.config.schema import (
     DUPLICATE_OUTPUT,
     DUPLICATE_TASK,
@@ -56,10 +57,13 @@ class Checks:
     def run(self, raw: dict[str, Any]) -> None:
         model = raw.get("model")
         if self.check_files and isinstance(model, dict):
-            path, adapter = (
-                v if isinstance(v := model.get(f), str) else None for f in ("path", "adapter")
+            path, adapter, tokenizer = (
+                v if isinstance(v := model.get(f), str) else None
+                for f in ("path", "adapter", "tokenizer")
             )
-            self.errors += model_file_errors(self.base, path, adapter)
+            if model.get("backend") in SERVED:  # names the server serves, not folders
+                path = adapter = None
+            self.errors += model_file_errors(self.base, path, adapter, tokenizer)
         outputs: dict[str, list[str] | None] = {}  # None: unknown, the task has errors
         first: dict[str, int] = {}
         for i, task in enumerate(_items(raw, "tasks")):
@@ -287,11 +291,11 @@ def metric_outputs(
 
 
 def model_file_errors(
-    base: Path, path: str | None = None, adapter: str | None = None
+    base: Path, path: str | None = None, adapter: str | None = None, tokenizer: str | None = None
 ) -> list[tuple[yaml_marks.Path, str]]:
-    """Missing local model/adapter folders (hub ids are not checked)."""
+    """Missing local model/adapter/tokenizer folders (hub ids are not checked)."""
     errors: list[tuple[yaml_marks.Path, str]] = []
-    for field, value in (("path", path), ("adapter", adapter)):
+    for field, value in (("path", path), ("adapter", adapter), ("tokenizer", tokenizer)):
         if value is not None and looks_local(value, base):
             folder = resolve_path(value, base)
             if not folder.is_dir():

@@ -25,6 +25,14 @@ from pydantic import (
 
 from harness import audits
 from harness.config import yaml_marks
+from harness.config.backends import (
+    NEEDS_ENDPOINT,
+    ONLY_FOR,
+    SERVED,
+    Backend,
+    EndpointSpec,
+    VllmSpec,
+)
 from harness.config.loading import ModelLoading
 from harness.config.prompting import (
     ChatSettings,
@@ -113,11 +121,25 @@ class _Strict(StrictModel):
 
 
 class ModelSpec(ModelLoading):
-    """The model under evaluation, and how its weights load."""
+    """The model under evaluation, where it runs and how its weights load."""
 
+    backend: Backend = "hf"
+    """hf: load `path` with transformers here; openai-completions / openai-chat: ask the
+    OpenAI-compatible server at `endpoint` for the model it serves as `path` (chat: text
+    generation only); vllm: vLLM's engine in this process (docs/backends.md)."""
+    endpoint: EndpointSpec | None = None
+    """The server of a served model (openai-completions, openai-chat)."""
+    tokenizer: str | None = None
+    """A served model's tokenizer: a local folder (relative to the suite file) or hub
+    id, used to split contexts from continuations, count tokens and fit prompts into
+    the window as for a local model (served backends and vllm; vllm's default is the
+    model's own)."""
+    vllm: VllmSpec | None = None
+    """Engine settings of backend vllm."""
     adapter: str | None = None
     """PEFT adapter folder (or hub id) applied on top of `path`; the base model's
-    behaviour (for the forgetting audit) is the same model with the adapter disabled."""
+    behaviour (for the forgetting audit) is the same model with the adapter disabled.
+    For a served model: the name the server serves the LoRA under."""
     allow_base_mismatch: bool = False
     """Evaluate `adapter` on a base other than the one it was trained on (its manifest's
     base fingerprint, or its config's base model); refused unless true, and recorded in
@@ -125,7 +147,41 @@ class ModelSpec(ModelLoading):
     device: str = "auto"
     """auto | cpu | cuda | cuda:N | mps. auto picks cuda, then mps, then cpu."""
     max_length: int | None = Field(default=None, ge=8)
-    """Context window override in tokens (default: the model's own)."""
+    """Context window override in tokens (default: the model's own; for a served
+    model: what the server reports, else 2048)."""
+
+    @model_validator(mode="after")
+    def _backend_settings(self) -> ModelSpec:
+        served = self.backend in SERVED
+        if served and self.endpoint is None:
+            raise ValueError(NEEDS_ENDPOINT.format(backend=self.backend))
+        only = {
+            "endpoint": (SERVED, self.endpoint is not None),
+            "vllm": (("vllm",), self.vllm is not None),
+            "device_map": (("hf",), self.device_map is not None),
+            "max_memory": (("hf",), self.max_memory is not None),
+            "offload_folder": (("hf",), self.offload_folder is not None),
+            "attn_implementation": (("hf",), self.attn_implementation is not None),
+            "quantization": (("hf", "vllm"), self.quantization is not None),
+            "device": (("hf",), self.device != "auto"),
+            "tokenizer": ((*SERVED, "vllm"), self.tokenizer is not None),
+        }
+        for name, (backends, is_set) in only.items():
+            if is_set and self.backend not in backends:
+                shown = " or ".join(backends)
+                raise ValueError(
+                    f"{name}: " + ONLY_FOR.format(backends=shown, backend=self.backend)
+                )
+        return self
+
+    def backend_options(self) -> dict[str, Any]:
+        """The backend settings as ``harness.model.files.ModelSource`` takes them."""
+        return {
+            "backend": self.backend,
+            "endpoint": self.endpoint.model_dump() if self.endpoint is not None else None,
+            "tokenizer": self.tokenizer,
+            "vllm": self.vllm.model_dump() if self.vllm is not None else None,
+        }
 
     @field_validator("device")
     @classmethod

@@ -17,6 +17,7 @@ from pydantic import ValidationError
 
 from harness import audits
 from harness.config import yaml_marks
+from harness.config.backends import SERVED
 from harness.config.checks import Checks, metric_outputs, model_file_errors
 from harness.config.schema import (
     BAD_IDENTIFIER,
@@ -142,7 +143,8 @@ def load_suite(path: str | Path, *, check_files: bool = True) -> Suite:
 def _resolve_paths(suite: Suite) -> None:
     """Make every local path of a loaded suite absolute (see load_suite)."""
     base = suite.base_dir
-    for field in ("path", "adapter"):
+    served = suite.model.backend in SERVED  # path and adapter: names the server serves
+    for field in ("tokenizer",) if served else ("path", "adapter", "tokenizer"):
         value = getattr(suite.model, field)
         if value is not None and looks_local(value, base):
             setattr(suite.model, field, str(resolve_path(value, base)))
@@ -171,7 +173,11 @@ def verify_files(suite: Suite) -> None:
     paths set by ``apply_overrides`` are reported by their option (``--model: ...``).
     """
     base = suite.base_dir
-    found = model_file_errors(base, suite.model.path, suite.model.adapter)
+    m = suite.model
+    served = m.backend in SERVED
+    found = model_file_errors(
+        base, None if served else m.path, None if served else m.adapter, m.tokenizer
+    )
     for i, task in enumerate(suite.tasks):
         if task.data is not None:
             found += [

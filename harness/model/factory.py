@@ -10,6 +10,7 @@ baseline) call this with the run's cache and group.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -44,8 +45,7 @@ def open_model(
     the processes without the cache (only the main one holds it): the wrapper is where
     the processes agree on what is left to compute.
     """
-    # looked up on the module at call time: tests put a fake model in its place
-    load = language_model.load_model
+    load = backend_loader(source.backend)
     lm: ScoringModel
     if group is None:
         lm = load(source)
@@ -54,6 +54,25 @@ def open_model(
     if cache is None and group is None:
         return lm
     return CachingModel(lm, cache=cache, group=group)
+
+
+def backend_loader(backend: str) -> Callable[..., ScoringModel]:
+    """The function that builds a ``backend``'s model: ``load(source, group=...)``.
+
+    Each backend's module is imported only when a suite names it (vLLM and the HTTP
+    client stay unimported otherwise)."""
+    if backend == "hf":
+        # looked up on the module at call time: tests put a fake model in its place
+        return language_model.load_model
+    if backend in ("openai-completions", "openai-chat"):
+        from harness.model.served import load_served
+
+        return load_served
+    if backend == "vllm":
+        from harness.model.vllm_backend import load_vllm
+
+        return load_vllm
+    raise ValueError(f"unknown backend {backend!r}")  # the schema allows no other
 
 
 def unwrapped(lm: ScoringModel) -> ScoringModel:

@@ -73,6 +73,15 @@ class ModelSource:
     attn_implementation: str | None = None
     quantization: dict[str, Any] | None = None
     """bitsandbytes settings: {bits, quant_type, double_quant, compute_dtype}."""
+    backend: str = "hf"
+    """hf | openai-completions | openai-chat | vllm (harness.config.backends)."""
+    endpoint: dict[str, Any] | None = None
+    """A served model's server: {base_url, api_key_env, concurrency, timeout_s,
+    max_retries}; never the key itself."""
+    tokenizer: str | None = None
+    """A served model's tokenizer folder or hub id (None: the model's own)."""
+    vllm: dict[str, Any] | None = None
+    """vLLM engine settings."""
 
     @classmethod
     def from_config(cls, model: Any) -> ModelSource:
@@ -86,6 +95,7 @@ class ModelSource:
             max_length=model.max_length,
             allow_base_mismatch=model.allow_base_mismatch,
             **model.loading_options(),
+            **model.backend_options(),
         )
 
 

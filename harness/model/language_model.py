@@ -58,7 +58,6 @@ from harness.model.fingerprint import (  # re-exported: the loaders' callers nam
     fingerprint_folder,
 )
 from harness.model.loading import input_device, load_settings, resolve_dtype
-from harness.model.long_text import SPARE_TOKENS, encode_in_pieces, longest_token_chars, window_tail
 from harness.model.requests import (
     as_loglikelihood,
     as_rolling,
@@ -66,6 +65,7 @@ from harness.model.requests import (
     loglikelihood_requests,
     rolling_requests,
 )
+from harness.model.tokenized import TokenizedModel
 
 if TYPE_CHECKING:
     from harness.model.distributed import ProcessGroup
@@ -99,7 +99,7 @@ __all__ = [
 
 
 @dataclass
-class LanguageModel:
+class LanguageModel(TokenizedModel):
     """A causal LM (optionally with a PEFT adapter) and its scoring API.
 
     Weights and tokenizer load on first use: a re-run whose every answer is in the
@@ -177,65 +177,6 @@ class LanguageModel:
             return self.base.digest
         return hashlib.sha256(f"{self.base.digest}+{self.adapter.digest}".encode()).hexdigest()
 
-    @property
-    def prefix_token(self) -> int:
-        """Token that conditions the first token of a text (BOS, else EOS, as lm-eval)."""
-        tok = self.tokenizer
-        if tok.bos_token_id is not None:
-            return int(tok.bos_token_id)
-        return int(tok.eos_token_id)
-
-    @property
-    def pad_token(self) -> int:
-        tok = self.tokenizer
-        pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
-        return int(pad if pad is not None else 0)
-
-    def encode(self, text: str) -> list[int]:
-        """Token ids of ``text``; a text that already starts with the BOS (a chat
-        template writes it) gets no second one (as lm-eval encodes it)."""
-        if self._starts_with_bos(text):
-            return list(self.tokenizer.encode(text, add_special_tokens=False))
-        return list(self.tokenizer.encode(text))
-
-    def _starts_with_bos(self, text: str) -> bool:
-        bos = self.tokenizer.bos_token
-        return bool(bos) and text.startswith(bos)
-
-    def text_tokens(self, text: str) -> Sequence[int]:
-        """Tokens of a text scored from its start: without the BOS that some tokenizers
-        put first (Llama's, a BERT's [CLS]), as the prefix token conditions the first.
-        A text that starts with the BOS itself (a rendered chat) is scored after it.
-        A long text is tokenized in pieces (harness.model.long_text), into a compact array."""
-        if self._starts_with_bos(text) and self.tokenizer.bos_token_id == self.prefix_token:
-            text = text[len(self.tokenizer.bos_token) :]
-        tokens = encode_in_pieces(self.tokenizer, text)
-        return tokens[1:] if tokens and tokens[0] == self.prefix_token else tokens
-
-    def tail(self, text: str, n_tokens: int) -> tuple[str, int]:
-        """(the end of ``text`` that holds its last ``n_tokens`` tokens, the number of
-        characters cut before it): a prompt the window would left-truncate is cut
-        before it is tokenized (harness.model.long_text.window_tail), so a huge row costs
-        the window's worth of work. A text too short to need it keeps the tokenizer
-        unloaded (every token covers at least one character)."""
-        if len(text) <= n_tokens + SPARE_TOKENS:
-            return text, 0
-        key = (n_tokens, text)
-        if key not in self._cuts:
-            if not self._longest_token:
-                self._longest_token = longest_token_chars(self.tokenizer)
-            self._cuts[key] = window_tail(self.tokenizer, text, n_tokens, self._longest_token)
-        cut = self._cuts[key]
-        return text[cut:], cut
-
-    def context_tail(self, context: str) -> tuple[str, int]:
-        """``tail`` of a log-likelihood context: what the window keeps of it, and one."""
-        return self.tail(context, self.max_length + 1)
-
-    def prompt_tail(self, prompt: str, max_new_tokens: int) -> tuple[str, int]:
-        """``tail`` of a generation prompt: the window less the new tokens."""
-        return self.tail(prompt, max(1, self.max_length - max_new_tokens))
-
     @contextlib.contextmanager
     def adapter_disabled(self) -> Iterator[None]:
         """Run the base model: the same weights with the adapter switched off (no copy).
@@ -277,22 +218,6 @@ class LanguageModel:
                 device=self.device,
                 group=self.group,
             )
-
-    def encode_pair(self, context: str, continuation: str) -> tuple[list[int], list[int]]:
-        """Tokens of context and continuation, as lm-eval splits them.
-
-        Trailing whitespace of the context moves to the continuation, the pair is
-        encoded whole and split at the length of the encoded context.
-        """
-        n_spaces = len(context) - len(context.rstrip())
-        if n_spaces:
-            continuation = context[-n_spaces:] + continuation
-            context = context[:-n_spaces]
-        if not context:
-            return [self.prefix_token], list(self.text_tokens(continuation))
-        whole = self.encode(context + continuation)
-        ctx = self.encode(context)
-        return ctx, whole[len(ctx) :]
 
     def loglikelihood(
         self,

@@ -83,6 +83,9 @@ def test_source_of_a_suite_model_section(adapter: str | None) -> None:
         def loading_options(self) -> dict[str, object]:
             return {"dtype": self.dtype, "attn_implementation": "eager"}
 
+        def backend_options(self) -> dict[str, object]:
+            return {"backend": "hf", "endpoint": None, "tokenizer": None, "vllm": None}
+
     Model.adapter = Path(adapter) if adapter else None  # type: ignore[attr-defined]
     assert source_of(Model()) == ModelSource(
         path="m",

@@ -79,3 +79,20 @@ class VllmSpec(StrictModel):
 
 
 Backend = Literal["hf", "openai-completions", "openai-chat", "vllm"]
+
+
+# --- what each backend can compute (harness.config.capabilities checks suites by it) ---
+
+LOGLIKELIHOODS = "log-likelihoods"
+GENERATION = "generation"
+CAPABILITIES: dict[str, frozenset[str]] = {
+    "hf": frozenset({LOGLIKELIHOODS, GENERATION}),
+    "openai-completions": frozenset({LOGLIKELIHOODS, GENERATION}),
+    "openai-chat": frozenset({GENERATION}),
+    "vllm": frozenset({LOGLIKELIHOODS, GENERATION}),
+}
+"""The request kinds a backend answers: log-likelihoods (loglikelihood and
+rolling_loglikelihood of the scoring API) and greedy generation. A chat API returns
+text only: no log-probabilities of a given continuation."""
+INSTEAD = {LOGLIKELIHOODS: "use openai-completions"}
+"""What to use instead when a backend lacks a capability (shown in the error)."""

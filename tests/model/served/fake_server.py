@@ -32,6 +32,8 @@ class FakeServer:
         """Scripted answers of the next POSTs: ("status", code[, retry_after]),
         ("slow", seconds), ("malformed", body)."""
         self.down = False
+        self.budget: int | None = None
+        """POSTs answered before the server goes down (None: no limit)."""
         self.posts: list[tuple[str, dict[str, Any]]] = []
         self.auth: list[str | None] = []
         self.bodies_seen: list[bytes] = []
@@ -160,6 +162,11 @@ class FakeServer:
                     return self._drop()
                 body = json.loads(raw)
                 with server._lock:
+                    if server.budget is not None:
+                        if server.budget <= 0:
+                            server.down = True
+                            return self._drop()
+                        server.budget -= 1
                     server.posts.append((self.path, body))
                     server.auth.append(self.headers.get("Authorization"))
                     fault = server.faults.pop(0) if server.faults else None

@@ -47,7 +47,7 @@ def _fairness(section: dict[str, Any], kinds: Mapping[str, str | None]) -> list[
     needs: list[Need] = []
     task = section.get("task")
     need = _kind_need(kinds, task)
-    if need is not None:
+    if need is not None and isinstance(task, str):
         needs.append((("task",), f"fairness on {kinds[task]} task '{task}'", need))
     if section.get("pairs") is not None:
         needs.append((("pairs",), "fairness stereotype pairs", LOGLIKELIHOODS))
@@ -59,7 +59,7 @@ def _forgetting(section: dict[str, Any], kinds: Mapping[str, str | None]) -> lis
     needs: list[Need] = []
     for i, task in enumerate(tasks if isinstance(tasks, list) else []):
         need = _kind_need(kinds, task)
-        if need is not None:
+        if need is not None and isinstance(task, str):
             needs.append((("tasks", i), f"forgetting on {kinds[task]} task '{task}'", need))
     return needs
 

@@ -142,7 +142,9 @@ class ServerClient:
     def get(self, path: str, *, kind: str) -> Any:
         return self._call("GET", path, None, kind, lambda data: data)
 
-    def post(self, path: str, body: dict[str, Any], *, kind: str, read: Callable[[Any], Any]) -> Any:
+    def post(
+        self, path: str, body: dict[str, Any], *, kind: str, read: Callable[[Any], Any]
+    ) -> Any:
         """``read(json)`` of the answer to ``body``; ``read`` raises MalformedResponse
         when the answer lacks what it needs."""
         return self._call("POST", path, body, kind, read)
@@ -204,9 +206,7 @@ class ServerClient:
                     try:
                         return read(json.loads(text))
                     except (ValueError, MalformedResponse) as exc:
-                        problem = (
-                            exc.problem if isinstance(exc, MalformedResponse) else "not JSON"
-                        )
+                        problem = exc.problem if isinstance(exc, MalformedResponse) else "not JSON"
                         if malformed_left == 0 or attempt > retries:
                             raise UserError(
                                 MALFORMED.format(

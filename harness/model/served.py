@@ -66,7 +66,9 @@ NO_CAPABILITY = (
     "backend {backend} cannot compute {what}: it gives no log-likelihoods "
     "(use backend openai-completions)"
 )
-TOKENIZER_NOT_FOUND = "model.tokenizer '{path}': not a folder here, and fetching it failed: {reason}"
+TOKENIZER_NOT_FOUND = (
+    "model.tokenizer '{path}': not a folder here, and fetching it failed: {reason}"
+)
 
 VOLATILE = ("created", "permission")
 """Fields of a ``/models`` entry that change on every call (vLLM stamps the time and a
@@ -191,7 +193,9 @@ class ServedModel(TokenizedModel):
 
     _generate_path = "/completions"
 
-    def _generate_body(self, prompt: str, max_new_tokens: int, stop: Sequence[str]) -> dict[str, Any]:
+    def _generate_body(
+        self, prompt: str, max_new_tokens: int, stop: Sequence[str]
+    ) -> dict[str, Any]:
         budget = max(1, self.max_length - max_new_tokens)
         tokens = self.encode(prompt)[-budget:] or [self.prefix_token]
         body: dict[str, Any] = {
@@ -219,7 +223,7 @@ class ServedModel(TokenizedModel):
 class CompletionsModel(ServedModel):
     """Backend openai-completions: log-likelihoods by echo, greedy generation."""
 
-    def _echo(self, indices: Sequence[int], prompts: Sequence[Sequence[int]]) -> list[Any]:
+    def _echo(self, prompts: Sequence[Sequence[int]]) -> list[Any]:
         bodies = [
             {
                 "model": self.model_name,
@@ -265,7 +269,7 @@ class CompletionsModel(ServedModel):
                 # the first token of a prompt has no log-probability: a continuation
                 # that fills the whole window is scored from its second token
                 n_cont.append(min(len(cont), len(whole) - 1))
-            echoes = self._echo(indices, prompts)
+            echoes = self._echo(prompts)
             out = []
             for prompt, n, echo in zip(prompts, n_cont, echoes, strict=True):
                 out.append(_continuation_score(echo, len(prompt), n))
@@ -297,7 +301,7 @@ class CompletionsModel(ServedModel):
                     prompts.append([*row.tokens, row.targets[-1]])
                     owners.append(t)
                     n_targets.append(len(row.targets))
-            echoes = self._echo(owners, prompts)
+            echoes = self._echo(prompts)
             totals = dict.fromkeys(indices, 0.0)
             counts = dict.fromkeys(indices, 0)
             for t, prompt, n, echo in zip(owners, prompts, n_targets, echoes, strict=True):
@@ -316,7 +320,9 @@ class ChatModel(ServedModel):
 
     _generate_path = "/chat/completions"
 
-    def _generate_body(self, prompt: str, max_new_tokens: int, stop: Sequence[str]) -> dict[str, Any]:
+    def _generate_body(
+        self, prompt: str, max_new_tokens: int, stop: Sequence[str]
+    ) -> dict[str, Any]:
         if self._load_tokenizer is not None:  # with a tokenizer the window cut applies
             prompt = self.prompt_tail(prompt, max_new_tokens)[0]
         body: dict[str, Any] = {
@@ -346,10 +352,22 @@ class ChatModel(ServedModel):
             return text, 0  # no tokenizer: the server's window decides
         return super().tail(text, n_tokens)
 
-    def loglikelihood(self, pairs: Sequence[tuple[str, str]], **_: Any) -> list[Any]:
+    def loglikelihood(
+        self,
+        pairs: Sequence[tuple[str, str]],
+        *,
+        batch_size: int = 8,
+        advance: Callable[[int], None] | None = None,
+    ) -> list[tuple[float, bool, int]]:
         raise UserError(NO_CAPABILITY.format(backend=self.backend, what="log-likelihoods"))
 
-    def rolling_loglikelihood(self, texts: Sequence[str], **_: Any) -> list[Any]:
+    def rolling_loglikelihood(
+        self,
+        texts: Sequence[str],
+        *,
+        batch_size: int = 8,
+        advance: Callable[[int], None] | None = None,
+    ) -> list[tuple[float, int]]:
         raise UserError(NO_CAPABILITY.format(backend=self.backend, what="perplexity"))
 
 
@@ -445,7 +463,7 @@ def load_served(
     group: ProcessGroup | None = None,
     *,
     sleep: Callable[[float], None] = time.sleep,
-) -> ServedModel:
+) -> CompletionsModel | ChatModel:
     """The served model ``source`` names (backend openai-completions or openai-chat):
     asks the server what it serves (``GET /models``); the tokenizer loads on first use."""
     backend = source.backend
@@ -476,6 +494,9 @@ def load_served(
     if source.adapter is not None:
         adapter = _identity(backend, client.url, source.adapter, entries[source.adapter], tok_print)
     max_length = source.max_length or entry.get("max_model_len") or DEFAULT_MAX_LENGTH
+    served = (
+        entry if source.adapter is None else {"base": entry, "adapter": entries[source.adapter]}
+    )
     cls = CompletionsModel if backend == "openai-completions" else ChatModel
     return cls(
         client=client,
@@ -485,7 +506,7 @@ def load_served(
         base=base,
         adapter=adapter,
         max_length=int(max_length),
-        served=entry if source.adapter is None else {"base": entry, "adapter": entries[source.adapter]},
+        served=served,
         load_s=time.perf_counter() - t,
         prompt_format=str(settings.get("prompt_format") or "tokens"),
         echo_max_tokens=int(settings.get("echo_max_tokens", 1)),

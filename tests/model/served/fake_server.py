@@ -17,7 +17,7 @@ import json
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -92,8 +92,13 @@ class FakeServer:
 
         pad = self.tokenizer.eos_token_id or 0
         return greedy_generate(
-            model, self.tokenizer, [ids], max_new_tokens=max_tokens, pad_token=pad,
-            device="cpu", stop=stop,
+            model,
+            self.tokenizer,
+            [ids],
+            max_new_tokens=max_tokens,
+            pad_token=pad,
+            device="cpu",
+            stop=stop,
         )[0]
 
     def answer(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -104,15 +109,19 @@ class FakeServer:
                 text = self.generate(
                     model, self._tokens(content), body["max_tokens"], body.get("stop") or []
                 )
-                return {"object": "chat.completion", "choices": [
-                    {"index": 0, "message": {"role": "assistant", "content": text}}
-                ]}
+                return {
+                    "object": "chat.completion",
+                    "choices": [{"index": 0, "message": {"role": "assistant", "content": text}}],
+                }
             ids = self._tokens(body["prompt"])
             if body.get("echo"):
                 logprobs = self.echo(model, ids, int(body.get("logprobs") or 1))
-                return {"object": "text_completion", "choices": [
-                    {"index": 0, "text": self.tokenizer.decode(ids), "logprobs": logprobs}
-                ]}
+                return {
+                    "object": "text_completion",
+                    "choices": [
+                        {"index": 0, "text": self.tokenizer.decode(ids), "logprobs": logprobs}
+                    ],
+                }
             text = self.generate(model, ids, body["max_tokens"], body.get("stop") or [])
             return {"object": "text_completion", "choices": [{"index": 0, "text": text}]}
 
@@ -125,7 +134,9 @@ class FakeServer:
             def log_message(self, *args: Any) -> None:
                 pass
 
-            def _send(self, status: int, payload: bytes, headers: dict[str, str] | None = None) -> None:
+            def _send(
+                self, status: int, payload: bytes, headers: dict[str, str] | None = None
+            ) -> None:
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(payload)))
@@ -136,10 +147,8 @@ class FakeServer:
 
             def _drop(self) -> None:
                 self.close_connection = True
-                try:
+                with suppress(OSError):
                     self.connection.shutdown(2)
-                except OSError:
-                    pass
 
             def do_GET(self) -> None:
                 if server.down:
@@ -148,9 +157,14 @@ class FakeServer:
                 if self.path.rstrip("/") != "/v1/models":
                     return self._send(404, b'{"error": "not found"}')
                 data = [
-                    {"id": name, "object": "model", "created": int(time.time()),
-                     "owned_by": "fake", "max_model_len": server.max_model_len,
-                     "permission": [{"id": f"modelperm-{time.time_ns()}"}]}
+                    {
+                        "id": name,
+                        "object": "model",
+                        "created": int(time.time()),
+                        "owned_by": "fake",
+                        "max_model_len": server.max_model_len,
+                        "permission": [{"id": f"modelperm-{time.time_ns()}"}],
+                    }
                     for name in server.models
                 ]
                 self._send(200, json.dumps({"object": "list", "data": data}).encode())

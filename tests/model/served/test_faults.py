@@ -70,7 +70,9 @@ def test_slow_server_times_out_and_is_retried(server: FakeServer, tiny_gpt2: Pat
     expected = lm.generate(["the movie"], max_new_tokens=3)
     server.posts.clear()
     server.faults.append(("slow", 1.0))  # one slow answer: retried, then answered
-    assert lm.generate(["the film"], max_new_tokens=3) == lm.generate(["the film"], max_new_tokens=3)
+    assert lm.generate(["the film"], max_new_tokens=3) == lm.generate(
+        ["the film"], max_new_tokens=3
+    )
     assert len(sleeps) == 1
     server.faults += [("slow", 1.0)] * 3
     with pytest.raises(UserError) as err:
@@ -85,8 +87,10 @@ def test_slow_server_times_out_and_is_retried(server: FakeServer, tiny_gpt2: Pat
     ("bodies", "problem"),
     [
         ([b"{not json", b"<html>busy</html>"], "not JSON"),
-        ([b'{"choices": []}', b'{"choices": [{"text": "x"}]}'],
-         "no choices[0].logprobs.token_logprobs and tokens"),
+        (
+            [b'{"choices": []}', b'{"choices": [{"text": "x"}]}'],
+            "no choices[0].logprobs.token_logprobs and tokens",
+        ),
     ],
 )
 def test_malformed_is_retried_once_then_reported(

@@ -44,7 +44,9 @@ def test_scores_agree_with_the_hf_backend(
 ) -> None:
     from harness.model.language_model import load_model
 
-    hf = load_model(ModelSource(path=str(tiny_gpt2), adapter=str(tiny_adapter) if adapter else None))
+    hf = load_model(
+        ModelSource(path=str(tiny_gpt2), adapter=str(tiny_adapter) if adapter else None)
+    )
     served = load_served(source(server, tiny_gpt2, adapter="tiny-lora" if adapter else None))
     for ours, theirs in zip(served.loglikelihood(PAIRS), hf.loglikelihood(PAIRS), strict=True):
         assert ours[0] == pytest.approx(theirs[0], abs=1e-4)
@@ -64,10 +66,12 @@ def test_scores_agree_with_the_hf_backend(
         assert {b["model"] for _, b in server.posts} == {"tiny", "tiny-lora"}
 
 
-def test_echo_requests_carry_token_ids_and_the_settings(server: FakeServer, tiny_gpt2: Path) -> None:
+def test_echo_requests_carry_token_ids_and_the_settings(
+    server: FakeServer, tiny_gpt2: Path
+) -> None:
     served = load_served(source(server, tiny_gpt2))
     served.loglikelihood(PAIRS[:1])
-    (path, body), = server.posts
+    ((path, body),) = server.posts
     ctx, cont = served.encode_pair(*PAIRS[0])
     assert path == "/v1/completions"
     assert body == {
@@ -83,6 +87,9 @@ def test_echo_requests_carry_token_ids_and_the_settings(server: FakeServer, tiny
 def test_identity_and_provenance(server: FakeServer, tiny_gpt2: Path) -> None:
     a = load_served(source(server, tiny_gpt2))
     b = load_served(source(server, tiny_gpt2))  # /models reports a new `created` each time
+    from harness.model.api import ScoringModel
+
+    assert isinstance(a, ScoringModel)
     assert a.base.path == f"{server.url}#tiny"
     assert a.fingerprint == b.fingerprint
     assert a.max_length == 64  # the max_model_len the server reports
@@ -104,7 +111,11 @@ def test_refusals(server: FakeServer, tiny_gpt2: Path, monkeypatch: pytest.Monke
         load_served(source(server, tiny_gpt2), group=object())  # type: ignore[arg-type]
     assert str(err.value) == NO_GROUP.format(backend="openai-completions")
     with pytest.raises(UserError) as err:
-        load_served(ModelSource(path="tiny", backend="openai-completions", endpoint={"base_url": server.url}))
+        load_served(
+            ModelSource(
+                path="tiny", backend="openai-completions", endpoint={"base_url": server.url}
+            )
+        )
     assert str(err.value) == NEEDS_TOKENIZER.format(backend="openai-completions")
     monkeypatch.delenv("SERVED_TEST_KEY", raising=False)
     with pytest.raises(UserError) as err:

@@ -131,7 +131,9 @@ def test_forgetting_of_a_served_lora_agrees_with_the_hf_backend(
     hf_suite = write_suite(tmp_path / "hf", tiny_gpt2, GATES, FORGETTING)
     assert run(hf_suite, tmp_path / "hf-out", "--adapter", str(tiny_adapter), "--limit", "6") == 0
     suite = served_suite(tmp_path / "served", server, tiny_gpt2, FORGETTING)
-    suite.write_text(suite.read_text().replace("  path: tiny\n", "  path: tiny\n  adapter: tiny-lora\n"))
+    suite.write_text(
+        suite.read_text().replace("  path: tiny\n", "  path: tiny\n  adapter: tiny-lora\n")
+    )
     assert run(suite, tmp_path / "served-out", "--limit", "6") == 0
     hf = json.loads((tmp_path / "hf-out" / "results.json").read_text())
     served = json.loads((tmp_path / "served-out" / "results.json").read_text())

@@ -50,6 +50,16 @@ class EndpointSpec(StrictModel):
     honoured); then the run stops with an error naming the server. Answers received
     before are kept in the response cache, so a re-run resumes."""
 
+    prompt_format: Literal["tokens", "text"] = "tokens"
+    """How prompts are sent to /completions: `tokens`, the ids the local tokenizer
+    encodes (the server scores exactly the tokens the hf backend scores; vLLM takes
+    them), or `text` for a server that takes no token ids: log-likelihoods then split
+    context from continuation by the echoed `text_offset`, and perplexity is refused."""
+    echo_max_tokens: int = Field(default=1, ge=0, le=16)
+    """`max_tokens` of an echo request (log-likelihoods): 1, as lm-eval sends it (vLLM
+    refuses 0; llama.cpp's server reads 0 as "until the window is full"); 0 for a server
+    that takes it. The prompt is cut to the window less these tokens."""
+
     @field_validator("base_url")
     @classmethod
     def _url(cls, value: str) -> str:

@@ -66,6 +66,14 @@ NO_CAPABILITY = (
     "backend {backend} cannot compute {what}: it gives no log-likelihoods "
     "(use backend openai-completions)"
 )
+TEXT_NEEDS_OFFSETS = (
+    "server {url}: with model.endpoint.prompt_format: text the echoed log-probabilities "
+    "need a text_offset per token, and the server gave none"
+)
+ROLLING_NEEDS_TOKENS = (
+    "backend {backend}: perplexity needs token-id prompts (model.endpoint.prompt_format: "
+    "tokens), which the server must accept"
+)
 TOKENIZER_NOT_FOUND = (
     "model.tokenizer '{path}': not a folder here, and fetching it failed: {reason}"
 )
@@ -223,11 +231,12 @@ class ServedModel(TokenizedModel):
 class CompletionsModel(ServedModel):
     """Backend openai-completions: log-likelihoods by echo, greedy generation."""
 
-    def _echo(self, prompts: Sequence[Sequence[int]]) -> list[Any]:
+    def _echo(self, prompts: Sequence[Any]) -> list[Any]:
+        """Echo requests of ``prompts`` (token ids; a text is sent as it is)."""
         bodies = [
             {
                 "model": self.model_name,
-                "prompt": self.prompt_of(p),
+                "prompt": p if isinstance(p, str) else self.prompt_of(p),
                 "echo": True,
                 "max_tokens": self.echo_max_tokens,
                 "logprobs": 1,
@@ -258,6 +267,8 @@ class CompletionsModel(ServedModel):
         requests = loglikelihood_requests(self, pairs, batch_size)
 
         def compute(indices: list[int]) -> list[Any]:
+            if self.prompt_format == "text":
+                return self._text_loglikelihood([requests.bodies[i] for i in indices])
             prompts, n_cont = [], []
             for i in indices:
                 body = requests.bodies[i]
@@ -278,6 +289,26 @@ class CompletionsModel(ServedModel):
         answers = requests.answer(self.fingerprint, compute, advance=advance)
         return [as_loglikelihood(a) for a in answers]
 
+    def _text_loglikelihood(self, bodies: Sequence[dict[str, Any]]) -> list[Any]:
+        """Scores of context + continuation sent as text (``prompt_format: text``, for a
+        server that takes no token ids): the server tokenizes, and the continuation is
+        the tokens that start at or after the context's end (``text_offset``; trailing
+        whitespace of the context moves to the continuation, as ``encode_pair`` does). A token the server merges across the
+        boundary counts as context, so a score can differ from the token-id one."""
+        texts = [b["context"] + b["continuation"] for b in bodies]
+        out = []
+        for body, text, echo in zip(bodies, texts, self._echo(texts), strict=True):
+            offsets = echo["offsets"]
+            if not isinstance(offsets, list) or len(offsets) != len(echo["tokens"]):
+                raise UserError(TEXT_NEEDS_OFFSETS.format(url=self.client.url))
+            n_prompt = sum(1 for o in offsets if o < len(text))
+            start = len(body["context"].rstrip())  # its trailing space goes on, as encode_pair
+            n = sum(1 for k, o in enumerate(offsets[:n_prompt]) if k > 0 and o >= start)
+            if n == 0:
+                raise UserError(f"continuation {body['continuation']!r} encodes to no tokens")
+            out.append(_continuation_score(echo, n_prompt, n))
+        return out
+
     def rolling_loglikelihood(
         self,
         texts: Sequence[str],
@@ -287,7 +318,10 @@ class CompletionsModel(ServedModel):
     ) -> list[tuple[float, int]]:
         """(sum log-prob, n tokens) of each whole text: the windows of
         harness.model.scoring.rolling_windows (the first after the prefix token, every
-        token scored once), each window one echo request."""
+        token scored once), each window one echo request (token ids only: windows of
+        text would not cut where the tokens do)."""
+        if self.prompt_format != "tokens":
+            raise UserError(ROLLING_NEEDS_TOKENS.format(backend=self.backend))
         requests = rolling_requests(self, texts, batch_size)
 
         def compute(indices: list[int]) -> list[Any]:
@@ -382,7 +416,8 @@ def _read_echo(data: Any) -> dict[str, Any]:
     if not isinstance(token_logprobs, list) or not isinstance(tokens, list):
         raise MalformedResponse("choices[0].logprobs.token_logprobs is not a list")
     top = logprobs.get("top_logprobs") or [None] * len(tokens)
-    return {"token_logprobs": token_logprobs, "tokens": tokens, "top": top}
+    offsets = logprobs.get("text_offset")
+    return {"token_logprobs": token_logprobs, "tokens": tokens, "top": top, "offsets": offsets}
 
 
 def _continuation_score(echo: dict[str, Any], n_prompt: int, n: int) -> list[Any]:

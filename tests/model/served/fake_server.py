@@ -84,7 +84,7 @@ class FakeServer:
             "tokens": [decode([t]) for t in ids],
             "token_logprobs": token_logprobs,
             "top_logprobs": top,
-            "text_offset": [],
+            "text_offset": [sum(len(decode([t])) for t in ids[:k]) for k in range(len(ids))],
         }
 
     def generate(self, model: Any, ids: list[int], max_tokens: int, stop: list[str]) -> str:

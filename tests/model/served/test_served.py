@@ -140,3 +140,23 @@ def test_chat_generates_and_refuses_loglikelihoods(server: FakeServer, tiny_gpt2
     with pytest.raises(UserError) as err:
         chat.loglikelihood(PAIRS)
     assert str(err.value) == NO_CAPABILITY.format(backend="openai-chat", what="log-likelihoods")
+
+
+@pytest.mark.slow
+def test_text_prompts_split_by_offsets(server: FakeServer, tiny_gpt2: Path) -> None:
+    """``prompt_format: text`` (a server that takes no token ids): the same scores
+    where the server's tokens split where ours do (a context that is not empty)."""
+    from harness.model.served import ROLLING_NEEDS_TOKENS
+
+    tokens = load_served(source(server, tiny_gpt2))
+    text = load_served(source(server, tiny_gpt2, endpoint={"prompt_format": "text"}))
+    pairs = [p for p in PAIRS if p[0]]
+    for ours, theirs in zip(text.loglikelihood(pairs), tokens.loglikelihood(pairs), strict=True):
+        assert ours[0] == pytest.approx(theirs[0], abs=1e-5)
+        assert ours[1:] == theirs[1:]
+    assert all(isinstance(b["prompt"], str) for _, b in server.posts[: len(pairs)])
+    kwargs = {"max_new_tokens": 6, "stop": ["."]}
+    assert text.generate(PROMPTS, **kwargs) == tokens.generate(PROMPTS, **kwargs)
+    with pytest.raises(UserError) as err:
+        text.rolling_loglikelihood(TEXTS)
+    assert str(err.value) == ROLLING_NEEDS_TOKENS.format(backend="openai-completions")

@@ -30,7 +30,7 @@ class FakeServer:
         self.max_model_len = max_model_len
         self.faults: list[tuple[Any, ...]] = []
         """Scripted answers of the next POSTs: ("status", code[, retry_after]),
-        ("slow", seconds), ("malformed", body)."""
+        ("slow", seconds), ("malformed", body), ("body", status, body)."""
         self.down = False
         self.budget: int | None = None
         """POSTs answered before the server goes down (None: no limit)."""
@@ -192,6 +192,8 @@ class FakeServer:
                         time.sleep(fault[1])
                     if fault[0] == "malformed":
                         return self._send(200, fault[1])
+                    if fault[0] == "body":  # a status with this body
+                        return self._send(fault[1], fault[2])
                 try:
                     answer = server.answer(self.path, body)
                 except KeyError as exc:

@@ -126,3 +126,19 @@ def test_concurrent_requests_and_a_failure_among_them(server: FakeServer, tiny_g
     server.faults += [("status", 404)]
     with pytest.raises(UserError, match="refused"):
         lm.loglikelihood(pairs)
+
+
+def test_a_key_the_server_echoes_is_scrubbed_from_errors(
+    server: FakeServer, tiny_gpt2: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    key = "sk-echoed-4d2c8b"
+    monkeypatch.setenv("SERVED_TEST_KEY", key)
+    lm = load_served(
+        source(server, tiny_gpt2, endpoint={"api_key_env": "SERVED_TEST_KEY"}), sleep=Sleeps()
+    )
+    server.faults.append(("body", 401, f'{{"error": "bad key Bearer {key}"}}'.encode()))
+    with pytest.raises(UserError) as err:
+        lm.loglikelihood(PAIRS[:1])
+    assert key not in str(err.value)
+    assert "bad key Bearer ***" in str(err.value)
+    assert server.auth[-1] == f"Bearer {key}"

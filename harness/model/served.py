@@ -162,12 +162,6 @@ class ServedModel(TokenizedModel):
         finally:
             self._adapter_off = False
 
-    def prompt_of(self, tokens: Sequence[int]) -> Any:
-        """A prompt as the server takes it: the token ids, or their text."""
-        if self.prompt_format == "tokens":
-            return [int(t) for t in tokens]
-        return self.tokenizer.decode(list(tokens))
-
     # -- generation: both backends -------------------------------------------------------
 
     def generate(
@@ -204,11 +198,14 @@ class ServedModel(TokenizedModel):
     def _generate_body(
         self, prompt: str, max_new_tokens: int, stop: Sequence[str]
     ) -> dict[str, Any]:
-        budget = max(1, self.max_length - max_new_tokens)
-        tokens = self.encode(prompt)[-budget:] or [self.prefix_token]
+        if self.prompt_format == "tokens":
+            budget = max(1, self.max_length - max_new_tokens)
+            sent: Any = self.encode(prompt)[-budget:] or [self.prefix_token]
+        else:  # the text the window keeps (the server adds its own BOS)
+            sent = prompt
         body: dict[str, Any] = {
             "model": self.model_name,
-            "prompt": self.prompt_of(tokens),
+            "prompt": sent,
             "max_tokens": max_new_tokens,
             "temperature": 0,
         }
@@ -236,7 +233,7 @@ class CompletionsModel(ServedModel):
         bodies = [
             {
                 "model": self.model_name,
-                "prompt": p if isinstance(p, str) else self.prompt_of(p),
+                "prompt": p if isinstance(p, str) else [int(t) for t in p],
                 "echo": True,
                 "max_tokens": self.echo_max_tokens,
                 "logprobs": 1,

@@ -10,6 +10,7 @@ import pytest
 
 from harness.config.capabilities import AUDIT_NEEDS, KIND_NEEDS
 from harness.config.suite import load_suite
+from harness.errors import UserError
 from tests.config.suite_files import errors, write
 
 CHAT = """\
@@ -90,3 +91,30 @@ def test_the_tables_name_every_task_kind_and_the_scoring_audits() -> None:
 
     assert set(KIND_NEEDS) == set(TASK_CLASSES) - {"lm_eval"}  # lm_eval: its scored kind
     assert set(AUDIT_NEEDS) <= set(audits.available())
+
+
+@pytest.mark.parametrize(
+    ("audits", "expected"),
+    [
+        (
+            "audits:\n  privacy:\n    manifest: m.json\n    canaries: true\n    extraction: true\n",
+            ["audits.privacy.canaries: privacy canary exposure needs log-likelihoods"],
+        ),
+        ("audits:\n  privacy:\n    manifest: m.json\n    extraction: true\n", []),
+        (
+            "audits:\n  fairness:\n    task: summarize\n    group: [label]\n    pairs: p.csv\n",
+            ["audits.fairness.pairs: fairness stereotype pairs needs log-likelihoods"],
+        ),
+    ],
+)
+def test_audit_parts_that_score_by_loglikelihood(
+    suite_dir: Path, audits: str, expected: list[str]
+) -> None:
+    tasks = "  - id: summarize\n" + TASKS.split("  - id: summarize\n")[1].split("  - id: lm")[0]
+    path = write(suite_dir, suite(CHAT, tasks, audits))
+    try:
+        load_suite(path, check_files=False)
+        found: list[str] = []
+    except UserError as exc:  # other errors of the section are not ours here
+        found = [m for m in exc.messages if "log-likelihoods" in m]
+    assert [m.split(": ", 1)[1].split(",")[0] for m in found] == expected

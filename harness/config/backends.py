@@ -6,8 +6,9 @@ OpenAI-compatible server (vLLM, TGI, llama.cpp's server) for the model it serves
 ``vllm`` runs vLLM's engine in this process. For a served model ``path`` is the name
 the server serves the base under and ``adapter`` the name of a LoRA it serves beside it
 (vLLM's ``--lora-modules``): the forgetting audit's base model is then the same server
-asked for ``path``. Which scoring capabilities each backend has is
-``harness.model.backends``' concern; this module only reads and checks the settings.
+asked for ``path``. ``CAPABILITIES`` says what each backend computes
+(harness.config.capabilities refuses a suite that asks a backend for more); the
+backends themselves are in harness.model (harness.model.served for the servers).
 """
 
 from __future__ import annotations

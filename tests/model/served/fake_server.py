@@ -24,7 +24,9 @@ from typing import Any
 
 
 class FakeServer:
-    def __init__(self, models: dict[str, Any], tokenizer: Any, *, max_model_len: int = 64) -> None:
+    def __init__(
+        self, models: dict[str, Any], tokenizer: Any, *, max_model_len: int = 64, port: int = 0
+    ) -> None:
         self.models = models
         self.tokenizer = tokenizer
         self.max_model_len = max_model_len
@@ -33,13 +35,15 @@ class FakeServer:
         ("slow", seconds), ("malformed", body), ("body", status, body)."""
         self.down = False
         self.budget: int | None = None
-        """POSTs answered before the server goes down (None: no limit)."""
+        """POSTs answered before the server stops: it closes its socket, and the
+        connections still open drop every request (None: no limit)."""
         self.posts: list[tuple[str, dict[str, Any]]] = []
         self.auth: list[str | None] = []
         self.bodies_seen: list[bytes] = []
+        self._stopped = False
         self._lock = threading.Lock()
         self._compute = threading.Lock()
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", port), self._handler())
         self.httpd.daemon_threads = True
         self.port = self.httpd.server_address[1]
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
@@ -53,8 +57,17 @@ class FakeServer:
         return self
 
     def stop(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        if not self._stopped:
+            self._stopped = True
+            self.httpd.shutdown()
+            self.httpd.server_close()
+
+    def restarted(self) -> FakeServer:
+        """A new server on the same port with the same models (started)."""
+        self.stop()
+        return FakeServer(
+            self.models, self.tokenizer, max_model_len=self.max_model_len, port=self.port
+        ).start()
 
     def completions_posts(self) -> int:
         return sum(1 for path, _ in self.posts if path.endswith("/completions"))
@@ -178,7 +191,9 @@ class FakeServer:
                 with server._lock:
                     if server.budget is not None:
                         if server.budget <= 0:
-                            server.down = True
+                            if not server.down:
+                                server.down = True
+                                threading.Thread(target=server.stop, daemon=True).start()
                             return self._drop()
                         server.budget -= 1
                     server.posts.append((self.path, body))

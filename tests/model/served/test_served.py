@@ -160,3 +160,20 @@ def test_text_prompts_split_by_offsets(server: FakeServer, tiny_gpt2: Path) -> N
     with pytest.raises(UserError) as err:
         text.rolling_loglikelihood(TEXTS)
     assert str(err.value) == ROLLING_NEEDS_TOKENS.format(backend="openai-completions")
+
+
+def test_long_texts_and_rows_fit_the_servers_window(server: FakeServer, tiny_gpt2: Path) -> None:
+    """Every prompt fits the window less the echoed token; a long text is scored in
+    windows, each token once (the same count as the hf backend)."""
+    served = load_served(source(server, tiny_gpt2))
+    long_text = " ".join(["the movie was great and the actor was fun."] * 20)
+    n_tokens = len(served.text_tokens(long_text))
+    assert n_tokens > 3 * served.max_length
+    ((_, n),) = served.rolling_loglikelihood([long_text])
+    assert n == n_tokens
+    assert all(len(b["prompt"]) <= served.max_length - 1 for _, b in server.posts)
+    server.posts.clear()
+    ((_, _, n_cont),) = served.loglikelihood([(long_text, " the end")])
+    ((_, body),) = server.posts
+    assert len(body["prompt"]) == served.max_length - 1
+    assert n_cont == len(served.encode_pair(long_text, " the end")[1])

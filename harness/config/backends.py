@@ -6,8 +6,9 @@ OpenAI-compatible server (vLLM, TGI, llama.cpp's server) for the model it serves
 ``vllm`` runs vLLM's engine in this process. For a served model ``path`` is the name
 the server serves the base under and ``adapter`` the name of a LoRA it serves beside it
 (vLLM's ``--lora-modules``): the forgetting audit's base model is then the same server
-asked for ``path``. Which scoring capabilities each backend has is
-``harness.model.backends``' concern; this module only reads and checks the settings.
+asked for ``path``. ``CAPABILITIES`` says what each backend computes
+(harness.config.capabilities refuses a suite that asks a backend for more); the
+backends themselves are in harness.model (harness.model.served for the servers).
 """
 
 from __future__ import annotations
@@ -50,6 +51,16 @@ class EndpointSpec(StrictModel):
     honoured); then the run stops with an error naming the server. Answers received
     before are kept in the response cache, so a re-run resumes."""
 
+    prompt_format: Literal["tokens", "text"] = "tokens"
+    """How prompts are sent to /completions: `tokens`, the ids the local tokenizer
+    encodes (the server scores exactly the tokens the hf backend scores; vLLM takes
+    them), or `text` for a server that takes no token ids: log-likelihoods then split
+    context from continuation by the echoed `text_offset`, and perplexity is refused."""
+    echo_max_tokens: int = Field(default=1, ge=0, le=16)
+    """`max_tokens` of an echo request (log-likelihoods): 1, as lm-eval sends it (vLLM
+    refuses 0; llama.cpp's server reads 0 as "until the window is full"); 0 for a server
+    that takes it. The prompt is cut to the window less these tokens."""
+
     @field_validator("base_url")
     @classmethod
     def _url(cls, value: str) -> str:
@@ -79,3 +90,20 @@ class VllmSpec(StrictModel):
 
 
 Backend = Literal["hf", "openai-completions", "openai-chat", "vllm"]
+
+
+# --- what each backend can compute (harness.config.capabilities checks suites by it) ---
+
+LOGLIKELIHOODS = "log-likelihoods"
+GENERATION = "generation"
+CAPABILITIES: dict[str, frozenset[str]] = {
+    "hf": frozenset({LOGLIKELIHOODS, GENERATION}),
+    "openai-completions": frozenset({LOGLIKELIHOODS, GENERATION}),
+    "openai-chat": frozenset({GENERATION}),
+    "vllm": frozenset({LOGLIKELIHOODS, GENERATION}),
+}
+"""The request kinds a backend answers: log-likelihoods (loglikelihood and
+rolling_loglikelihood of the scoring API) and greedy generation. A chat API returns
+text only: no log-probabilities of a given continuation."""
+INSTEAD = {LOGLIKELIHOODS: "use openai-completions"}
+"""What to use instead when a backend lacks a capability (shown in the error)."""

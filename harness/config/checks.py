@@ -15,6 +15,7 @@ from pydantic import ValidationError
 from harness import audits
 from harness.config import yaml_marks
 from harness.config.backends import SERVED
+from harness.config.capabilities import capability_problems
 from harness.config.schema import (
     DUPLICATE_OUTPUT,
     DUPLICATE_TASK,
@@ -32,6 +33,7 @@ from harness.config.schema import (
     Gate,
     LmEvalTask,
     MetricSpec,
+    ModelSpec,
     _check_template,
     _validate_task,
 )
@@ -90,6 +92,8 @@ class Checks:
                 if audits.is_audit_name(task_id):
                     msg = audits.base.RESERVED_TASK_ID.format(id=task_id)
                     self.errors.append((("tasks", i, "id"), msg))
+        if _try(ModelSpec.model_validate, model) is not None:  # else: once it is fixed
+            self.errors += capability_problems(raw, self.scored)
         if not _ids_sound(raw):
             return  # which task a name means is unknown until every task has its own id
         facts = _task_facts(raw, first, outputs, self.scored)

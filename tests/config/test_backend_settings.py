@@ -41,6 +41,8 @@ def test_a_served_model_reaches_the_source_without_file_checks(suite_dir: Path) 
         "concurrency": 4,
         "timeout_s": 120.0,
         "max_retries": 5,
+        "prompt_format": "tokens",
+        "echo_max_tokens": 1,
     }
     assert source.tokenizer == str(suite_dir / "tok")  # a local tokenizer: relative to the suite
 

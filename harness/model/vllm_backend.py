@@ -248,8 +248,12 @@ class VllmModel(TokenizedModel):
             prompts.setdefault((*row.tokens, row.targets[-1]), len(prompts))
         outputs = []
         if prompts:
-            outputs = self._run(
-                [list(p) for p in prompts], temperature=0.0, max_tokens=1, prompt_logprobs=1
+            outputs = self._run(  # detokenize=False: no text of the logprobs' tokens
+                [list(p) for p in prompts],
+                temperature=0.0,
+                max_tokens=1,
+                prompt_logprobs=1,
+                detokenize=False,
             )
         scores = []
         for row in rows:

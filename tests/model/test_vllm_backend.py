@@ -58,6 +58,7 @@ class SamplingParams:
     prompt_logprobs: int | None = None
     ignore_eos: bool = False
     skip_special_tokens: bool = True
+    detokenize: bool = True
 
 
 @dataclass
@@ -135,6 +136,8 @@ class FakeLLM:
     ) -> list[RequestOutput]:
         import torch
 
+        if sampling_params.stop and not sampling_params.detokenize:
+            raise ValueError("stop strings are only supported when detokenize is True.")
         ids_list = [list(p["prompt_token_ids"]) for p in prompts]
         self.calls.append(Call(ids_list, sampling_params, lora_request))
         net = self._net(lora_request)
@@ -330,17 +333,16 @@ def test_engine_and_requests(fake_vllm: list[FakeLLM], tiny_gpt2: Path, adapter_
     }
     call = engine.calls[-1]
     assert call.prompts == [ctx + cont]
-    assert (call.params.temperature, call.params.max_tokens, call.params.prompt_logprobs) == (
-        0.0,
-        1,
-        1,
-    )
+    params = call.params
+    assert (params.temperature, params.max_tokens, params.prompt_logprobs) == (0.0, 1, 1)
+    assert params.detokenize is False and params.stop is None
     assert call.lora_request == LoRARequest("adapter", 1, str(adapter_dir))
     vm.generate(["Once"], max_new_tokens=3, stop=["\n"])
     call = engine.calls[-1]
     assert call.prompts == [vm.encode("Once")]
     params = call.params
     assert (params.temperature, params.max_tokens, params.stop) == (0.0, 3, ["\n"])
+    assert params.detokenize is True  # vLLM matches stop strings on the text
     assert params.prompt_logprobs is None
     assert params.stop_token_ids == [vm.tokenizer.eos_token_id]
     with vm.adapter_disabled():

@@ -424,3 +424,45 @@ def test_adapter_rank_above_the_engine_limit(
     with pytest.raises(UserError) as err:
         load_vllm(source)
     assert str(err.value) == RANK_TOO_HIGH.format(adapter=big, rank=64, limit=16)
+
+
+# -- a whole run, and the GPU bench's comparison ------------------------------------------
+
+
+def test_harness_run_on_vllm_agrees_with_hf(
+    fake_vllm: list[FakeLLM], tiny_gpt2: Path, adapter_dir: Path, tmp_path: Path
+) -> None:
+    """bench/vllm_vs_hf.py's suites through `harness run` (hf on the CPU here, vllm on the
+    fake engine), compared by the bench's own code: the same numbers, predictions and
+    generations; provenance names the engine settings."""
+    import argparse
+    import json
+
+    from bench.vllm_vs_hf import compare, write_suites
+    from harness.cli.main import main
+
+    args = argparse.Namespace(
+        work=tmp_path,
+        rows=12,
+        model=str(tiny_gpt2),
+        adapter=str(adapter_dir),
+        dtype="float32",
+        max_length=60,
+        max_new_tokens=8,
+        batch_size=4,
+        gpu_memory_utilization=0.5,
+    )
+    suites = write_suites(args)
+    hf_suite = suites["hf"].read_text().replace("device: cuda", "device: cpu")
+    suites["hf"].write_text(hf_suite)
+    results = {}
+    for backend, suite in suites.items():
+        assert main(["run", str(suite), "--out", str(tmp_path / backend)]) == 0
+        results[backend] = json.loads((tmp_path / backend / "results.json").read_text())
+    figures = compare(results["hf"], results["vllm"])
+    assert figures["examples"] == 28
+    assert figures["max_abs_delta_loglik"] < 5e-4  # float32 sums over texts of ~150 tokens
+    assert figures["same_predictions"] == figures["identical_generations"] == 1.0
+    loading = results["vllm"]["provenance"]["loading"]
+    assert loading["backend"] == "vllm" and loading["max_model_len"] == 62
+    assert fake_vllm[0].calls[0].lora_request is not None

@@ -466,3 +466,16 @@ def test_harness_run_on_vllm_agrees_with_hf(
     loading = results["vllm"]["provenance"]["loading"]
     assert loading["backend"] == "vllm" and loading["max_model_len"] == 62
     assert fake_vllm[0].calls[0].lora_request is not None
+
+
+def test_quantization_is_vllms_bitsandbytes(fake_vllm: list[FakeLLM], tiny_gpt2: Path) -> None:
+    from harness.model.vllm_backend import NO_8BIT
+
+    four = {"bits": 4, "quant_type": "nf4", "double_quant": True, "compute_dtype": "bfloat16"}
+    vm = load_vllm(ModelSource(path=str(tiny_gpt2), backend="vllm", quantization=four))
+    assert vm.request_settings["quantization"] == vm.loading["quantization"] == "bitsandbytes"
+    vm.generate(["x"], max_new_tokens=1)
+    assert fake_vllm[0].kwargs["quantization"] == "bitsandbytes"
+    with pytest.raises(UserError) as err:
+        load_vllm(ModelSource(path=str(tiny_gpt2), backend="vllm", quantization={"bits": 8}))
+    assert str(err.value) == NO_8BIT

@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 
 from harness.errors import UserError
+from harness.model.api import ScoringModel
 from harness.model.files import ModelSource
 from harness.model.language_model import load_model
 from harness.model.vllm_backend import NO_GROUP, NO_VLLM, RANK_TOO_HIGH, load_vllm
@@ -385,6 +386,7 @@ def test_without_vllm_the_first_request_says_how_to_install(
     monkeypatch.setitem(sys.modules, "vllm", None)
     vm = load_vllm(ModelSource(path=str(tiny_gpt2), backend="vllm"))  # checks need no vLLM
     assert vm.max_length == 62 and vm.tokenizer is not None
+    assert isinstance(vm, ScoringModel)  # reads every member: none needs the engine
     with pytest.raises(UserError) as err:
         vm.loglikelihood(PAIRS[:1])
     assert str(err.value) == NO_VLLM

@@ -64,6 +64,31 @@ def pairs() -> list[tuple[str, str]]:
     return out
 
 
+def fit(folder: Path, steps: int = 80) -> None:
+    """Train the tiny model briefly on its own corpus (seeded), so that its greedy text
+    is words: a random model emits bytes that are no UTF-8, which the server and
+    transformers decode differently and which defeat the server's max_tokens."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    torch.manual_seed(0)
+    tok = AutoTokenizer.from_pretrained(folder)
+    model = AutoModelForCausalLM.from_pretrained(folder)
+    texts = corpus(256, seed=1)
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    model.train()
+    for step in range(steps):
+        batch = tok(texts[(step * 16) % 256 :][:16], return_tensors="pt", padding=True)
+        labels = batch["input_ids"].masked_fill(batch["attention_mask"] == 0, -100)
+        loss = model(**batch, labels=labels).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    model.save_pretrained(folder, safe_serialization=True)
+
+
 def prompt_logprobs(url: str, prompt: str) -> dict[str, Any]:
     status, body = post_json(
         url + "/completions",
@@ -129,7 +154,14 @@ def per_token_difference(lm: Any, url: str, texts: list[str]) -> tuple[float, in
 def server_generate(url: str, prompt: str, max_tokens: int, stop: list[str]) -> str:
     status, body = post_json(
         url + "/completions",
-        {"prompt": prompt, "max_tokens": max_tokens, "temperature": 0.0, "stop": stop},
+        # repeat_penalty: the server's default is 1.1, which changes greedy text
+        {
+            "prompt": prompt,
+            "max_tokens": max_tokens,
+            "temperature": 0.0,
+            "stop": stop,
+            "repeat_penalty": 1.0,
+        },
     )
     if status != 200:
         raise RuntimeError(f"{status}: {body}")
@@ -177,6 +209,7 @@ def run(arch: str, bos: bool, work: Path, show: bool) -> None:
     # 256 positions: GPT-2's learned positions end at n_positions, and a longer prompt
     # aborts the whole server (GGML_ASSERT in get_rows), it is no 400
     folder = build_model(work / name, arch, chat="llama3" if bos else None, n_positions=256)
+    fit(folder)
     gguf_file = convert_to_gguf(folder, work / f"{name}.gguf")
     lm = load_model(ModelSource(path=str(folder)))
     tok = lm.tokenizer

@@ -181,11 +181,14 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def post_json(url: str, body: dict[str, Any], timeout: float = 60.0) -> tuple[int, Any]:
+def post_json(
+    url: str, body: dict[str, Any], timeout: float = 60.0, api_key: str | None = None
+) -> tuple[int, Any]:
     """(status, decoded JSON) of a POST; an HTTP error's body is decoded too."""
-    request = urllib.request.Request(
-        url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
-    )
+    headers = {"Content-Type": "application/json"}
+    if api_key:
+        headers["Authorization"] = f"Bearer {api_key}"
+    request = urllib.request.Request(url, data=json.dumps(body).encode(), headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             return response.status, json.loads(response.read())
@@ -193,8 +196,11 @@ def post_json(url: str, body: dict[str, Any], timeout: float = 60.0) -> tuple[in
         return error.code, json.loads(error.read() or b"null")
 
 
-def get_json(url: str, timeout: float = 10.0) -> Any:
-    with urllib.request.urlopen(url, timeout=timeout) as response:
+def get_json(url: str, timeout: float = 10.0, api_key: str | None = None) -> Any:
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    with urllib.request.urlopen(
+        urllib.request.Request(url, headers=headers), timeout=timeout
+    ) as response:
         return json.loads(response.read())
 
 
@@ -231,6 +237,7 @@ class LlamaServer:
         if api_key:
             args += ["--api_key", api_key]
         self.args = args
+        self.api_key = api_key
         self.ready_timeout = ready_timeout
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -246,7 +253,7 @@ class LlamaServer:
             if self.process.poll() is not None:
                 break
             with contextlib.suppress(OSError, ValueError):
-                get_json(self.url + "/models", timeout=2.0)
+                get_json(self.url + "/models", timeout=2.0, api_key=self.api_key)
                 return self
             time.sleep(0.2)
         self.stop()

@@ -19,6 +19,12 @@ What the server does that a client must know (llama-cpp-python 0.3.36):
 - the context is rounded up to a multiple of 256 by llama.cpp, while the Python side
   sizes its logits array by the number asked for: ask for a multiple of 256.
 - a prompt longer than a GPT-2's learned positions aborts the whole server.
+- ``max_tokens: 0`` means "until the context is full", not "none": score with 1.
+- ``repeat_penalty`` defaults to 1.1 even at temperature 0: greedy needs 1.0.
+- a generated token that ends inside a UTF-8 character is not counted against
+  ``max_tokens`` (its bytes are held back): a random model that emits such bytes runs
+  on to the end of the context and the request fails (500, "llama_decode returned 1").
+- an unknown ``model`` name is answered by the default model, silently.
 
 Typical use::
 

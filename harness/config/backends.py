@@ -14,7 +14,7 @@ backends themselves are in harness.model (harness.model.served for the servers).
 from __future__ import annotations
 
 import re
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
@@ -60,6 +60,11 @@ class EndpointSpec(StrictModel):
     """`max_tokens` of an echo request (log-likelihoods): 1, as lm-eval sends it (vLLM
     refuses 0; llama.cpp's server reads 0 as "until the window is full"); 0 for a server
     that takes it. The prompt is cut to the window less these tokens."""
+    extra_body: dict[str, Any] = Field(default_factory=dict)
+    """Fields added to every /completions and /chat/completions request, for a server
+    whose defaults are not greedy: llama.cpp's server applies `repeat_penalty` 1.1 even
+    at temperature 0, so gate it with `{repeat_penalty: 1.0}`. Part of the cache key;
+    the fields the backend sets (model, prompt, echo, max_tokens, ...) win."""
 
     @field_validator("base_url")
     @classmethod

@@ -101,6 +101,8 @@ class ServedModel(TokenizedModel):
     load_s: float = 0.0
     prompt_format: str = "tokens"
     echo_max_tokens: int = 1
+    extra_body: dict[str, Any] = field(default_factory=dict)
+    """``model.endpoint.extra_body``: fields added to every request (ours win)."""
     _load_tokenizer: Callable[[], Any] | None = field(default=None, repr=False)
     _tokenizer: Any = field(default=None, repr=False)
     _adapter_off: bool = field(default=False, repr=False)
@@ -137,7 +139,10 @@ class ServedModel(TokenizedModel):
 
     @property
     def request_settings(self) -> dict[str, Any]:
-        return {"max_length": self.max_length, "backend": self.backend}
+        settings: dict[str, Any] = {"max_length": self.max_length, "backend": self.backend}
+        if self.extra_body:  # absent when empty: the keys of plain requests stay as they were
+            settings["extra_body"] = self.extra_body
+        return settings
 
     @property
     def loading(self) -> dict[str, Any]:
@@ -211,7 +216,7 @@ class ServedModel(TokenizedModel):
         }
         if stop:
             body["stop"] = list(stop)
-        return body
+        return {**self.extra_body, **body}
 
     @staticmethod
     def _read_text(data: Any) -> str:
@@ -231,7 +236,8 @@ class CompletionsModel(ServedModel):
     def _echo(self, prompts: Sequence[Any]) -> list[Any]:
         """Echo requests of ``prompts`` (token ids; a text is sent as it is)."""
         bodies = [
-            {
+            self.extra_body
+            | {
                 "model": self.model_name,
                 "prompt": p if isinstance(p, str) else [int(t) for t in p],
                 "echo": True,
@@ -364,7 +370,7 @@ class ChatModel(ServedModel):
         }
         if stop:
             body["stop"] = list(stop)
-        return body
+        return {**self.extra_body, **body}
 
     @staticmethod
     def _read_text(data: Any) -> str:
@@ -542,5 +548,6 @@ def load_served(
         load_s=time.perf_counter() - t,
         prompt_format=str(settings.get("prompt_format") or "tokens"),
         echo_max_tokens=int(settings.get("echo_max_tokens", 1)),
+        extra_body=dict(settings.get("extra_body") or {}),
         _load_tokenizer=load_tok,
     )

@@ -282,3 +282,31 @@ class LlamaServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def train_briefly(folder: Path, steps: int = 80) -> Path:
+    """Train the tiny model in ``folder`` a little on its own corpus (seeded) and save it
+    there, so that its greedy text is words: a random model emits bytes that are no
+    UTF-8, which the server and transformers decode differently and which defeat the
+    server's ``max_tokens`` (see the module docstring)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from tests.tiny_models import corpus
+
+    torch.manual_seed(0)
+    tok = AutoTokenizer.from_pretrained(folder)
+    model = AutoModelForCausalLM.from_pretrained(folder)
+    texts = corpus(256, seed=1)
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    model.train()
+    for step in range(steps):
+        batch = tok(texts[(step * 16) % 256 :][:16], return_tensors="pt", padding=True)
+        labels = batch["input_ids"].masked_fill(batch["attention_mask"] == 0, -100)
+        model(**batch, labels=labels).loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    model.save_pretrained(folder, safe_serialization=True)
+    return folder

@@ -43,6 +43,7 @@ def test_a_served_model_reaches_the_source_without_file_checks(suite_dir: Path) 
         "max_retries": 5,
         "prompt_format": "tokens",
         "echo_max_tokens": 1,
+        "extra_body": {},
     }
     assert source.tokenizer == str(suite_dir / "tok")  # a local tokenizer: relative to the suite
 

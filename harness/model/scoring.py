@@ -14,6 +14,7 @@ up at once rather than at the end of a long run.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -103,16 +104,20 @@ def score_rows(
     device: torch.device,
     advance: ProgressFn | None = None,
     group: ProcessGroup | None = None,
+    share_prefixes: bool = True,
 ) -> list[RowScore]:
     """Score every row; results are in the order of ``rows``.
 
     Rows with the same input tokens share one forward pass (the choices of a
     classification prompt that are one token each all read the prompt's last
-    position). Inputs are sorted longest-first and run ``batch_size`` at a time with
-    right padding; log-softmax runs in float32 on the scored positions only.
-    ``advance`` is called with the number of rows finished after each batch. With a
-    process ``group`` every process scores its share of the batches (each batch the
-    same rows as alone) and all of them get every score.
+    position). With ``share_prefixes``, inputs that share the context before their
+    first scored position (the choices of one prompt) are packed into one sequence and
+    the context is computed once (``harness.model.scoring.pack_prefixes``), where the
+    model supports it (``packing_supported``). Inputs are sorted longest-first and run
+    ``batch_size`` at a time with right padding; log-softmax runs in float32 on the
+    scored positions only. ``advance`` is called with the number of rows finished after
+    each batch. With a process ``group`` every process scores its share of the batches
+    (each batch the same rows as alone) and all of them get every score.
     """
     if batch_size < 1:
         raise ValueError("batch_size must be >= 1")
@@ -122,38 +127,241 @@ def score_rows(
             raise ValueError("a score row needs at least one target token")
         by_input.setdefault(row.tokens, []).append(i)
     inputs = sorted(by_input, key=lambda t: -len(t))
+    packs: list[Pack] = []
+    if share_prefixes:
+        packs, inputs = pack_prefixes(inputs, by_input, rows)
+        if packs and not packing_supported(model, packs[0], by_input, rows, pad_token, device):
+            inputs = sorted(by_input, key=lambda t: -len(t))
+            packs = []
+    batches: list[tuple[int, list[tuple[int, ...]] | list[Pack]]] = [
+        (len(inputs[start]), inputs[start : start + batch_size])
+        for start in range(0, len(inputs), batch_size)
+    ]
+    batches += [(len(chunk[0].tokens), chunk) for chunk in _pack_batches(packs, batch_size)]
+    # longest first across both kinds (stable: plain batches before packed ones of a width)
+    batches.sort(key=lambda b: -b[0])
     out: list[RowScore | None] = [None] * len(rows)
-    batches = [inputs[start : start + batch_size] for start in range(0, len(inputs), batch_size)]
-    for _, chunk in group.mine(batches) if group is not None else enumerate(batches):
-        width = len(chunk[0])
-        ids = torch.full((len(chunk), width), pad_token, dtype=torch.long)
-        mask = torch.zeros((len(chunk), width), dtype=torch.long)
-        for b, toks in enumerate(chunk):
-            ids[b, : len(toks)] = torch.tensor(toks, dtype=torch.long)
-            mask[b, : len(toks)] = 1
-        # Only positions that predict a target need logits: keep the shortest tail
-        # that covers every row's scored positions (absolute [len - n_t, len)).
-        first_scored = min(
-            len(toks) - max(len(rows[i].targets) for i in by_input[toks]) for toks in chunk
-        )
-        logits = _last_logits(model, ids.to(device), mask.to(device), width - first_scored)
-        done = 0
-        for b, toks in enumerate(chunk):
-            for i in by_input[toks]:
-                n_t = len(rows[i].targets)
-                lo = len(toks) - n_t - first_scored
-                logp = torch.log_softmax(logits[b, lo : lo + n_t].float(), dim=-1)
-                tgt = torch.tensor(rows[i].targets, dtype=torch.long, device=logp.device)
-                picked = logp.gather(-1, tgt[:, None]).squeeze(-1)
-                greedy = bool((logp.argmax(dim=-1) == tgt).all())
-                out[i] = RowScore(logprob=float(picked.sum()), greedy=greedy, n_targets=n_t)
-                done += 1
+    for _, (_, chunk) in group.mine(batches) if group is not None else enumerate(batches):
+        if chunk and isinstance(chunk[0], Pack):
+            done = _score_packed(model, chunk, by_input, rows, out, pad_token, device)  # type: ignore[arg-type]
+        else:
+            done = _score_plain(model, chunk, by_input, rows, out, pad_token, device)  # type: ignore[arg-type]
         if advance is not None:
             advance(done)
     if group is not None:
         for i, score in group.gather([(i, r) for i, r in enumerate(out) if r is not None]):
             out[i] = score
     return [r for r in out if r is not None]
+
+
+def _score_plain(
+    model: torch.nn.Module,
+    chunk: list[tuple[int, ...]],
+    by_input: dict[tuple[int, ...], list[int]],
+    rows: Sequence[ScoreRow],
+    out: list[RowScore | None],
+    pad_token: int,
+    device: torch.device,
+) -> int:
+    """One batch of whole inputs (today's path); returns the number of rows scored."""
+    width = len(chunk[0])
+    ids = torch.full((len(chunk), width), pad_token, dtype=torch.long)
+    mask = torch.zeros((len(chunk), width), dtype=torch.long)
+    for b, toks in enumerate(chunk):
+        ids[b, : len(toks)] = torch.tensor(toks, dtype=torch.long)
+        mask[b, : len(toks)] = 1
+    # Only positions that predict a target need logits: keep the shortest tail
+    # that covers every row's scored positions (absolute [len - n_t, len)).
+    first_scored = min(
+        len(toks) - max(len(rows[i].targets) for i in by_input[toks]) for toks in chunk
+    )
+    logits = _last_logits(model, ids.to(device), mask.to(device), width - first_scored)
+    done = 0
+    for b, toks in enumerate(chunk):
+        for i in by_input[toks]:
+            n_t = len(rows[i].targets)
+            lo = len(toks) - n_t - first_scored
+            out[i] = _row_score(logits[b, lo : lo + n_t], rows[i].targets)
+            done += 1
+    return done
+
+
+def _row_score(logits: torch.Tensor, targets: tuple[int, ...]) -> RowScore:
+    logp = torch.log_softmax(logits.float(), dim=-1)
+    tgt = torch.tensor(targets, dtype=torch.long, device=logp.device)
+    picked = logp.gather(-1, tgt[:, None]).squeeze(-1)
+    greedy = bool((logp.argmax(dim=-1) == tgt).all())
+    return RowScore(logprob=float(picked.sum()), greedy=greedy, n_targets=len(targets))
+
+
+@dataclass(frozen=True)
+class Pack:
+    """Inputs that share ``prefix`` (everything before their first scored position but
+    the last) as one sequence: ``prefix`` then each input's remaining tokens (its
+    *tail*, possibly empty) in turn. A tail attends to the prefix and causally to itself
+    only, at the positions it has in its own input."""
+
+    prefix: tuple[int, ...]
+    inputs: tuple[tuple[int, ...], ...]
+
+    @property
+    def tokens(self) -> tuple[int, ...]:
+        return self.prefix + tuple(t for toks in self.inputs for t in toks[len(self.prefix) :])
+
+    def layout(self) -> tuple[list[int], list[int], list[int]]:
+        """Per packed token: its segment (0 the prefix, k the k-th non-empty tail), its
+        position id; and per input, where its tail starts in the packed sequence."""
+        c = len(self.prefix)
+        segments = [0] * c
+        positions = list(range(c))
+        starts = []
+        for toks in self.inputs:
+            starts.append(len(segments))
+            tail = len(toks) - c
+            if tail:
+                seg = segments[-1] + 1 if len(segments) > c else 1
+                segments += [seg] * tail
+                positions += range(c, c + tail)
+        return segments, positions, starts
+
+
+def pack_prefixes(
+    inputs: Sequence[tuple[int, ...]],
+    by_input: dict[tuple[int, ...], list[int]],
+    rows: Sequence[ScoreRow],
+) -> tuple[list[Pack], list[tuple[int, ...]]]:
+    """Group inputs by the context before their first scored position: the groups of
+    two or more inputs as packs (longest first), the rest as plain inputs (in their
+    order). The context of an input is ``tokens[:len - n + 1]``, ``n`` the most targets
+    any of its rows scores, so every scored position is the context's last or in the
+    tail. Rolling windows and truncated rows rarely share one and stay plain."""
+    groups: dict[tuple[int, ...], list[tuple[int, ...]]] = {}
+    for toks in inputs:
+        n = max(len(rows[i].targets) for i in by_input[toks])
+        groups.setdefault(toks[: len(toks) - n + 1], []).append(toks)
+    packs = [Pack(prefix, tuple(members)) for prefix, members in groups.items() if len(members) > 1]
+    packed = {toks for p in packs for toks in p.inputs}
+    packs.sort(key=lambda p: -len(p.tokens))
+    return packs, [toks for toks in inputs if toks not in packed]
+
+
+def _pack_batches(packs: Sequence[Pack], batch_size: int) -> list[list[Pack]]:
+    """Consecutive packs holding at most ``batch_size`` inputs in all (at least one
+    pack): a batch never runs more tokens than its inputs would alone."""
+    batches: list[list[Pack]] = []
+    count = 0
+    for pack in packs:
+        if batches and count + len(pack.inputs) <= batch_size:
+            batches[-1].append(pack)
+            count += len(pack.inputs)
+        else:
+            batches.append([pack])
+            count = len(pack.inputs)
+    return batches
+
+
+def _packed_logits(
+    model: torch.nn.Module, chunk: Sequence[Pack], pad_token: int, device: torch.device
+) -> tuple[torch.Tensor, int, list[list[int]]]:
+    """Logits over each pack's scored span, the packed index of the first kept
+    position, and each pack's tail starts."""
+    seqs = [p.tokens for p in chunk]
+    width = max(len(s) for s in seqs)
+    ids = torch.full((len(chunk), width), pad_token, dtype=torch.long)
+    seg = torch.full((len(chunk), width), -1, dtype=torch.long)
+    pos = torch.zeros((len(chunk), width), dtype=torch.long)
+    starts = []
+    for b, (pack, toks) in enumerate(zip(chunk, seqs, strict=True)):
+        segments, positions, tail_starts = pack.layout()
+        ids[b, : len(toks)] = torch.tensor(toks, dtype=torch.long)
+        seg[b, : len(toks)] = torch.tensor(segments, dtype=torch.long)
+        pos[b, : len(toks)] = torch.tensor(positions, dtype=torch.long)
+        starts.append(tail_starts)
+    q, k = seg[:, :, None], seg[:, None, :]
+    causal = torch.ones((width, width), dtype=torch.bool).tril()
+    allowed = causal & (k >= 0) & ((k == 0) | (k == q))
+    allowed |= torch.eye(width, dtype=torch.bool)  # padding attends to itself: no NaN
+    dtype = getattr(model, "dtype", torch.float32)
+    if not dtype.is_floating_point:
+        dtype = torch.float32
+    mask = torch.zeros(allowed.shape, dtype=dtype)
+    mask.masked_fill_(~allowed, torch.finfo(dtype).min)
+    first = min(len(p.prefix) for p in chunk) - 1
+    logits = model(
+        input_ids=ids.to(device),
+        attention_mask=mask[:, None].to(device),
+        position_ids=pos.to(device),
+        logits_to_keep=width - first,
+        use_cache=False,
+    ).logits
+    return logits[:, -(width - first) :], first, starts
+
+
+def _score_packed(
+    model: torch.nn.Module,
+    chunk: Sequence[Pack],
+    by_input: dict[tuple[int, ...], list[int]],
+    rows: Sequence[ScoreRow],
+    out: list[RowScore | None],
+    pad_token: int,
+    device: torch.device,
+) -> int:
+    """One batch of packs; returns the number of rows scored."""
+    logits, first, starts = _packed_logits(model, chunk, pad_token, device)
+    done = 0
+    for b, pack in enumerate(chunk):
+        c = len(pack.prefix)
+        for toks, start in zip(pack.inputs, starts[b], strict=True):
+            for i in by_input[toks]:
+                n_t = len(rows[i].targets)
+                # input position p: p itself in the prefix, start + p - c in the tail
+                where = [p if p < c else start + p - c for p in range(len(toks) - n_t, len(toks))]
+                index = torch.tensor(where, dtype=torch.long, device=logits.device) - first
+                out[i] = _row_score(logits[b, index], rows[i].targets)
+                done += 1
+    return done
+
+
+PACKING_TOLERANCE = 1e-4
+"""Packed scores differ from whole-input ones in the last float bits only (the same
+sums in another order); a larger relative difference means a model ignores the mask."""
+
+_PACKING: weakref.WeakKeyDictionary[torch.nn.Module, bool] = weakref.WeakKeyDictionary()
+
+
+def packing_supported(
+    model: torch.nn.Module,
+    pack: Pack,
+    by_input: dict[tuple[int, ...], list[int]],
+    rows: Sequence[ScoreRow],
+    pad_token: int,
+    device: torch.device,
+) -> bool:
+    """Whether ``model`` scores a pack as it scores its inputs one by one: checked once
+    per model on ``pack`` (a model that rejects a 4D float mask or position ids, or
+    ignores them, falls back to whole inputs)."""
+    known = _PACKING.get(model)
+    if known is not None:
+        return known
+    members = [i for toks in pack.inputs for i in by_input[toks]]
+    packed: list[RowScore | None] = [None] * len(rows)
+    plain: list[RowScore | None] = [None] * len(rows)
+    try:
+        _score_packed(model, [pack], by_input, rows, packed, pad_token, device)
+    except (TypeError, ValueError, RuntimeError, IndexError):
+        ok = False
+    else:
+        for toks in pack.inputs:
+            _score_plain(model, [toks], by_input, rows, plain, pad_token, device)
+        ok = all(
+            a is not None
+            and b is not None
+            and a.greedy == b.greedy
+            and abs(a.logprob - b.logprob) <= PACKING_TOLERANCE * max(abs(b.logprob), 1e-6)
+            for a, b in ((packed[i], plain[i]) for i in members)
+        )
+    _PACKING[model] = ok
+    return ok
 
 
 def _last_logits(

@@ -1,0 +1,162 @@
+"""Prefix-shared scoring (``score_rows(share_prefixes=True)``) gives today's scores.
+
+The reference is the same function with ``share_prefixes=False``: every distinct input
+run whole, the path the harness had before packing (and the one lm-eval's numbers were
+checked against in ``test_lmeval_reference.py``).
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+import torch
+
+from harness.model.scoring import (
+    _PACKING,
+    ScoreRow,
+    continuation_row,
+    pack_prefixes,
+    score_rows,
+)
+
+WINDOW = 64
+VOCAB = 250  # below the tiny tokenizers' sizes
+
+
+def _model(folder: Path, attn: str) -> torch.nn.Module:
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_pretrained(folder, attn_implementation=attn).eval()
+
+
+def _rows(shape: str, seed: int = 0, vocab: int = VOCAB) -> list[ScoreRow]:
+    """Rows of one task shape, built as ``language_model.loglikelihood`` builds them."""
+    rng = random.Random(seed)
+
+    def _tokens(rng: random.Random, n: int) -> list[int]:
+        return [rng.randrange(1, vocab) for _ in range(n)]
+
+    rows = []
+    if shape == "single":  # one-token choices: all read the context's last position
+        for _ in range(12):
+            ctx = _tokens(rng, rng.randint(3, 30))
+            rows += [continuation_row(ctx, [c], WINDOW) for c in (5, 9, 17)]
+    elif shape == "multi":  # SST-2: one choice one token, the other two
+        for _ in range(12):
+            ctx = _tokens(rng, rng.randint(3, 30))
+            rows += [continuation_row(ctx, c, WINDOW) for c in ([7], [11, 13])]
+    elif shape == "per-example":  # HellaSwag: each example its own endings of any length
+        for _ in range(10):
+            ctx = _tokens(rng, rng.randint(2, 25))
+            endings = [_tokens(rng, rng.randint(1, 12)) for _ in range(4)]
+            rows += [continuation_row(ctx, e, WINDOW) for e in endings]
+    elif shape == "truncated":  # contexts past the window: left-truncated per choice
+        for _ in range(6):
+            ctx = _tokens(rng, rng.randint(WINDOW, WINDOW + 40))
+            endings = [_tokens(rng, rng.randint(1, 6)) for _ in range(3)]
+            rows += [continuation_row(ctx, e, WINDOW) for e in endings]
+    elif shape == "few-shot":  # a shared shots prefix, then each question and its choices
+        shots = _tokens(rng, 20)
+        for _ in range(8):
+            ctx = shots + _tokens(rng, rng.randint(3, 10))
+            rows += [continuation_row(ctx, c, WINDOW) for c in ([4], [6, 8], [10, 12, 14])]
+    # shuffled, with a repeated row: order and duplicates are the caller's
+    rows.append(rows[0])
+    rng.shuffle(rows)
+    return rows
+
+
+def _compare(model: torch.nn.Module, rows: list[ScoreRow], batch_size: int) -> float:
+    kw = {"batch_size": batch_size, "pad_token": 0, "device": torch.device("cpu")}
+    want = score_rows(model, rows, share_prefixes=False, **kw)
+    got = score_rows(model, rows, **kw)
+    assert [s.greedy for s in got] == [s.greedy for s in want]
+    assert [s.n_targets for s in got] == [s.n_targets for s in want]
+    worst = max(abs(g.logprob - w.logprob) / abs(w.logprob) for g, w in zip(got, want, strict=True))
+    assert worst <= 1e-4
+    return worst
+
+
+@pytest.mark.parametrize("arch", ["gpt2", "llama"])
+@pytest.mark.parametrize("attn", ["eager", "sdpa"])
+@pytest.mark.parametrize("shape", ["single", "multi", "per-example", "truncated", "few-shot"])
+@pytest.mark.parametrize("batch_size", [1, 32])
+def test_packed_scores_equal_whole_inputs(
+    request: pytest.FixtureRequest, arch: str, attn: str, shape: str, batch_size: int
+) -> None:
+    folder = request.getfixturevalue(f"tiny_{arch}")
+    model = _model(folder, attn)
+    rows = _rows(shape)
+    _compare(model, rows, batch_size)
+    assert _PACKING.get(model) is True or shape == "single"
+
+
+def test_shapes_pack_as_expected() -> None:
+    """Sharing shapes form packs; left-truncated choices share a context only when the
+    window cut them alike (endings of one length)."""
+    for shape in ["multi", "per-example", "truncated"]:
+        rows = _rows(shape)
+        by_input: dict[tuple[int, ...], list[int]] = {}
+        for i, r in enumerate(rows):
+            by_input.setdefault(r.tokens, []).append(i)
+        packs, plain = pack_prefixes(list(by_input), by_input, rows)
+        assert packs, shape
+        assert sum(len(p.inputs) for p in packs) + len(plain) == len(by_input)
+        if shape == "truncated":
+            assert all(len({len(t) for t in p.inputs}) == 1 for p in packs)
+            assert plain
+
+
+def test_bert_as_causal_lm(tmp_path: Path) -> None:
+    """A BERT run as a causal LM (transformers 5 takes a 4D mask there too): the same
+    scores as the reference, packed or not."""
+    from transformers import AutoModelForCausalLM
+
+    from tests.tiny_models import build_model
+
+    model = AutoModelForCausalLM.from_pretrained(build_model(tmp_path / "bert", "bert")).eval()
+    _compare(model, _rows("per-example", vocab=model.config.vocab_size), 8)
+
+
+class _RejectsMasks(torch.nn.Module):
+    """A causal LM that refuses anything but a 2D padding mask."""
+
+    def __init__(self, inner: torch.nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, **kw: object) -> object:
+        mask = kw.get("attention_mask")
+        if isinstance(mask, torch.Tensor) and mask.dim() != 2:
+            raise ValueError("2D masks only")
+        return self.inner(**kw)
+
+
+def test_fallback_on_a_model_rejecting_4d_masks(tiny_gpt2: Path) -> None:
+    model = _RejectsMasks(_model(tiny_gpt2, "sdpa"))
+    _compare(model, _rows("multi"), 4)
+    assert _PACKING[model] is False
+
+
+class _IgnoresMasks(torch.nn.Module):
+    """A causal LM that drops any mask but a 2D one and the position ids, silently."""
+
+    def __init__(self, inner: torch.nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, **kw: object) -> object:
+        mask = kw.get("attention_mask")
+        if isinstance(mask, torch.Tensor) and mask.dim() != 2:
+            kw.pop("attention_mask")
+        kw.pop("position_ids", None)
+        return self.inner(**kw)
+
+
+def test_fallback_on_a_model_ignoring_4d_masks(tiny_llama: Path) -> None:
+    """The first pack is checked against its inputs run whole: a mismatch falls back."""
+    model = _IgnoresMasks(_model(tiny_llama, "sdpa"))
+    _compare(model, _rows("per-example"), 4)
+    assert _PACKING[model] is False

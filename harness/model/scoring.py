@@ -130,7 +130,10 @@ def score_rows(
     packs: list[Pack] = []
     if share_prefixes:
         packs, inputs = pack_prefixes(inputs, by_input, rows)
-        if packs and not packing_supported(model, packs[0], by_input, rows, pad_token, device):
+        supported = packs and packing_supported(
+            model, packs[0], by_input, rows, pad_token, device, group=group
+        )
+        if packs and not supported:
             inputs = sorted(by_input, key=lambda t: -len(t))
             packs = []
     batches: list[tuple[int, list[tuple[int, ...]] | list[Pack]]] = [
@@ -336,32 +339,50 @@ def packing_supported(
     rows: Sequence[ScoreRow],
     pad_token: int,
     device: torch.device,
+    *,
+    group: ProcessGroup | None = None,
 ) -> bool:
     """Whether ``model`` scores a pack as it scores its inputs one by one: checked once
     per model on ``pack`` (a model that rejects a 4D float mask or position ids, or
-    ignores them, falls back to whole inputs)."""
+    ignores them, falls back to whole inputs). In a process ``group`` the main process
+    checks and tells the others (every process calls this at the same point)."""
     known = _PACKING.get(model)
-    if known is not None:
-        return known
+    if known is None:
+        if group is None:
+            known = _check_packing(model, pack, by_input, rows, pad_token, device)
+        else:
+            mine = None
+            if group.is_main:
+                mine = _check_packing(model, pack, by_input, rows, pad_token, device)
+            known = bool(group.broadcast(mine))
+        _PACKING[model] = known
+    return known
+
+
+def _check_packing(
+    model: torch.nn.Module,
+    pack: Pack,
+    by_input: dict[tuple[int, ...], list[int]],
+    rows: Sequence[ScoreRow],
+    pad_token: int,
+    device: torch.device,
+) -> bool:
     members = [i for toks in pack.inputs for i in by_input[toks]]
     packed: list[RowScore | None] = [None] * len(rows)
     plain: list[RowScore | None] = [None] * len(rows)
     try:
         _score_packed(model, [pack], by_input, rows, packed, pad_token, device)
     except (TypeError, ValueError, RuntimeError, IndexError):
-        ok = False
-    else:
-        for toks in pack.inputs:
-            _score_plain(model, [toks], by_input, rows, plain, pad_token, device)
-        ok = all(
-            a is not None
-            and b is not None
-            and a.greedy == b.greedy
-            and abs(a.logprob - b.logprob) <= PACKING_TOLERANCE * max(abs(b.logprob), 1e-6)
-            for a, b in ((packed[i], plain[i]) for i in members)
-        )
-    _PACKING[model] = ok
-    return ok
+        return False
+    longest_first = sorted(pack.inputs, key=lambda t: -len(t))
+    _score_plain(model, longest_first, by_input, rows, plain, pad_token, device)
+    return all(
+        a is not None
+        and b is not None
+        and a.greedy == b.greedy
+        and abs(a.logprob - b.logprob) <= PACKING_TOLERANCE * max(abs(b.logprob), 1e-6)
+        for a, b in ((packed[i], plain[i]) for i in members)
+    )
 
 
 def _last_logits(

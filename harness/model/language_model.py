@@ -205,7 +205,9 @@ class LanguageModel(TokenizedModel):
 
     # -- scoring -------------------------------------------------------------------
 
-    def _score(self, rows: Sequence[Any], batch_size: int) -> list[Any]:
+    def _score(
+        self, rows: Sequence[Any], batch_size: int, *, share_prefixes: bool = True
+    ) -> list[Any]:
         """``harness.model.scoring.score_rows`` on the model as it currently computes."""
         from harness.model.scoring import score_rows
 
@@ -217,6 +219,7 @@ class LanguageModel(TokenizedModel):
                 pad_token=self.pad_token,
                 device=self.device,
                 group=self.group,
+                share_prefixes=share_prefixes,
             )
 
     def loglikelihood(
@@ -268,7 +271,9 @@ class LanguageModel(TokenizedModel):
             owner: list[int] = []
 
             def score_pending() -> None:
-                for t, s in zip(owner, self._score(rows, batch_size), strict=True):
+                # rolling windows share no context: whole windows, as before
+                scores = self._score(rows, batch_size, share_prefixes=False)
+                for t, s in zip(owner, scores, strict=True):
                     totals[t] += s.logprob
                     counts[t] += s.n_targets
                 rows.clear()

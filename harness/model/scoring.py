@@ -237,12 +237,34 @@ def pack_prefixes(
     two or more inputs as packs (longest first), the rest as plain inputs (in their
     order). The context of an input is ``tokens[:len - n + 1]``, ``n`` the most targets
     any of its rows scores, so every scored position is the context's last or in the
-    tail. Rolling windows and truncated rows rarely share one and stay plain."""
+    tail.
+
+    A group is packed only where the context is at least as long as its mean tail
+    (rolling windows share one token at most: they stay plain), and a pack is at most
+    ``max(2 x its longest input, 256)`` tokens long (the attention mask grows with the
+    square of it): a larger group becomes several packs.
+    """
     groups: dict[tuple[int, ...], list[tuple[int, ...]]] = {}
     for toks in inputs:
         n = max(len(rows[i].targets) for i in by_input[toks])
         groups.setdefault(toks[: len(toks) - n + 1], []).append(toks)
-    packs = [Pack(prefix, tuple(members)) for prefix, members in groups.items() if len(members) > 1]
+    packs: list[Pack] = []
+    for prefix, members in groups.items():
+        c = len(prefix)
+        tails = sum(len(t) - c for t in members)
+        if len(members) < 2 or c * len(members) < tails:
+            continue
+        limit = max(2 * max(len(t) for t in members), 256)
+        current: list[tuple[int, ...]] = []
+        length = c
+        for toks in members:
+            if current and length + len(toks) - c > limit:
+                packs.append(Pack(prefix, tuple(current)))
+                current, length = [], c
+            current.append(toks)
+            length += len(toks) - c
+        packs.append(Pack(prefix, tuple(current)))
+    packs = [p for p in packs if len(p.inputs) > 1]
     packed = {toks for p in packs for toks in p.inputs}
     packs.sort(key=lambda p: -len(p.tokens))
     return packs, [toks for toks in inputs if toks not in packed]

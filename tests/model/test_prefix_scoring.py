@@ -15,9 +15,11 @@ import torch
 
 from harness.model.scoring import (
     _PACKING,
+    Pack,
     ScoreRow,
     continuation_row,
     pack_prefixes,
+    rolling_windows,
     score_rows,
 )
 
@@ -160,3 +162,29 @@ def test_fallback_on_a_model_ignoring_4d_masks(tiny_llama: Path) -> None:
     model = _IgnoresMasks(_model(tiny_llama, "sdpa"))
     _compare(model, _rows("per-example"), 4)
     assert _PACKING[model] is False
+
+
+def _plan(rows: list[ScoreRow]) -> tuple[list[Pack], list[tuple[int, ...]]]:
+    by_input: dict[tuple[int, ...], list[int]] = {}
+    for i, r in enumerate(rows):
+        by_input.setdefault(r.tokens, []).append(i)
+    return pack_prefixes(sorted(by_input, key=len, reverse=True), by_input, rows)
+
+
+def test_rolling_windows_and_long_tails_stay_whole() -> None:
+    """Windows of a long text share their first token at most: never packed (the 20 MB
+    row of ``test_long_rows`` made packs of thousands of windows before this rule)."""
+    rng = random.Random(3)
+    text = [rng.randrange(1, 5) for _ in range(2000)]
+    packs, _ = _plan(list(rolling_windows(text, 0, WINDOW)))
+    assert packs == []
+
+
+def test_many_choices_split_into_bounded_packs() -> None:
+    """300 two-token choices after one context: several packs, none over the bound."""
+    ctx = list(range(1, 41))
+    rows = [continuation_row(ctx, [c, c + 1], WINDOW) for c in range(1, 301)]
+    packs, plain = _plan(rows)
+    assert len(packs) > 1 and not plain
+    assert all(len(p.tokens) <= 256 for p in packs)
+    assert sum(len(p.inputs) for p in packs) == 300

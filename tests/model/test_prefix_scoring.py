@@ -71,9 +71,11 @@ def _rows(shape: str, seed: int = 0, vocab: int = VOCAB) -> list[ScoreRow]:
 
 
 def _compare(model: torch.nn.Module, rows: list[ScoreRow], batch_size: int) -> float:
-    kw = {"batch_size": batch_size, "pad_token": 0, "device": torch.device("cpu")}
-    want = score_rows(model, rows, share_prefixes=False, **kw)
-    got = score_rows(model, rows, **kw)
+    cpu = torch.device("cpu")
+    want = score_rows(
+        model, rows, batch_size=batch_size, pad_token=0, device=cpu, share_prefixes=False
+    )
+    got = score_rows(model, rows, batch_size=batch_size, pad_token=0, device=cpu)
     assert [s.greedy for s in got] == [s.greedy for s in want]
     assert [s.n_targets for s in got] == [s.n_targets for s in want]
     worst = max(abs(g.logprob - w.logprob) / abs(w.logprob) for g, w in zip(got, want, strict=True))

@@ -178,22 +178,6 @@ class LanguageModel(TokenizedModel):
         return hashlib.sha256(f"{self.base.digest}+{self.adapter.digest}".encode()).hexdigest()
 
     @contextlib.contextmanager
-    def adapter_disabled(self) -> Iterator[None]:
-        """Run the base model: the same weights with the adapter switched off (no copy).
-
-        Only a flag here (the weights may not be loaded yet): every computation runs
-        inside ``computing``, which switches the adapter off while the flag is set.
-        """
-        if not self.has_adapter:
-            yield
-            return
-        self._adapter_off = True
-        try:
-            yield
-        finally:
-            self._adapter_off = False
-
-    @contextlib.contextmanager
     def computing(self) -> Iterator[Any]:
         """The loaded model, with the adapter off inside ``adapter_disabled``."""
         model = self.model
@@ -263,36 +247,20 @@ class LanguageModel(TokenizedModel):
         requests = rolling_requests(self, texts, batch_size)
 
         def compute(indices: list[int]) -> list[Any]:
-            from harness.model.scoring import ROLLING_PASS_TOKENS, rolling_windows
+            from harness.model.scoring import rolling_totals
 
-            totals = dict.fromkeys(indices, 0.0)
-            counts = dict.fromkeys(indices, 0)
-            rows: list[Any] = []
-            owner: list[int] = []
-
-            def score_pending() -> None:
+            def score(rows: list[Any]) -> list[tuple[float, int]]:
                 # rolling windows share no context: whole windows, as before
                 scores = self._score(rows, batch_size, share_prefixes=False)
-                for t, s in zip(owner, scores, strict=True):
-                    totals[t] += s.logprob
-                    counts[t] += s.n_targets
-                rows.clear()
-                owner.clear()
+                return [(s.logprob, s.n_targets) for s in scores]
 
-            # windows are made as they are scored: a huge text never exists as rows
-            pending = 0
-            for t in indices:
-                tokens = self.text_tokens(texts[t])
-                for window in rolling_windows(tokens, self.prefix_token, self.max_length):
-                    rows.append(window)
-                    owner.append(t)
-                    pending += len(window.tokens)
-                    if pending >= ROLLING_PASS_TOKENS:
-                        score_pending()
-                        pending = 0
-            if rows:
-                score_pending()
-            return [[totals[t], counts[t]] for t in indices]
+            return rolling_totals(
+                indices,
+                lambda t: self.text_tokens(texts[t]),
+                self.prefix_token,
+                self.max_length,
+                score,
+            )
 
         answers = requests.answer(self.fingerprint, compute, advance=advance)
         return [as_rolling(a) for a in answers]

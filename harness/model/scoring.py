@@ -76,6 +76,44 @@ def rolling_windows(
         done = end
 
 
+def rolling_totals(
+    indices: Sequence[int],
+    tokens_of: Callable[[int], Sequence[int]],
+    prefix_token: int,
+    max_length: int,
+    score: Callable[[list[ScoreRow]], Sequence[tuple[float, int]]],
+) -> list[list[Any]]:
+    """[sum log-prob, n tokens] of each text ``indices`` names, over its rolling windows.
+
+    Windows are made as they are scored, in passes of about ``ROLLING_PASS_TOKENS``
+    input tokens, so a huge text never exists as rows; ``score`` gives (log-prob,
+    n targets) per row. Shared by the backends that score windows themselves."""
+    totals = dict.fromkeys(indices, 0.0)
+    counts = dict.fromkeys(indices, 0)
+    rows: list[ScoreRow] = []
+    owner: list[int] = []
+    pending = 0
+
+    def score_pending() -> None:
+        for t, (logprob, n) in zip(owner, score(rows), strict=True):
+            totals[t] += logprob
+            counts[t] += n
+        rows.clear()
+        owner.clear()
+
+    for t in indices:
+        for window in rolling_windows(tokens_of(t), prefix_token, max_length):
+            rows.append(window)
+            owner.append(t)
+            pending += len(window.tokens)
+            if pending >= ROLLING_PASS_TOKENS:
+                score_pending()
+                pending = 0
+    if rows:
+        score_pending()
+    return [[totals[t], counts[t]] for t in indices]
+
+
 def windows_for_rolling(
     tokens: Sequence[int], prefix_token: int, max_length: int
 ) -> list[ScoreRow]:

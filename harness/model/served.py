@@ -27,11 +27,10 @@ llama.cpp reads 0 as "until the window is full"; a server that takes 0 may be gi
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -154,18 +153,6 @@ class ServedModel(TokenizedModel):
         if self.adapter_name is None or self._adapter_off:
             return self.name
         return self.adapter_name
-
-    @contextlib.contextmanager
-    def adapter_disabled(self) -> Iterator[None]:
-        """Ask the server for the base (``model.path``) instead of the adapter's name."""
-        if not self.has_adapter:
-            yield
-            return
-        self._adapter_off = True
-        try:
-            yield
-        finally:
-            self._adapter_off = False
 
     # -- generation: both backends -------------------------------------------------------
 

@@ -1,4 +1,4 @@
-"""The tokenizer side of a scoring model, shared by every backend.
+"""The tokenizer side of a scoring model, and its adapter switch, shared by every backend.
 
 A backend (transformers here, a served model, vLLM) holds a Hugging Face tokenizer and
 a context window; this mixin turns texts into tokens exactly as lm-evaluation-harness
@@ -9,10 +9,20 @@ for token). A subclass provides ``tokenizer`` and ``max_length``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+import contextlib
+from collections.abc import Iterator, Sequence
+from typing import Any, Protocol
 
 from harness.model.long_text import SPARE_TOKENS, encode_in_pieces, longest_token_chars, window_tail
+
+
+class _Switchable(Protocol):
+    """What ``adapter_disabled`` needs of a backend."""
+
+    _adapter_off: bool
+
+    @property
+    def has_adapter(self) -> bool: ...
 
 
 class TokenizedModel:
@@ -97,3 +107,17 @@ class TokenizedModel:
         whole = self.encode(context + continuation)
         ctx = self.encode(context)
         return ctx, whole[len(ctx) :]
+
+    @contextlib.contextmanager
+    def adapter_disabled(self: _Switchable) -> Iterator[None]:
+        """Run the base model: inside, ``_adapter_off`` is set and each backend asks for
+        the base (the same weights with the adapter switched off, the base's served
+        name, no LoRA request). Only a flag: nothing needs to be loaded yet."""
+        if not self.has_adapter:
+            yield
+            return
+        self._adapter_off = True
+        try:
+            yield
+        finally:
+            self._adapter_off = False

@@ -32,12 +32,11 @@ keys say ``backend: vllm``, so vLLM's answers never stand in for transformers' o
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -201,18 +200,6 @@ class VllmModel(TokenizedModel):
             reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
             raise UserError(ENGINE_FAILED.format(path=self.source.path, reason=reason)) from None
 
-    @contextlib.contextmanager
-    def adapter_disabled(self) -> Iterator[None]:
-        """Requests go without the LoRA request inside: the base model, same engine."""
-        if not self.has_adapter:
-            yield
-            return
-        self._adapter_off = True
-        try:
-            yield
-        finally:
-            self._adapter_off = False
-
     def lora_request(self) -> Any:
         """The LoRARequest every request carries (None: the base model computes)."""
         if self.adapter_folder is None or self._adapter_off:
@@ -305,33 +292,15 @@ class VllmModel(TokenizedModel):
         requests = rolling_requests(self, texts, batch_size)
 
         def compute(indices: list[int]) -> list[Any]:
-            from harness.model.scoring import ROLLING_PASS_TOKENS, rolling_windows
+            from harness.model.scoring import rolling_totals
 
-            totals = dict.fromkeys(indices, 0.0)
-            counts = dict.fromkeys(indices, 0)
-            rows: list[Any] = []
-            owner: list[int] = []
-            pending = 0
-
-            def score_pending() -> None:
-                for t, (logprob, _, n) in zip(owner, self.score(rows), strict=True):
-                    totals[t] += logprob
-                    counts[t] += n
-                rows.clear()
-                owner.clear()
-
-            for t in indices:
-                tokens = self.text_tokens(texts[t])
-                for window in rolling_windows(tokens, self.prefix_token, self.max_length):
-                    rows.append(window)
-                    owner.append(t)
-                    pending += len(window.tokens)
-                    if pending >= ROLLING_PASS_TOKENS:
-                        score_pending()
-                        pending = 0
-            if rows:
-                score_pending()
-            return [[totals[t], counts[t]] for t in indices]
+            return rolling_totals(
+                indices,
+                lambda t: self.text_tokens(texts[t]),
+                self.prefix_token,
+                self.max_length,
+                lambda rows: [(lp, n) for lp, _, n in self.score(rows)],
+            )
 
         answers = requests.answer(self.fingerprint, compute, advance=advance)
         return [as_rolling(a) for a in answers]

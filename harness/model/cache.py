@@ -210,15 +210,15 @@ def cached_map(
     compute: Callable[[list[int]], list[Any]],
     *,
     chunk: int,
-    size: Callable[[int], int] | None = None,
+    order: Callable[[int], Any] | None = None,
     advance: Callable[[int], None] | None = None,
     group: ProcessGroup | None = None,
 ) -> list[Any]:
     """Answer ``requests`` from the cache, computing only the misses.
 
     ``compute(indices)`` answers the requests at ``indices`` (JSON-serializable
-    answers). Misses are ordered largest first by ``size`` (so the model sees batches of
-    similar length) and computed ``chunk`` at a time; each chunk is stored as soon as it
+    answers). Misses are sorted by ``order`` (a sort key: the caller puts those the model
+    should see together next to each other, longest first) and computed ``chunk`` at a time; each chunk is stored as soon as it
     is done, so an interrupted run keeps everything computed before the interruption.
     Without a cache (none, or one that is disabled) every request is a miss and goes
     through the same steps: the model sees the same requests in the same chunks as with
@@ -249,8 +249,8 @@ def cached_map(
         if a is _MISSING:
             first.setdefault(keys[i], i)
     todo = list(first.values())
-    if size is not None:
-        todo.sort(key=lambda i: -size(i))
+    if order is not None:
+        todo.sort(key=order)
     step = max(1, chunk)
     for start in range(0, len(todo), step):
         part = todo[start : start + step]

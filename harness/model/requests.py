@@ -40,12 +40,12 @@ class Windowed(Protocol):
 @dataclass(frozen=True)
 class Requests:
     """One call's requests: ``bodies[i]`` is what input ``i`` asks (the cache key's
-    material), ``sizes[i]`` orders the misses (largest first), ``chunk`` misses are
-    computed (and stored) at a time."""
+    material), ``order[i]`` its sort key among the misses (longest first, those that
+    share a context together), ``chunk`` misses are computed (and stored) at a time."""
 
     kind: str
     bodies: list[dict[str, Any]]
-    sizes: list[int]
+    order: list[Any]
     chunk: int
 
     def answer(
@@ -66,7 +66,7 @@ class Requests:
             self.bodies,
             compute,
             chunk=self.chunk,
-            size=self.sizes.__getitem__,
+            order=self.order.__getitem__,
             advance=advance,
             group=group,
         )
@@ -76,12 +76,14 @@ def loglikelihood_requests(
     lm: Windowed, pairs: Sequence[tuple[str, str]], batch_size: int
 ) -> Requests:
     """A context longer than the window is cut to what the window keeps (``context_tail``);
-    the request holds that part."""
+    the request holds that part. Misses are ordered by context, longest first, so the
+    continuations of one context are computed in one chunk (and its context once,
+    ``harness.model.scoring.pack_prefixes``)."""
     tails = {c: lm.context_tail(c)[0] for c in dict.fromkeys(c for c, _ in pairs)}
     settings = lm.request_settings
     bodies = [{"context": tails[c], "continuation": t, **settings} for c, t in pairs]
-    sizes = [len(tails[c]) + len(t) for c, t in pairs]
-    return Requests(LOGLIKELIHOOD, bodies, sizes, chunk=batch_size * 8)
+    order = [(-len(tails[c]), tails[c], -len(t)) for c, t in pairs]
+    return Requests(LOGLIKELIHOOD, bodies, order, chunk=batch_size * 8)
 
 
 def rolling_requests(lm: Windowed, texts: Sequence[str], batch_size: int) -> Requests:
@@ -89,7 +91,7 @@ def rolling_requests(lm: Windowed, texts: Sequence[str], batch_size: int) -> Req
     not a target (answers cached before that rule lack the field, so they are not reused)."""
     settings = lm.request_settings
     bodies = [{"text": text, "bos": "prefix", **settings} for text in texts]
-    return Requests(ROLLING, bodies, [len(t) for t in texts], chunk=batch_size * 4)
+    return Requests(ROLLING, bodies, [-len(t) for t in texts], chunk=batch_size * 4)
 
 
 def generate_requests(
@@ -106,7 +108,7 @@ def generate_requests(
     kept = [tails[p] for p in prompts]
     request = {"max_new_tokens": max_new_tokens, "stop": list(stop), **lm.request_settings}
     bodies = [{"prompt": p, **request} for p in kept]
-    return Requests(GENERATE, bodies, [len(p) for p in kept], chunk=batch_size * 4)
+    return Requests(GENERATE, bodies, [-len(p) for p in kept], chunk=batch_size * 4)
 
 
 def as_loglikelihood(answer: Sequence[Any]) -> tuple[float, bool, int]:

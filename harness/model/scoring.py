@@ -148,10 +148,11 @@ def score_rows(
 
     Rows with the same input tokens share one forward pass (the choices of a
     classification prompt that are one token each all read the prompt's last
-    position). With ``share_prefixes``, inputs that share the context before their
-    first scored position (the choices of one prompt) are packed into one sequence and
-    the context is computed once (``harness.model.scoring.pack_prefixes``), where the
-    model supports it (``packing_supported``). Inputs are sorted longest-first and run
+    position). With ``share_prefixes``, inputs that share a prefix (the choices of one
+    prompt, the questions after one few-shot prefix) are packed into one sequence, a
+    token trie, and each shared prefix is computed once
+    (``harness.model.scoring.pack_prefixes``), where the model supports it
+    (``packing_supported``). Inputs are sorted longest-first and run
     ``batch_size`` at a time with right padding; log-softmax runs in float32 on the
     scored positions only. ``advance`` is called with the number of rows finished after
     each batch. With a process ``group`` every process scores its share of the batches
@@ -217,53 +218,66 @@ def _score_plain(
         len(toks) - max(len(rows[i].targets) for i in by_input[toks]) for toks in chunk
     )
     logits = _last_logits(model, ids.to(device), mask.to(device), width - first_scored)
-    done = 0
+    picks = []
     for b, toks in enumerate(chunk):
         for i in by_input[toks]:
-            n_t = len(rows[i].targets)
-            lo = len(toks) - n_t - first_scored
-            out[i] = _row_score(logits[b, lo : lo + n_t], rows[i].targets)
-            done += 1
-    return done
-
-
-def _row_score(logits: torch.Tensor, targets: tuple[int, ...]) -> RowScore:
-    logp = torch.log_softmax(logits.float(), dim=-1)
-    tgt = torch.tensor(targets, dtype=torch.long, device=logp.device)
-    picked = logp.gather(-1, tgt[:, None]).squeeze(-1)
-    greedy = bool((logp.argmax(dim=-1) == tgt).all())
-    return RowScore(logprob=float(picked.sum()), greedy=greedy, n_targets=len(targets))
+            lo = len(toks) - len(rows[i].targets) - first_scored
+            picks.append((i, b, range(lo, lo + len(rows[i].targets))))
+    return _fill_scores(logits, picks, rows, out)
 
 
 @dataclass(frozen=True)
 class Pack:
-    """Inputs that share ``prefix`` (everything before their first scored position but
-    the last) as one sequence: ``prefix`` then each input's remaining tokens (its
-    *tail*, possibly empty) in turn. A tail attends to the prefix and causally to itself
-    only, at the positions it has in its own input."""
+    """Inputs that share prefixes, as one sequence: the token trie of the inputs laid out
+    depth-first (inputs in lexicographic order, each adding the tokens it does not share
+    with the one before it). A token attends to its ancestors in the trie only, at the
+    position it has in its own input, so each input is computed as if alone while every
+    shared prefix (one prompt's context before its choices, a few-shot prefix before
+    many questions) is computed once.
 
-    prefix: tuple[int, ...]
+    ``paths[k][p]`` is where position ``p`` of ``inputs[k]`` sits in ``tokens``."""
+
     inputs: tuple[tuple[int, ...], ...]
+    tokens: tuple[int, ...]
+    positions: tuple[int, ...]
+    paths: tuple[tuple[int, ...], ...]
 
-    @property
-    def tokens(self) -> tuple[int, ...]:
-        return self.prefix + tuple(t for toks in self.inputs for t in toks[len(self.prefix) :])
+    @classmethod
+    def of(cls, inputs: Sequence[tuple[int, ...]]) -> Pack:
+        """The pack of ``inputs`` (distinct; any order)."""
+        ordered = sorted(inputs)
+        tokens: list[int] = []
+        positions: list[int] = []
+        paths: list[tuple[int, ...]] = []
+        previous: tuple[int, ...] = ()
+        for toks in ordered:
+            shared = _common_prefix(previous, toks)
+            start = len(tokens)
+            tokens += toks[shared:]
+            positions += range(shared, len(toks))
+            base = paths[-1][:shared] if paths else ()
+            paths.append(base + tuple(range(start, start + len(toks) - shared)))
+            previous = toks
+        return cls(tuple(ordered), tuple(tokens), tuple(positions), tuple(paths))
 
-    def layout(self) -> tuple[list[int], list[int], list[int]]:
-        """Per packed token: its segment (0 the prefix, k the k-th non-empty tail), its
-        position id; and per input, where its tail starts in the packed sequence."""
-        c = len(self.prefix)
-        segments = [0] * c
-        positions = list(range(c))
-        starts = []
-        for toks in self.inputs:
-            starts.append(len(segments))
-            tail = len(toks) - c
-            if tail:
-                seg = segments[-1] + 1 if len(segments) > c else 1
-                segments += [seg] * tail
-                positions += range(c, c + tail)
-        return segments, positions, starts
+    def allowed(self) -> torch.Tensor:
+        """[len, len] bool: which packed token each one attends to (its trie ancestors
+        and itself)."""
+        n = len(self.tokens)
+        allowed = torch.zeros((n, n), dtype=torch.bool)
+        for path in self.paths:
+            p = torch.tensor(path, dtype=torch.long)
+            tril = torch.ones((len(path), len(path)), dtype=torch.bool).tril()
+            allowed[p[:, None], p[None, :]] |= tril
+        return allowed
+
+
+def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    n = min(len(a), len(b))
+    i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i
 
 
 def pack_prefixes(
@@ -271,38 +285,35 @@ def pack_prefixes(
     by_input: dict[tuple[int, ...], list[int]],
     rows: Sequence[ScoreRow],
 ) -> tuple[list[Pack], list[tuple[int, ...]]]:
-    """Group inputs by the context before their first scored position: the groups of
-    two or more inputs as packs (longest first), the rest as plain inputs (in their
-    order). The context of an input is ``tokens[:len - n + 1]``, ``n`` the most targets
-    any of its rows scores, so every scored position is the context's last or in the
-    tail.
+    """Inputs that share prefixes as packs of two or more (longest first), the rest as
+    plain inputs (in their order).
 
-    A group is packed only where the context is at least as long as its mean tail
-    (rolling windows share one token at most: they stay plain), and a pack is at most
-    ``max(2 x its longest input, 256)`` tokens long (the attention mask grows with the
-    square of it): a larger group becomes several packs.
+    Inputs are taken in lexicographic order, so those sharing a prefix are neighbours
+    across the whole call (the choices of one prompt, the questions after one few-shot
+    prefix); an input joins the pack of the one before it when they share at least as
+    many tokens as it adds (rolling windows share one token at most: they stay plain),
+    and a pack is at most ``max(2 x its longest input, 256)`` tokens long (its attention
+    mask grows with the square of it): a larger group becomes several packs.
+    ``by_input`` and ``rows`` are accepted for the callers' symmetry with the
+    whole-input path; every position of an input is kept in a pack, so any targets fit.
     """
-    groups: dict[tuple[int, ...], list[tuple[int, ...]]] = {}
-    for toks in inputs:
-        n = max(len(rows[i].targets) for i in by_input[toks])
-        groups.setdefault(toks[: len(toks) - n + 1], []).append(toks)
-    packs: list[Pack] = []
-    for prefix, members in groups.items():
-        c = len(prefix)
-        tails = sum(len(t) - c for t in members)
-        if len(members) < 2 or c * len(members) < tails:
-            continue
-        limit = max(2 * max(len(t) for t in members), 256)
-        current: list[tuple[int, ...]] = []
-        length = c
-        for toks in members:
-            if current and length + len(toks) - c > limit:
-                packs.append(Pack(prefix, tuple(current)))
-                current, length = [], c
-            current.append(toks)
-            length += len(toks) - c
-        packs.append(Pack(prefix, tuple(current)))
-    packs = [p for p in packs if len(p.inputs) > 1]
+    del by_input, rows
+    groups: list[list[tuple[int, ...]]] = []
+    length = longest = 0
+    previous: tuple[int, ...] = ()
+    for toks in sorted(inputs):
+        shared = _common_prefix(previous, toks)
+        added = len(toks) - shared
+        grown = max(longest, len(toks))
+        if groups and shared >= added and length + added <= max(2 * grown, 256):
+            groups[-1].append(toks)
+            length += added
+            longest = grown
+        else:
+            groups.append([toks])
+            length = longest = len(toks)
+        previous = toks
+    packs = [Pack.of(g) for g in groups if len(g) > 1]
     packed = {toks for p in packs for toks in p.inputs}
     packs.sort(key=lambda p: -len(p.tokens))
     return packs, [toks for toks in inputs if toks not in packed]
@@ -324,32 +335,27 @@ def _pack_batches(packs: Sequence[Pack], batch_size: int) -> list[list[Pack]]:
 
 
 def _packed_logits(
-    model: torch.nn.Module, chunk: Sequence[Pack], pad_token: int, device: torch.device
-) -> tuple[torch.Tensor, int, list[list[int]]]:
-    """Logits over each pack's scored span, the packed index of the first kept
-    position, and each pack's tail starts."""
-    seqs = [p.tokens for p in chunk]
-    width = max(len(s) for s in seqs)
+    model: torch.nn.Module,
+    chunk: Sequence[Pack],
+    pad_token: int,
+    device: torch.device,
+    first: int,
+) -> torch.Tensor:
+    """Logits of each pack's packed positions from ``first`` on."""
+    width = max(len(p.tokens) for p in chunk)
     ids = torch.full((len(chunk), width), pad_token, dtype=torch.long)
-    seg = torch.full((len(chunk), width), -1, dtype=torch.long)
     pos = torch.zeros((len(chunk), width), dtype=torch.long)
-    starts = []
-    for b, (pack, toks) in enumerate(zip(chunk, seqs, strict=True)):
-        segments, positions, tail_starts = pack.layout()
-        ids[b, : len(toks)] = torch.tensor(toks, dtype=torch.long)
-        seg[b, : len(toks)] = torch.tensor(segments, dtype=torch.long)
-        pos[b, : len(toks)] = torch.tensor(positions, dtype=torch.long)
-        starts.append(tail_starts)
-    q, k = seg[:, :, None], seg[:, None, :]
-    causal = torch.ones((width, width), dtype=torch.bool).tril()
-    allowed = causal & (k >= 0) & ((k == 0) | (k == q))
-    allowed |= torch.eye(width, dtype=torch.bool)  # padding attends to itself: no NaN
+    allowed = torch.eye(width, dtype=torch.bool).repeat(len(chunk), 1, 1)  # padding: itself
+    for b, pack in enumerate(chunk):
+        n = len(pack.tokens)
+        ids[b, :n] = torch.tensor(pack.tokens, dtype=torch.long)
+        pos[b, :n] = torch.tensor(pack.positions, dtype=torch.long)
+        allowed[b, :n, :n] = pack.allowed()
     dtype = getattr(model, "dtype", torch.float32)
     if not dtype.is_floating_point:
         dtype = torch.float32
     mask = torch.zeros(allowed.shape, dtype=dtype)
     mask.masked_fill_(~allowed, torch.finfo(dtype).min)
-    first = min(len(p.prefix) for p in chunk) - 1
     logits = model(
         input_ids=ids.to(device),
         attention_mask=mask[:, None].to(device),
@@ -357,7 +363,7 @@ def _packed_logits(
         logits_to_keep=width - first,
         use_cache=False,
     ).logits
-    return logits[:, -(width - first) :], first, starts
+    return logits[:, -(width - first) :]
 
 
 def _score_packed(
@@ -370,19 +376,59 @@ def _score_packed(
     device: torch.device,
 ) -> int:
     """One batch of packs; returns the number of rows scored."""
-    logits, first, starts = _packed_logits(model, chunk, pad_token, device)
-    done = 0
+    picks: list[tuple[int, int, Sequence[int]]] = []  # (row, batch index, packed positions)
     for b, pack in enumerate(chunk):
-        c = len(pack.prefix)
-        for toks, start in zip(pack.inputs, starts[b], strict=True):
+        for toks, path in zip(pack.inputs, pack.paths, strict=True):
             for i in by_input[toks]:
-                n_t = len(rows[i].targets)
-                # input position p: p itself in the prefix, start + p - c in the tail
-                where = [p if p < c else start + p - c for p in range(len(toks) - n_t, len(toks))]
-                index = torch.tensor(where, dtype=torch.long, device=logits.device) - first
-                out[i] = _row_score(logits[b, index], rows[i].targets)
-                done += 1
-    return done
+                picks.append((i, b, path[len(toks) - len(rows[i].targets) :]))
+    first = min(min(where) for _, _, where in picks)
+    logits = _packed_logits(model, chunk, pad_token, device, first)
+    return _fill_scores(
+        logits, [(i, b, [p - first for p in where]) for i, b, where in picks], rows, out
+    )
+
+
+SCORED_LOGITS = 1 << 24
+"""Scored positions are turned into log-probabilities about this many logits (one
+position is a vocabulary's worth) at a time."""
+
+
+def _fill_scores(
+    logits: torch.Tensor,
+    picks: Sequence[tuple[int, int, Sequence[int]]],
+    rows: Sequence[ScoreRow],
+    out: list[RowScore | None],
+) -> int:
+    """Score each pick (row index, batch index, kept positions predicting the row's
+    targets) from ``logits`` [batch, kept, vocab] into ``out``: log-softmax in float32
+    over the picked positions only, for many rows at once (in groups of about
+    ``SCORED_LOGITS`` logits); returns the number of rows scored."""
+    vocab = logits.shape[-1]
+    start = 0
+    while start < len(picks):
+        stop, count = start, 0
+        while stop < len(picks) and (stop == start or count * vocab < SCORED_LOGITS):
+            count += len(picks[stop][2])
+            stop += 1
+        group = picks[start:stop]
+        b = [bb for _, bb, where in group for _ in where]
+        p = [q for _, _, where in group for q in where]
+        targets = [t for i, _, _ in group for t in rows[i].targets]
+        dev = logits.device
+        logp = torch.log_softmax(
+            logits[torch.tensor(b, device=dev), torch.tensor(p, device=dev)].float(), dim=-1
+        )
+        tgt = torch.tensor(targets, dtype=torch.long, device=dev)
+        picked = logp.gather(-1, tgt[:, None]).squeeze(-1)
+        missed = logp.argmax(dim=-1) != tgt
+        # each row summed on its own, in float32 as lm-eval sums (the same total to the bit)
+        counts = [len(where) for _, _, where in group]
+        sums = [float(part.sum()) for part in picked.split(counts)]
+        greedy = [not bool(part.any()) for part in missed.split(counts)]
+        for (i, _, where), total, hit in zip(group, sums, greedy, strict=True):
+            out[i] = RowScore(logprob=total, greedy=hit, n_targets=len(where))
+        start = stop
+    return len(picks)
 
 
 PACKING_TOLERANCE = 1e-4

@@ -89,7 +89,7 @@ def test_cached_map_computes_only_misses_in_chunks(tmp_path: Path) -> None:
     requests = [3, 1, 4, 1, 5, 9, 2, 6]
     progress: list[int] = []
     out = cached_map(
-        cache, "fp", "k", requests, compute, chunk=3, size=lambda i: requests[i],
+        cache, "fp", "k", requests, compute, chunk=3, order=lambda i: -requests[i],
         advance=progress.append,
     )  # fmt: skip
     assert out == [r * 10 for r in requests]

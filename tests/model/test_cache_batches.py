@@ -23,7 +23,7 @@ def chunks_computed(cache: ResponseCache | None, requests: list[int]) -> list[li
         computed.append(indices)
         return [requests[i] * 10 for i in indices]
 
-    out = cached_map(cache, "fp", "k", requests, compute, chunk=3, size=lambda i: requests[i])
+    out = cached_map(cache, "fp", "k", requests, compute, chunk=3, order=lambda i: -requests[i])
     assert out == [r * 10 for r in requests]
     return computed
 

@@ -190,3 +190,40 @@ def test_many_choices_split_into_bounded_packs() -> None:
     assert len(packs) > 1 and not plain
     assert all(len(p.tokens) <= 256 for p in packs)
     assert sum(len(p.inputs) for p in packs) == 300
+
+
+def test_pack_is_the_token_trie_of_its_inputs() -> None:
+    """Hand-built case: three inputs branching after two shared tokens, one of them a
+    prefix of another; each token sits at its own input's position and attends to its
+    ancestors only."""
+    pack = Pack.of([(1, 2, 5), (1, 2, 3, 4), (1, 2, 5, 6)])
+    assert pack.inputs == ((1, 2, 3, 4), (1, 2, 5), (1, 2, 5, 6))
+    assert pack.tokens == (1, 2, 3, 4, 5, 6)
+    assert pack.positions == (0, 1, 2, 3, 2, 3)
+    assert pack.paths == ((0, 1, 2, 3), (0, 1, 4), (0, 1, 4, 5))
+    ancestors = {q: {k for k in range(6) if pack.allowed()[q, k]} for q in range(6)}
+    assert ancestors == {
+        0: {0},
+        1: {0, 1},
+        2: {0, 1, 2},
+        3: {0, 1, 2, 3},
+        4: {0, 1, 4},
+        5: {0, 1, 4, 5},
+    }
+
+
+def test_few_shot_prefix_is_computed_once_across_questions() -> None:
+    """The few-shot shape: one pack holds several questions (distinct contexts) after
+    the shared shots, which appear once in it."""
+    rows = _rows("few-shot")
+    packs, plain = _plan(rows)
+    assert not plain
+    shots = rows[0].tokens[:20]
+    contexts = {toks[:-2] for p in packs for toks in p.inputs}
+    assert len(packs) < len(contexts)  # questions share packs
+    for pack in packs:
+        assert all(toks[:20] == shots for toks in pack.inputs)
+        assert pack.tokens[:20] == shots and pack.positions.count(0) == 1  # shots once
+    unique = sum(len(p.tokens) for p in packs)
+    whole = sum(len(t) for p in packs for t in p.inputs)
+    assert unique < whole / 2

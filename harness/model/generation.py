@@ -51,23 +51,39 @@ def greedy_generate(
     order = sorted(range(len(encoded)), key=lambda i: (-len(encoded[i]), i))
     out: list[str] = [""] * len(encoded)
 
-    class StopOnStrings(StoppingCriteria):  # type: ignore[misc]
-        """Done when every row's new text holds a stop string (or hit EOS)."""
+    # A stop string ending in the newest token lies within its last this many tokens
+    # (every token adds a byte at least; 4 more cover a character cut at the tail's start)
+    tail = max((len(s.encode()) for s in stop if s), default=0) + 4
 
-        def __init__(self, start: int) -> None:
+    class StopOnStrings(StoppingCriteria):  # type: ignore[misc]
+        """Done when a row's new text holds a stop string (or it produced an end token).
+
+        Each step looks at the newest token of the rows still running only: an end
+        token ends the row; otherwise the last ``tail`` tokens are decoded and searched,
+        and a hit is confirmed on the row's whole new text (decoded once, when it
+        stops), so the cheap check can end a row no earlier than the whole one would."""
+
+        def __init__(self, start: int, rows: int) -> None:
             self.start = start
+            self.done = [False] * rows
 
         def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
-            new = input_ids[:, self.start :]
-            done = []
-            for row in new:
-                ids = row.tolist()
-                if any(t in ends for t in ids):
-                    done.append(True)
+            newest = input_ids[:, -1].tolist()
+            for b, token in enumerate(newest):
+                if self.done[b]:
                     continue
-                text = tok.decode(ids, skip_special_tokens=True)
-                done.append(any(s and s in text for s in stop))
-            return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
+                if token in ends or (stop and self._holds_stop(input_ids[b])):
+                    self.done[b] = True
+            return torch.tensor(self.done, dtype=torch.bool, device=input_ids.device)
+
+        def _holds_stop(self, row: Any) -> bool:
+            recent = tok.decode(
+                row[max(self.start, len(row) - tail) :].tolist(), skip_special_tokens=True
+            )
+            if not any(s and s in recent for s in stop):
+                return False
+            text = tok.decode(row[self.start :].tolist(), skip_special_tokens=True)
+            return any(s and s in text for s in stop)
 
     with torch.inference_mode():
         batches = [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
@@ -79,7 +95,9 @@ def greedy_generate(
                 row = encoded[i]
                 ids[b, width - len(row) :] = torch.tensor(row, dtype=torch.long)
                 mask[b, width - len(row) :] = 1
-            criteria = StoppingCriteriaList([StopOnStrings(width)]) if stop or ends else None
+            criteria = (
+                StoppingCriteriaList([StopOnStrings(width, len(chunk))]) if stop or ends else None
+            )
             gen = model.generate(
                 input_ids=ids.to(device),
                 attention_mask=mask.to(device),

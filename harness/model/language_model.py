@@ -192,8 +192,14 @@ class LanguageModel(TokenizedModel):
     def _score(
         self, rows: Sequence[Any], batch_size: int, *, share_prefixes: bool = True
     ) -> list[Any]:
-        """``harness.model.scoring.score_rows`` on the model as it currently computes."""
+        """``harness.model.scoring.score_rows`` on the model as it currently computes.
+        ``HARNESS_PREFIX_SHARING=0`` in the environment turns prefix sharing off (every
+        input run whole, the path before it existed: for comparisons, and a way out
+        should a model pass the packing check yet misbehave)."""
         from harness.model.scoring import score_rows
+
+        if os.environ.get("HARNESS_PREFIX_SHARING", "1") == "0":
+            share_prefixes = False
 
         with self.computing() as model:
             return score_rows(

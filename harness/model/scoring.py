@@ -320,17 +320,20 @@ def pack_prefixes(
 
 
 def _pack_batches(packs: Sequence[Pack], batch_size: int) -> list[list[Pack]]:
-    """Consecutive packs holding at most ``batch_size`` inputs in all (at least one
-    pack): a batch never runs more tokens than its inputs would alone."""
+    """Consecutive packs (longest first) in batches that run at most as many tokens,
+    padding included, as ``batch_size`` of their longest inputs would alone (at least
+    one pack a batch): a pack of one context and its four endings counts as about two
+    inputs, not four."""
     batches: list[list[Pack]] = []
-    count = 0
+    longest = 0
     for pack in packs:
-        if batches and count + len(pack.inputs) <= batch_size:
+        grown = max(longest, max(len(t) for t in pack.inputs))
+        if batches and (len(batches[-1]) + 1) * len(batches[-1][0].tokens) <= batch_size * grown:
             batches[-1].append(pack)
-            count += len(pack.inputs)
+            longest = grown
         else:
             batches.append([pack])
-            count = len(pack.inputs)
+            longest = max(len(t) for t in pack.inputs)
     return batches
 
 

@@ -227,3 +227,40 @@ def test_few_shot_prefix_is_computed_once_across_questions() -> None:
     unique = sum(len(p.tokens) for p in packs)
     whole = sum(len(t) for p in packs for t in p.inputs)
     assert unique < whole / 2
+
+
+class _RecordsMasks(torch.nn.Module):
+    """A causal LM that records the rank of every attention mask it is given."""
+
+    def __init__(self, inner: torch.nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+        self.ranks: list[int] = []
+
+    def forward(self, **kw: object) -> object:
+        mask = kw.get("attention_mask")
+        if isinstance(mask, torch.Tensor):
+            self.ranks.append(mask.dim())
+        return self.inner(**kw)
+
+
+def test_prefix_sharing_can_be_switched_off(
+    tiny_gpt2: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``HARNESS_PREFIX_SHARING=0``: the backend scores every input whole (2D masks only),
+    with the same answers."""
+    from harness.model.files import ModelSource
+    from harness.model.language_model import load_model
+
+    context = "the movie was long and the plot was boring, but the actors were"
+    pairs = [(context, " great"), (context, " not good"), (context, " fine")] * 2
+    answers = {}
+    for switch in ("1", "0"):
+        monkeypatch.setenv("HARNESS_PREFIX_SHARING", switch)
+        lm = load_model(ModelSource(path=str(tiny_gpt2)))
+        recorder = _RecordsMasks(lm.model)
+        lm.model = recorder
+        answers[switch] = lm.loglikelihood(pairs, batch_size=4)
+        assert (4 in recorder.ranks) == (switch == "1"), recorder.ranks
+    for (a, ga, na), (b, gb, nb) in zip(answers["1"], answers["0"], strict=True):
+        assert (ga, na) == (gb, nb) and a == pytest.approx(b, rel=1e-4)

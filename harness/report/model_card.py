@@ -67,6 +67,10 @@ def render_card(
 # --- front matter ---------------------------------------------------------------------------
 
 
+def _verdict(value: Any) -> str:
+    return value if isinstance(value, str) and value in ICON else "fail"
+
+
 def _line(value: Any) -> str:
     return one_line(value, _META_LIMIT)
 
@@ -126,7 +130,7 @@ def card_metadata(
         if isinstance(f, Mapping) and f.get("path") and f.get("role") in ("train", "validation"):
             names.append(_line(f["path"]))
     suite_name = _line((doc.get("suite") or {}).get("name") or "suite")
-    verdict = doc.get("verdict") if doc.get("verdict") in ICON else "fail"
+    verdict = _verdict(doc.get("verdict"))
     meta: dict[str, Any] = {}
     if base:
         meta["base_model"] = base
@@ -190,7 +194,7 @@ def card_body(
 ) -> str:
     base, adapter = _model_name(doc)
     suite = doc.get("suite") or {}
-    verdict = doc.get("verdict") if doc.get("verdict") in ICON else "fail"
+    verdict = _verdict(doc.get("verdict"))
     title = md_escape(adapter or base or "model")
     lines = [f"# {title}", ""]
     if adapter and base:
@@ -221,7 +225,7 @@ def _gates(doc: Mapping[str, Any]) -> list[str]:
         return ["## Gates", "", "The suite sets no gates.", ""]
     rows = []
     for g in gates:
-        v = g.get("verdict") if g.get("verdict") in ICON else "fail"
+        v = _verdict(g.get("verdict"))
         rows.append(
             [
                 md_escape(g.get("metric", "?")),

@@ -225,9 +225,7 @@ def _num(x: Any) -> float | None:
     return None
 
 
-def render_trend_html(
-    runs: Sequence[tuple[Path, Results]], *, best: str | None = None
-) -> str:
+def render_trend_html(runs: Sequence[tuple[Path, Results]], *, best: str | None = None) -> str:
     """The trend page: one self-contained HTML file (inline CSS and SVG, no script)."""
     from harness.report.html import render_template
 

@@ -116,7 +116,9 @@ def test_one_adapter_writes_into_out_itself(
     """One --adapter is today's run: OUT/results.json, no subfolder, no trend."""
     suite = suite_in(tmp_path / "suite", tiny_gpt2)
     out = tmp_path / "out"
-    code = main(["run", str(suite), "--out", str(out), "--no-progress", "--adapter", str(adapters[0])])
+    code = main(
+        ["run", str(suite), "--out", str(out), "--no-progress", "--adapter", str(adapters[0])]
+    )
     assert code == 0
     assert (out / "results.json").is_file() and not (out / "trend.html").exists()
     assert not (out / adapters[0].name).exists()

@@ -33,7 +33,13 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="evaluate a checkpoint against a suite and its gates")
     run.add_argument("suite", help="suite YAML file")
     run.add_argument("--model", help="base model folder or hub id (overrides the suite)")
-    run.add_argument("--adapter", help="PEFT adapter folder (overrides the suite)")
+    run.add_argument(
+        "--adapter",
+        action="append",
+        help="PEFT adapter folder (overrides the suite); repeat it to evaluate several adapters "
+        "of one base: one run each in OUT/<adapter name>/, the base answers computed once, "
+        "and OUT/trend.html",
+    )
     run.add_argument("--out", help="output folder (overrides the suite's `output`)")
     run.add_argument("--limit", type=int, help="cap on examples per task (sampled with the seed)")
     run.add_argument("--batch-size", type=int, help="examples per forward pass")
@@ -97,6 +103,27 @@ def build_parser() -> argparse.ArgumentParser:
         help="Ed25519 public key (PEM): also check the run's signed attestation.json",
     )
 
+    card = sub.add_parser("card", help="write a Hugging Face model card (README.md) of a run")
+    card.add_argument("results", help="results.json of a run")
+    card.add_argument(
+        "--finetune-run",
+        metavar="DIR",
+        help="output folder of `finetune train`: its manifest (data curation, data files) "
+        "goes into the card, and the card into DIR/README.md unless --out says otherwise",
+    )
+    card.add_argument("--license", help="license id for the card's metadata (e.g. apache-2.0)")
+    card.add_argument("--out", help="output file (default: DIR/README.md, else standard output)")
+
+    trend = sub.add_parser("trend", help="chart gated metrics across runs (checkpoints, releases)")
+    trend.add_argument("runs", nargs="+", metavar="RUN", help="results.json files (or run folders)")
+    trend.add_argument("--out", help="output HTML file (default: standard output)")
+    trend.add_argument(
+        "--best",
+        metavar="METRIC",
+        help="name the best run by this metric (<task>.<output> or a gated value; "
+        "default: the first gate's)",
+    )
+
     demo = sub.add_parser("demo", help="run the embedded demo (tiny model, offline, minutes)")
     demo.add_argument("--out", default="reports/demo", help="output folder (default reports/demo)")
     demo.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -111,7 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
 # subcommand -> "module:function", imported only when that subcommand runs
 COMMANDS = {
     name: f"harness.cli.{name}:{name}_command"
-    for name in ("run", "validate", "report", "compare", "verify", "demo")
+    for name in ("run", "validate", "report", "compare", "verify", "card", "trend", "demo")
 }
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.text import Text
@@ -16,17 +17,19 @@ def run_command(args: argparse.Namespace) -> int:
     from harness.report.console import print_summary
     from harness.run.pipeline import evaluate_and_report
 
+    adapters = args.adapter or []
     # Files are checked after the overrides, so --model can replace a placeholder path.
     suite = load_suite(args.suite, check_files=False)
     suite = apply_overrides(
         suite,
         model=args.model,
-        adapter=args.adapter,
+        adapter=adapters[0] if len(adapters) == 1 else None,
         out=args.out,
         limit=args.limit,
         batch_size=args.batch_size,
     )
-    verify_files(suite)
+    if len(adapters) < 2:
+        verify_files(suite)
     signer = None
     if args.sign:  # read before the run: a bad key fails in a second, not after it
         from harness.results.attest import Signer
@@ -41,6 +44,8 @@ def run_command(args: argparse.Namespace) -> int:
     # One of several processes (accelerate launch): only the main one prints and writes;
     # every one ends with the same exit code once the outputs are written.
     console = Console(stderr=True, quiet=not distributed.is_main())
+    if len(adapters) > 1:
+        return _run_adapters(args, suite, adapters, console, signer)
     results, paths = evaluate_and_report(
         suite,
         baseline_results=Path(args.baseline_results) if args.baseline_results else None,
@@ -55,3 +60,32 @@ def run_command(args: argparse.Namespace) -> int:
         console.print(Text(f"report: {paths['html']}"))
     distributed.finish()
     return exit_code(results.verdict)
+
+
+def _run_adapters(
+    args: argparse.Namespace, suite: Any, adapters: list[str], console: Console, signer: Any
+) -> int:
+    """``--adapter`` given more than once: one run per adapter, the trend, the worst exit."""
+    from harness.model import distributed
+    from harness.report.console import print_summary
+    from harness.run.adapters import evaluate_adapters
+
+    runs, trend = evaluate_adapters(
+        suite,
+        adapters,
+        out=suite.output_dir,
+        baseline_results=Path(args.baseline_results) if args.baseline_results else None,
+        require_baseline=args.require_baseline,
+        show_progress=not args.no_progress,
+        console=console,
+        signer=signer,
+    )
+    for run in runs:
+        if run.paths:
+            console.print(Text(f"\n{run.name}: {run.adapter}", style="bold"))
+            print_summary(run.results, console)
+            console.print(Text(f"results: {run.paths['results']}"))
+    if trend is not None:
+        console.print(Text(f"trend: {trend}"))
+    distributed.finish()
+    return max(exit_code(run.results.verdict) for run in runs)

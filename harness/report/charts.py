@@ -311,3 +311,56 @@ def line_chart(
         ax.legend(frameon=False, fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
         ax.grid(linewidth=0.4, alpha=0.5)
         return _svg(fig)
+
+
+WARN_C = "#f59e0b"
+TREND_C = {"pass": PASS_C, "warn": WARN_C, "fail": BAD_C}
+"""A trend point's colour by the verdict of its gate (no gate: the pass colour)."""
+
+
+@_memoized
+def trend_chart(
+    points: Sequence[tuple[str, float | None, float | None, float | None, str]],
+    *,
+    lines: Sequence[tuple[str, float]] = (),
+    title: str = "",
+    ylabel: str = "",
+) -> str:
+    """One metric across runs: (run label, value, ci_low, ci_high, verdict) in run
+    order, the CI as an error bar, the point coloured by its gate's verdict; ``lines``
+    are (label, y) thresholds drawn dashed across."""
+    import matplotlib as mpl
+
+    if not any(_finite(p[1]) for p in points):
+        return ""
+    with mpl.rc_context(_RC):
+        fig = _figure(max(4.0, min(9.0, 0.6 * len(points) + 2.0)), 2.6)
+        ax = fig.add_subplot()
+        xs = [i for i, p in enumerate(points) if _finite(p[1])]
+        ys = [float(points[i][1]) for i in xs]  # type: ignore[arg-type]
+        ax.plot(xs, ys, color=BASE_C, linewidth=1.0, zorder=1)
+        for i, y in zip(xs, ys, strict=True):
+            _, _, lo, hi, verdict = points[i]
+            colour = TREND_C.get(verdict, PASS_C)
+            if _finite(lo) and _finite(hi):
+                low, high = float(lo), float(hi)  # type: ignore[arg-type]
+                ax.plot([i, i], [low, high], color=colour, linewidth=3, alpha=0.35, zorder=2)
+            marker = "X" if verdict == "fail" else "o"
+            ax.plot([i], [y], marker, color=colour, markersize=6, zorder=3)
+        for label, y in lines:
+            if _finite(y):
+                ax.axhline(y, color="#111827", linewidth=0.8, linestyle="--", zorder=0)
+                ax.annotate(
+                    _label(label),
+                    (1.0, y),
+                    xycoords=("axes fraction", "data"),
+                    fontsize=7,
+                    va="bottom",
+                    ha="right",
+                )
+        ax.set_xticks(range(len(points)), [_label(p[0]) for p in points], rotation=30, ha="right")
+        ax.set_xlim(-0.5, len(points) - 0.5)
+        ax.set_ylabel(_label(ylabel))
+        ax.set_title(_label(title), loc="left")
+        ax.grid(axis="y", linewidth=0.4, alpha=0.5)
+        return _svg(fig)

@@ -57,6 +57,6 @@ def run_command(args: argparse.Namespace) -> int:
         console.print(Text(f"results: {paths['results']}"))
         console.print(Text(f"report: {paths['html']}"))
         for line in log_to_trackers(paths):  # a tracker down is a warning (module doc)
-            console.print(Text(line))
+            console.print(Text(line), soft_wrap=True)
     distributed.finish()
     return exit_code(results.verdict)

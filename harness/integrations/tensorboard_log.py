@@ -61,7 +61,9 @@ def log(run: Tracked, out: Path) -> str:
     writer = EventFileWriter(str(folder))
     try:
         writer.add_event(
-            event_pb2.Event(wall_time=time.time(), step=0, summary=summary_pb2.Summary(value=values))
+            event_pb2.Event(
+                wall_time=time.time(), step=0, summary=summary_pb2.Summary(value=values)
+            )
         )
     finally:
         writer.close()

@@ -38,8 +38,8 @@ SCORES = {"pass": 1.0, "warn": 0.5, "fail": 0.0}
 
 # user-facing messages (tests assert them exactly)
 NOT_LOGGED = (
-    "warning: --log-to {name}: the run was not logged ({error}); its outputs are complete "
-    "in {out}, and the exit code is the gates'"
+    "warning: --log-to {name}: the run was not logged ({error}); its outputs in {out} are "
+    "complete: log them later with python -m harness.integrations.trackers {out} {name}"
 )
 LOGGED = "logged to {name}: {where}"
 

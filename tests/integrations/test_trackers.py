@@ -47,7 +47,10 @@ def expected_digests(results: Results) -> dict[str, str]:
 
 
 def expected_tags(results: Results) -> dict[str, str]:
-    tags = {f"harness.gate.{k}": g.verdict for k, g in zip(gate_keys(results), results.gates)}
+    tags = {
+        f"harness.gate.{k}": g.verdict
+        for k, g in zip(gate_keys(results), results.gates, strict=True)
+    }
     return {**tags, "harness.verdict": results.verdict, "harness.suite": results.suite.name}
 
 
@@ -58,7 +61,12 @@ def test_names_and_values_follow_results(results: Results) -> None:
     assert run.tags == expected_tags(results)
     # names every tracker accepts: brackets become a dot; a second gate on a value: _2
     assert run.metrics["clas0/f1.negative"] == results.tasks["clas0"].metrics["f1[negative]"].value
-    assert gate_keys(results) == ["clas0.accuracy", "clas0.f1", "perp2.perplexity", "clas0.accuracy_2"]
+    assert gate_keys(results) == [
+        "clas0.accuracy",
+        "clas0.f1",
+        "perp2.perplexity",
+        "clas0.accuracy_2",
+    ]
     assert run.name == "synthetic-adapter"
     assert set(SCORES) == {"pass", "warn", "fail"}
 
@@ -213,7 +221,9 @@ def test_failing_tracker_is_a_warning_and_the_others_still_log(
     assert [line.split(":")[0] for line in done] == ["logged to tensorboard"]
 
 
-def test_relogging_a_folder(written_run: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
+def test_relogging_a_folder(
+    written_run: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
     out = written_run["results"].parent
     assert trackers.main([str(out), "tensorboard"]) == 0
     assert capsys.readouterr().out.startswith("logged to tensorboard: ")

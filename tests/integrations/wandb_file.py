@@ -37,7 +37,7 @@ def records(path: Path) -> list[Any]:
             continue
         pending = chunk if kind in (FULL, FIRST) else pending + chunk
         if kind in (FULL, LAST):
-            record = wandb_internal_pb2.Record()
+            record = wandb_internal_pb2.Record()  # type: ignore[attr-defined]
             record.ParseFromString(pending)
             out.append(record)
             pending = b""

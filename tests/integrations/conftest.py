@@ -17,6 +17,30 @@ from harness.results.store import load_results
 SYNTHETIC = Path(__file__).parents[1] / "golden" / "results.json"
 
 
+TRACKER_ENV = (
+    "MLFLOW_TRACKING_URI",
+    "MLFLOW_EXPERIMENT_NAME",
+    "MLFLOW_EXPERIMENT_ID",
+    "MLFLOW_RUN_ID",
+    "WANDB_DIR",
+    "WANDB_PROJECT",
+    "WANDB_ENTITY",
+    "WANDB_RUN_ID",
+    "HARNESS_TENSORBOARD_DIR",
+    "TENSORBOARD_LOGGING_DIR",
+)
+
+
+@pytest.fixture(autouse=True)
+def _trackers_offline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No tracker setting of the machine leaks in, and nothing goes online: W&B offline,
+    MLflow in a sqlite store under the test's folder (tests may point it elsewhere)."""
+    for name in TRACKER_ENV:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'default-mlflow.db'}")
+
+
 @pytest.fixture
 def written_run(tmp_path: Path) -> dict[str, Path]:
     doc = json.loads(SYNTHETIC.read_text(encoding="utf-8"))

@@ -51,7 +51,6 @@ def test_github_workflow_structure() -> None:
     uses = [s.get("uses", "").split("@")[0] for s in steps]
     for action in (
         "actions/checkout",
-        "actions/cache",
         "actions/cache/restore",
         "actions/cache/save",
         "actions/upload-artifact",
@@ -67,8 +66,16 @@ def test_github_workflow_structure() -> None:
             assert f"steps.digests.outputs.{digest}" in key
     assert restore["key"] == save["key"] and restore["path"] == "${{ env.HARNESS_CACHE_DIR }}"
     assert names.index("Digests") < names.index("Restore the response cache") < names.index("Gate")
-    model = step(steps, "Cache the model")["with"]
-    assert "BASE_MODEL_REVISION" in model["key"] and model["path"] == "${{ env.MODEL_DIR }}"
+    model, saved = step(steps, "Restore the model"), step(steps, "Save the model")
+    assert "BASE_MODEL_REVISION" in model["with"]["key"]
+    assert model["with"] == saved["with"] and model["with"]["path"] == "${{ env.MODEL_DIR }}"
+    # saved right after the fetch: a failing gate later in the job must not lose it
+    assert names.index("Fetch the model") + 1 == names.index("Save the model")
+    assert (
+        saved["if"]
+        == step(steps, "Fetch the model")["if"]
+        == ("steps.model-cache.outputs.cache-hit != 'true'")
+    )
     # the gate's exit code gates the job: nothing swallows it, and what reports it runs anyway
     gate = step(steps, "Gate")
     assert "harness run" in gate["run"] and "--baseline-results" in gate["run"]
@@ -89,6 +96,7 @@ def test_gitlab_job_structure() -> None:
     model_cache, responses = job["cache"]
     assert "$BASE_MODEL_REVISION" in model_cache["key"]
     assert "models/base/" in model_cache["paths"]
+    assert model_cache["when"] == "always"  # saved even by a job whose gate failed
     assert job["variables"]["SUITE"] in responses["key"]["files"]  # the suite's digest
     assert "$BASE_MODEL_REVISION" in responses["key"]["prefix"]  # the model's
     assert responses["when"] == "always" and ".cache/harness/" in responses["paths"]

@@ -45,6 +45,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--overwrite", action="store_true", help="start over in an output folder holding a run"
     )
     train.add_argument("--out", help="output folder (overrides the config's `output`)")
+    train.add_argument(
+        "--report-to",
+        action="append",
+        metavar="TRACKERS",
+        help="log losses and evaluations to experiment trackers: mlflow, wandb, tensorboard "
+        "(comma list or repeated; overrides training.report_to; docs/integrations.md)",
+    )
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
     train.add_argument(
         "--verbose",
@@ -218,6 +225,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = load_config(args.config)
         if args.command == "train":
             from finetune.train.run import train
+            from harness.integrations.available import split_names
             from harness.quiet import LOG_NAME, third_party_to_log
 
             out = Path(args.out) if args.out else config.output_dir
@@ -231,6 +239,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     out=args.out,
                     console=console,
                     progress=not args.no_progress,
+                    report_to=split_names(args.report_to) if args.report_to else None,
                 )
             return EXIT_OK
         from finetune.search.trials import run_search

@@ -472,6 +472,8 @@ def config_record(config: FinetuneConfig) -> dict[str, Any]:
         }
         if unset:
             exclude[section] = unset
+    # where the Trainer logs is not how the adapter was made: never recorded
+    exclude["training"] = {*exclude.get("training", ()), "report_to"}
     return config.model_dump(mode="json", exclude=exclude)
 
 

@@ -159,6 +159,14 @@ class TrainingSpec(StrictModel):
     (finetune.train.encode.PackedCollator): position ids restart at every example and
     no token attends across examples, so each example's loss is the unpacked one. Not
     with `group_by_length`, which only saves padding that a packed batch does not have."""
+    report_to: list[Literal["mlflow", "wandb", "tensorboard"]] = Field(default_factory=list)
+    """Experiment trackers the Trainer logs the losses and evaluations to (transformers'
+    own integrations; `finetune train --report-to` overrides it; empty: none). Each is
+    configured by its own environment (MLFLOW_TRACKING_URI, WANDB_MODE, WANDB_PROJECT,
+    TENSORBOARD_LOGGING_DIR; TensorBoard's default folder is
+    OUTPUT/checkpoints/runs/) and needs `pip install 'llm-release-harness[trackers]'`,
+    checked before the data is read. Not part of the run's record: a resumed run may
+    log elsewhere (docs/integrations.md)."""
 
     @model_validator(mode="after")
     def _consistent(self) -> TrainingSpec:

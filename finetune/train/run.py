@@ -58,10 +58,16 @@ class TrainResult:
 
 
 def with_overrides(
-    config: FinetuneConfig, *, eval_data: Sequence[str] = (), out: str | None = None
+    config: FinetuneConfig,
+    *,
+    eval_data: Sequence[str] = (),
+    out: str | None = None,
+    report_to: Sequence[str] | None = None,
 ) -> FinetuneConfig:
     """A copy with command-line additions: evaluation data (relative to the cwd, checked
-    to exist) and the output folder."""
+    to exist), the output folder and the trackers (each checked to import)."""
+    from harness.integrations.available import require
+
     new = config.model_copy(deep=True)
     new._source_path = config._source_path
     errors = []
@@ -73,6 +79,10 @@ def with_overrides(
         raise UserError(errors)
     if out is not None:
         new.output = str(resolve_path(out, Path.cwd()))
+    if report_to is not None:
+        new.training.report_to = require(report_to, "--report-to")  # type: ignore[assignment]
+    else:
+        require(new.training.report_to, "training.report_to")
     return new
 
 
@@ -122,6 +132,7 @@ def train(
     console: Any = None,
     progress: bool = False,
     callbacks: Sequence[Any] = (),
+    report_to: Sequence[str] | None = None,
 ) -> TrainResult:
     """Curate the data, fine-tune, and write the output folder (see the module docstring).
 
@@ -133,7 +144,7 @@ def train(
     console = console or Console(stderr=True, quiet=True)
     if int(os.environ.get("RANK", "0")) > 0:  # data-parallel: the main process prints
         console = Console(stderr=True, quiet=True)
-    config = with_overrides(config, eval_data=eval_data, out=out)
+    config = with_overrides(config, eval_data=eval_data, out=out, report_to=report_to)
     checkpoint = _check_output(config, resume, overwrite)
     curated = curate(config, config.eval_data, fail_on_leakage=fail_on_leakage)
     print_curation(curated.report, console)
@@ -254,7 +265,7 @@ def _build_trainer(
         train_sampling_strategy="group_by_length" if t.group_by_length else "random",
         remove_unused_columns=False,
         prediction_loss_only=True,
-        report_to="none",
+        report_to=list(t.report_to) or "none",  # the trackers' own integrations
         disable_tqdm=True,  # progress is ours (finetune.train.progress)
         dataloader_num_workers=0,
         dataloader_pin_memory=torch.cuda.is_available(),

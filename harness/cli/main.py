@@ -67,6 +67,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="Ed25519 private key (PEM): write attestation.json, a signed statement of the "
         "run (docs/security.md)",
     )
+    run.add_argument(
+        "--log-to",
+        action="append",
+        metavar="TRACKERS",
+        help="also log the written run to experiment trackers: mlflow, wandb, tensorboard "
+        "(comma list or repeated; pip install 'llm-release-harness[trackers]'; "
+        "docs/integrations.md)",
+    )
 
     val = sub.add_parser("validate", help="check a suite and its data without loading a model")
     val.add_argument("suite", help="suite YAML file")

@@ -35,6 +35,9 @@ def run_command(args: argparse.Namespace) -> int:
         from harness.results.attest import Signer
 
         signer = Signer(Path(args.sign))
+    from harness.integrations.trackers import prepare
+
+    log_to_trackers = prepare(args.log_to)  # a missing package fails now, not after the run
     if args.allow_pickle:
         suite.model.allow_pickle = True
     if args.no_cache:
@@ -58,6 +61,8 @@ def run_command(args: argparse.Namespace) -> int:
         print_summary(results, console)
         console.print(Text(f"results: {paths['results']}"))
         console.print(Text(f"report: {paths['html']}"))
+        for line in log_to_trackers(paths):  # a tracker down is a warning (module doc)
+            console.print(Text(line), soft_wrap=True)
     distributed.finish()
     return exit_code(results.verdict)
 

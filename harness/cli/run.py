@@ -48,7 +48,7 @@ def run_command(args: argparse.Namespace) -> int:
     # every one ends with the same exit code once the outputs are written.
     console = Console(stderr=True, quiet=not distributed.is_main())
     if len(adapters) > 1:
-        return _run_adapters(args, suite, adapters, console, signer)
+        return _run_adapters(args, suite, adapters, console, signer, log_to_trackers)
     results, paths = evaluate_and_report(
         suite,
         baseline_results=Path(args.baseline_results) if args.baseline_results else None,
@@ -68,7 +68,12 @@ def run_command(args: argparse.Namespace) -> int:
 
 
 def _run_adapters(
-    args: argparse.Namespace, suite: Any, adapters: list[str], console: Console, signer: Any
+    args: argparse.Namespace,
+    suite: Any,
+    adapters: list[str],
+    console: Console,
+    signer: Any,
+    log_to_trackers: Any,
 ) -> int:
     """``--adapter`` given more than once: one run per adapter, the trend, the worst exit."""
     from harness.model import distributed
@@ -90,6 +95,8 @@ def _run_adapters(
             console.print(Text(f"\n{run.name}: {run.adapter}", style="bold"))
             print_summary(run.results, console)
             console.print(Text(f"results: {run.paths['results']}"))
+            for line in log_to_trackers(run.paths):  # each adapter's run is its own
+                console.print(Text(line), soft_wrap=True)
     if trend is not None:
         console.print(Text(f"trend: {trend}"))
     distributed.finish()

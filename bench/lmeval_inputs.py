@@ -156,6 +156,7 @@ def write_92m_inputs(
             "prompt": "{{ ctx }}",
             "choices": {"field": "endings"},
             "label": "label",
+            "target_delimiter": "",  # the endings carry their leading space, as lm-eval's task
         }
     else:
         raise ValueError(workload)

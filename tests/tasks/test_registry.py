@@ -71,12 +71,16 @@ def test_kind_facts(name: str, choices: bool, generates: bool, prompt: bool) -> 
 
 
 class WindowLM:
-    """Cuts every prompt longer than ``window`` characters to its last ``window``."""
-
-    max_length = 10**6  # no token window beyond the character cut
+    """A model whose tokens are characters and whose window is ``window`` tokens: a
+    context is cut to what the window keeps of it and one (its last ``window + 1``
+    characters), as the real backends cut."""
 
     def __init__(self, window: int) -> None:
         self.window = window
+        self.max_length = window
+        self.tokenizer = SimpleNamespace(
+            decode=lambda ids, skip_special_tokens=True: "".join(map(chr, ids))
+        )
 
     def encode(self, text: str) -> list[int]:
         return [ord(c) for c in text]
@@ -85,7 +89,7 @@ class WindowLM:
         return self.encode(context), self.encode(continuation)
 
     def context_tail(self, context: str) -> tuple[str, int]:
-        cut = max(0, len(context) - self.window)
+        cut = max(0, len(context) - self.window - 1)
         return context[cut:], cut
 
     def prompt_tail(self, prompt: str, max_new_tokens: int) -> tuple[str, int]:
@@ -145,7 +149,9 @@ def test_truncation_is_the_kinds() -> None:
     ]
     records = tasks.prepare(task, rows, "data.jsonl")
     assert tasks.mark_truncation(task, records, WindowLM(10)) == 1
-    assert records[0].get("truncated_chars") == 15
+    # 25 characters and " yes": 14 cut before tokenizing (11 kept), then 4 more so that
+    # context and continuation fit the 11 positions
+    assert records[0].get("truncated_chars") == 18
     assert "truncated_chars" not in records[1]
 
     ppl = SimpleNamespace(kind="perplexity", text="text", id_field=None)
@@ -162,3 +168,26 @@ def test_clear_outputs_keeps_what_prepare_made() -> None:
     again = tasks.get("classification").clear_outputs(filled)
     assert again == prepared
     assert list(again) == list(prepared)  # same key order: same JSON
+
+
+class NoTokenizerLM(WindowLM):
+    """A model that must not tokenize: what a re-run answered from the cache sees."""
+
+    def encode(self, text: str) -> list[int]:
+        raise AssertionError("tokenized a text that cannot reach the window")
+
+    def context_tail(self, context: str) -> tuple[str, int]:
+        raise AssertionError("cut a context that cannot reach the window")
+
+
+def test_short_examples_are_not_tokenized_to_check_truncation() -> None:
+    """Texts whose UTF-8 bytes (plus a spare) fit the window cannot be truncated: the
+    check answers without a tokenizer; a longer text is still measured."""
+    task = clf_task()
+    short = [Row(line=1, fields={"text": "é" * 20, "label": 0})]  # 40 bytes + " yes"
+    records = tasks.prepare(task, short, "data.jsonl")
+    assert tasks.mark_truncation(task, records, NoTokenizerLM(70)) == 0
+    near = [Row(line=1, fields={"text": "é" * 30, "label": 0})]  # 60 bytes: may not fit
+    records = tasks.prepare(task, near, "data.jsonl")
+    with pytest.raises(AssertionError, match="window"):
+        tasks.mark_truncation(task, records, NoTokenizerLM(70))

@@ -364,7 +364,17 @@ def main() -> int:
         "--workloads", default=",".join(WORKLOADS), help=f"comma list of {', '.join(WORKLOADS)}"
     )
     parser.add_argument("--no-readme", action="store_true", help="do not update bench/README.md")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        help="torch threads of every process (OMP_NUM_THREADS), for a machine shared with "
+        "other work: both tools and the bare forward get the same",
+    )
     args = parser.parse_args()
+    if args.threads:
+        import os
+
+        os.environ["OMP_NUM_THREADS"] = str(args.threads)
     if not REALDATA.is_dir():
         print("skipped: ../shared/realdata is absent")
         return 0

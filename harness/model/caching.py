@@ -202,6 +202,22 @@ class CachingModel:
     def context_tail(self, context: str) -> tuple[str, int]:
         return self._inner.context_tail(context)
 
+    def overflow_chars(self, text: str, budget: int) -> int:
+        own = getattr(self._inner, "overflow_chars", None)
+        if own is not None:
+            return int(own(text, budget))
+        ids = self._inner.encode(text)
+        overflow = len(ids) - budget
+        if overflow <= 0:
+            return 0
+        return (
+            len(self._inner.tokenizer.decode(ids[:overflow], skip_special_tokens=True)) or overflow
+        )
+
+    def surely_fits(self, window: int, *texts: str) -> bool:
+        check = getattr(self._inner, "surely_fits", None)
+        return bool(check(window, *texts)) if check is not None else False
+
     def prompt_tail(self, prompt: str, max_new_tokens: int) -> tuple[str, int]:
         return self._inner.prompt_tail(prompt, max_new_tokens)
 

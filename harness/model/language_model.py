@@ -26,6 +26,7 @@ import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness.errors import UserError
@@ -131,6 +132,8 @@ class LanguageModel(TokenizedModel):
     """The adapter's recorded base against the base in use (harness.model.adapter_base)."""
     _longest_token: int = field(default=0, repr=False)
     _cuts: dict[tuple[int, str], int] = field(default_factory=dict, repr=False)
+    tokenizer_file: Path | None = field(default=None, repr=False)
+    _counter: Any = field(default=None, repr=False)
 
     def _first_use(self, name: str) -> Any:
         """``self._<name>``, made by ``self._load_<name>`` on first use (timed)."""
@@ -374,6 +377,9 @@ def load_model(source: ModelSource, *, group: ProcessGroup | None = None) -> Lan
         ),
         _load_tokenizer=lambda: load_tokenizer(source, tok_folder),
         group=group,
+        tokenizer_file=(
+            tok_folder / "tokenizer.json" if (tok_folder / "tokenizer.json").is_file() else None
+        ),
     )
     lm.max_length = (
         source.max_length

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any, Protocol
 
 from harness.model.long_text import SPARE_TOKENS, encode_in_pieces, longest_token_chars, window_tail
@@ -32,6 +33,60 @@ class TokenizedModel:
     max_length: int
     _longest_token: int = 0
     _cuts: dict[tuple[int, str], int]
+    tokenizer_file: Path | None = None
+    """The tokenizer's tokenizer.json, where the backend knows it: ``surely_fits`` counts
+    tokens with it without loading the transformers tokenizer (nor torch)."""
+    _counter: Any = None
+
+    def surely_fits(self, window: int, *texts: str) -> bool:
+        """Whether ``texts`` joined surely take at most ``window`` tokens, told without
+        loading the tokenizer: by their UTF-8 bytes (no tokenizer makes more tokens of a
+        text than its bytes, plus a few of its own: BOS, EOS, a leading marker), else by
+        a count with the ``tokenizers`` library over ``tokenizer_file``, with
+        ``SPARE_TOKENS`` to spare either way. False means "maybe not": tokenize."""
+        if sum(len(t.encode("utf-8")) for t in texts) + SPARE_TOKENS <= window:
+            return True
+        if self.tokenizer_file is None:
+            return False
+        n = len(self._fast().encode("".join(texts), add_special_tokens=True).ids)
+        return n + SPARE_TOKENS <= window
+
+    def overflow_chars(self, text: str, budget: int) -> int:
+        """Characters at the start of ``text`` whose tokens do not fit in ``budget``
+        tokens (0 when it fits): the tokens ``text`` makes, special tokens included,
+        beyond the last ``budget``, decoded. Counted with ``tokenizer_file`` where there is
+        one and ``text`` does not start with a special token (a rendered chat's BOS),
+        so a re-run answered from the cache loads no tokenizer for it."""
+        fast = self._fast() if self.tokenizer_file is not None else None
+        if fast is not None and not any(
+            token.special and text.startswith(token.content)
+            for token in fast.get_added_tokens_decoder().values()
+        ):
+            ids = fast.encode(text, add_special_tokens=True).ids
+            decode = fast.decode
+        else:
+            ids, decode = self.encode(text), self.tokenizer.decode
+        overflow = len(ids) - budget
+        if overflow <= 0:
+            return 0
+        return len(decode(ids[:overflow], skip_special_tokens=True)) or overflow
+
+    def _fast(self) -> Any:
+        """The ``tokenizers`` tokenizer of ``tokenizer_file`` (loaded once)."""
+        if self._counter is None:
+            from tokenizers import Tokenizer
+
+            self._counter = Tokenizer.from_file(str(self.tokenizer_file))
+        return self._counter
+
+    def _cutting_tokenizer(self) -> Any:
+        """What finds where a long text is cut (``window_tail``): the ``tokenizers``
+        tokenizer of ``tokenizer_file`` where there is one (the same vocabulary and
+        tokens as the loaded one, without loading it: a re-run answered from the cache
+        loads neither it nor torch), else the loaded tokenizer."""
+        if self.tokenizer_file is None:
+            return self.tokenizer
+        return _RustTokenizer(self._fast())
 
     @property
     def prefix_token(self) -> int:
@@ -73,14 +128,15 @@ class TokenizedModel:
         characters cut before it): a prompt the window would left-truncate is cut
         before it is tokenized (harness.model.long_text.window_tail), so a huge row costs
         the window's worth of work. A text too short to need it keeps the tokenizer
-        unloaded (every token covers at least one character)."""
-        if len(text) <= n_tokens + SPARE_TOKENS:
+        unloaded (every token covers at least one character, or ``surely_fits``)."""
+        if len(text) <= n_tokens + SPARE_TOKENS or self.surely_fits(n_tokens, text):
             return text, 0
         key = (n_tokens, text)
         if key not in self._cuts:
+            tokenizer = self._cutting_tokenizer()
             if not self._longest_token:
-                self._longest_token = longest_token_chars(self.tokenizer)
-            self._cuts[key] = window_tail(self.tokenizer, text, n_tokens, self._longest_token)
+                self._longest_token = longest_token_chars(tokenizer)
+            self._cuts[key] = window_tail(tokenizer, text, n_tokens, self._longest_token)
         cut = self._cuts[key]
         return text[cut:], cut
 
@@ -121,3 +177,17 @@ class TokenizedModel:
             yield
         finally:
             self._adapter_off = False
+
+
+class _RustTokenizer:
+    """A ``tokenizers.Tokenizer`` answering the two calls ``window_tail`` makes of a
+    transformers tokenizer: ``get_vocab()`` and ``tokenizer(text, ...)["input_ids"]``."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    def get_vocab(self) -> dict[str, int]:
+        return dict(self.inner.get_vocab())
+
+    def __call__(self, text: str, *, add_special_tokens: bool = True, **_: Any) -> dict[str, Any]:
+        return {"input_ids": self.inner.encode(text, add_special_tokens=add_special_tokens).ids}

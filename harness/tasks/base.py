@@ -151,17 +151,12 @@ def kind_of(task: Any) -> TaskKind[Any]:
 # -- helpers the kinds share ------------------------------------------------------------
 
 
-UNSEEN_SPARE = 16
-"""Tokens a tokenizer may add besides those of the text's bytes (BOS, EOS, a leading
-marker such as SentencePiece's dummy prefix), with room to spare."""
-
-
-def fits_unseen(window: int, *texts: str) -> bool:
-    """Whether ``texts`` surely fit in ``window`` tokens without tokenizing them: no
-    tokenizer makes more tokens of a text than its UTF-8 bytes (a byte-level BPE token
-    is one byte at least, a character outside a vocabulary one token) plus a few of its
-    own. So a re-run answered from the cache needs no tokenizer for short examples."""
-    return sum(len(t.encode("utf-8")) for t in texts) + UNSEEN_SPARE <= window
+def fits_unseen(lm: Any, window: int, *texts: str) -> bool:
+    """Whether ``texts`` surely fit in ``window`` tokens, told without tokenizing them
+    where the model can (``surely_fits``: by their bytes, or by a count that needs no
+    tokenizer loaded), so a re-run answered from the cache loads no tokenizer."""
+    check = getattr(lm, "surely_fits", None)
+    return bool(check(window, *texts)) if check is not None else False
 
 
 def context_cut(lm: ScoringModel, context: str, continuation: str) -> int:
@@ -170,9 +165,11 @@ def context_cut(lm: ScoringModel, context: str, continuation: str) -> int:
     of the tokens the window then drops from the left (as ``scoring.continuation_row``
     keeps the last ``max_length + 1`` tokens of context and continuation). A pair too
     short to reach the window is not tokenized (``fits_unseen``)."""
-    if fits_unseen(lm.max_length + 1, context, continuation):
+    if fits_unseen(lm, lm.max_length + 1, context, continuation):
         return 0
     kept, cut = lm.context_tail(context)
+    if hasattr(lm, "overflow_chars"):  # the pair's tokens are the whole text's
+        return cut + int(lm.overflow_chars(kept + continuation, lm.max_length + 1))
     ctx, cont = lm.encode_pair(kept, continuation)
     overflow = len(ctx) + len(cont) - (lm.max_length + 1)
     if overflow > 0:
@@ -184,9 +181,11 @@ def prompt_cut(lm: ScoringModel, prompt: str, max_new_tokens: int) -> int:
     """Characters at the start of a generation prompt the model does not see: those cut
     before tokenizing (``prompt_tail``) and those of the tokens beyond the window less
     the new tokens (the backend keeps the last ``max_length - max_new_tokens``)."""
-    if fits_unseen(max(1, lm.max_length - max_new_tokens), prompt):
+    if fits_unseen(lm, max(1, lm.max_length - max_new_tokens), prompt):
         return 0
     kept, cut = lm.prompt_tail(prompt, max_new_tokens)
+    if hasattr(lm, "overflow_chars"):
+        return cut + int(lm.overflow_chars(kept, max(1, lm.max_length - max_new_tokens)))
     ids = lm.encode(kept)
     overflow = len(ids) - max(1, lm.max_length - max_new_tokens)
     if overflow > 0:

@@ -256,3 +256,16 @@ def test_bert_run_as_causal_lm_scores_as_transformers(tmp_path: Path) -> None:
     tokens = bert.encode(TEXTS[0])
     assert n == len(tokens) - 1  # the leading [CLS] conditions, it is not predicted
     assert rolling == pytest.approx(direct_loglik(bert, tokens, n), abs=1e-5)
+
+
+def test_surely_fits_counts_without_the_transformers_tokenizer(tiny_gpt2: Path) -> None:
+    """Past the bytes bound, tokens are counted from tokenizer.json with the tokenizers
+    library: the transformers tokenizer stays unloaded, and a text said to fit does."""
+    fresh = load_model(ModelSource(path=str(tiny_gpt2)))
+    text = "the the the the " * 8  # 128 bytes, about 48 tokens of the tiny BPE
+    window = 100
+    assert len(text.encode()) + 16 > window  # beyond the bytes bound
+    assert fresh.surely_fits(window, text)
+    assert "tokenizer" not in vars(fresh) and fresh._counter is not None
+    assert len(fresh.encode(text)) + 16 <= window  # and it does fit
+    assert not fresh.surely_fits(window, text * 3)

@@ -12,6 +12,7 @@ import pytest
 from harness import tasks
 from harness.config import suite as schema
 from harness.data.rows import Row
+from harness.model.tokenized import TokenizedModel
 from harness.tasks import base
 from harness.tasks.classification import Classification
 
@@ -172,6 +173,9 @@ def test_clear_outputs_keeps_what_prepare_made() -> None:
 
 class NoTokenizerLM(WindowLM):
     """A model that must not tokenize: what a re-run answered from the cache sees."""
+
+    surely_fits = TokenizedModel.surely_fits  # the bytes bound (no tokenizer.json)
+    tokenizer_file = None
 
     def encode(self, text: str) -> list[int]:
         raise AssertionError("tokenized a text that cannot reach the window")

@@ -1,4 +1,4 @@
-"""Active learning on SST-2: validation accuracy against labels used, entropy vs random.
+"""Active learning on SST-2: dev accuracy against labels used, per selection strategy.
 
 Pool-based active learning as a user runs it with this project, simulated: the labels
 of the pool rows stay hidden until a strategy chooses the rows, then the "annotator"
@@ -11,17 +11,23 @@ of the pool rows stay hidden until a strategy chooses the rows, then the "annota
   here, and a model pretrained from scratch on this machine stays at chance on SST-2
   (docs/active-learning.md has the attempts).
 * Pool: ``--pool`` rows drawn (seeded) from SST-2 train; validation: SST-2 dev (872).
-* Each repeat starts from the same ``--seed-labels`` random rows for both strategies.
+* Arms: ``FIRST+LATER`` chooses the first batch (``--first`` rows) with strategy FIRST
+  (``random`` when omitted; ``typical`` reads the base model's hidden states) and every
+  later batch (``--step`` rows, ``--rounds`` times) with LATER. Every arm sees the same
+  pool, rounds and seeds; arms with the same FIRST share the first batch and its adapter.
   Every round fine-tunes a LoRA adapter from the base on all labels so far with the
   bundled fine-tuner (``finetune.train.run.train`` on a config file, as ``finetune train``),
   scores dev with the harness (``harness.tasks.score_choices``, as ``harness run``), and
-  lets the strategy choose ``--step`` more rows from the rest of the pool with
-  ``finetune.active.select`` (as ``finetune select``).
+  lets the strategy choose the next rows from the rest of the pool with
+  ``finetune.active.select.pick`` on the adapter's choice probabilities and hidden
+  states (as ``finetune select``).
+* Seeds 1..``--seeds``: the seed draws the random batches, seeds the clustering and the
+  fine-tuning, and is the same for every arm, so arms are compared seed by seed.
 
-Prints the accuracy table, saves the curve as bench/active_learning.svg and writes the
-numbers into bench/README.md.
+Prints the tables (bench/active_learning_report.py), saves the curves with their bands
+as bench/active_learning.svg and writes the section of bench/README.md.
 
-    .venv/bin/python bench/active_learning.py [--repeats 2] [--pool 1000]
+    .venv/bin/python bench/active_learning.py [--seeds 3] [--arms random,typical+badge]
 """
 
 from __future__ import annotations
@@ -57,7 +63,7 @@ BASE = {
 FINETUNE: dict[str, Any] = {
     "lora": {"r": 8, "alpha": 16, "dropout": 0.0},
     "training": {
-        "max_steps": 60,
+        "max_steps": 120,
         "lr": 1e-3,
         "batch_size": 16,
         "warmup_ratio": 0.1,
@@ -273,8 +279,9 @@ class Simulation:
             self.score_s += time.perf_counter() - t
         return self._base_states
 
-    def evaluate(self, adapter: Path, unlabelled: list[int]) -> Round:
-        """Dev accuracy with the adapter, and its view of the unlabelled rows."""
+    def evaluate(self, adapter: Path, unlabelled: list[int], *, view: bool = True) -> Round:
+        """Dev accuracy with the adapter, and (with ``view``) its probabilities and hidden
+        states of the unlabelled rows, which a strategy other than random reads."""
         from finetune.active.select import choice_probabilities
         from harness.model.language_model import ModelSource, load_model
         from harness.tasks import score_choices
@@ -285,9 +292,11 @@ class Simulation:
         score_choices(records, lm, batch_size=64)
         preds = [r["pred"] for r in records]
         golds = [d["gold"] for d in self.dev_records]
-        prompts = [self.pool.prompts[i] for i in unlabelled]
-        probs = choice_probabilities(lm, self.task, prompts, batch_size=64)
-        states = self.states(lm, unlabelled)
+        probs = states = None
+        if view:
+            prompts = [self.pool.prompts[i] for i in unlabelled]
+            probs = choice_probabilities(lm, self.task, prompts, batch_size=64)
+            states = self.states(lm, unlabelled)
         self.score_s += time.perf_counter() - t
         accuracy = sum(p == g for p, g in zip(preds, golds, strict=True)) / len(golds)
         return Round(accuracy, sum(preds) / len(preds), unlabelled, probs, states)
@@ -344,7 +353,9 @@ def run_seed(
     for first in sorted({a.first for a in arms}):
         start = sim.choose(first, first_size, seed * 100, None)
         adapter = sim.train(start, seed)
-        firsts[first] = start, sim.evaluate(adapter, [i for i in range(n) if i not in set(start)])
+        rest = [i for i in range(n) if i not in set(start)]
+        needed = rounds > 0 and any(a.first == first and a.later != "random" for a in arms)
+        firsts[first] = start, sim.evaluate(adapter, rest, view=needed)
     curves: dict[str, list[Point]] = {}
     for arm in arms:
         labelled, view = list(firsts[arm.first][0]), firsts[arm.first][1]
@@ -352,7 +363,8 @@ def run_seed(
         for r in range(1, rounds + 1):
             labelled += sim.choose(arm.later, step, seed * 100 + r, view)
             adapter = sim.train(labelled, seed)
-            view = sim.evaluate(adapter, [i for i in range(n) if i not in set(labelled)])
+            rest = [i for i in range(n) if i not in set(labelled)]
+            view = sim.evaluate(adapter, rest, view=r < rounds and arm.later != "random")
             curve.append(point(sim, labelled, view))
             print(
                 f"seed {seed} {arm.name:>22}: {len(labelled):4d} labels, accuracy "
@@ -383,12 +395,12 @@ def main() -> int:
     parser.add_argument("--pool-seed", type=int, default=0)
     parser.add_argument("--first", type=int, default=32, help="labels of the first batch")
     parser.add_argument("--step", type=int, default=32, help="labels added per round")
-    parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seeds", type=int, default=3, help="seeds 1..N, paired across arms")
     parser.add_argument("--steps", type=int, default=FINETUNE["training"]["max_steps"])
     parser.add_argument(
         "--arms",
-        default="random,entropy,balanced,typical+cluster-margin,typical+badge",
+        default="random,typical+cluster-margin,typical+badge",
         help="comma-separated; FIRST+LATER picks the first batch with FIRST "
         "(default: random) and every later one with LATER",
     )
@@ -445,7 +457,8 @@ def main() -> int:
                     for k, v in results.items()}, indent=1)
     )  # fmt: skip
     plot(results, SVG)
-    body = report(results, setup)
+    share = sum(r["label"] for r in sim.pool_rows) / len(sim.pool_rows)
+    body = report(results, setup, share)
     print(body)
     print(f"plot: {SVG}\nper-seed curves: {work / 'results.json'}")
     if not args.no_readme:

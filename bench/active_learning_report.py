@@ -98,7 +98,7 @@ def verdict(results: Results, arm: str) -> tuple[bool, str]:
     return ok, text
 
 
-def report(results: Results, setup: str) -> str:
+def report(results: Results, setup: str, pool_share: float) -> str:
     """The Markdown section: accuracy per round, paired differences, the verdict."""
     arms, labels = arms_of(results), labels_of(results)
     n = len(results)
@@ -146,7 +146,7 @@ def report(results: Results, setup: str) -> str:
         "",
         "Collapsed rounds (the adapter gives one answer to more than 95% of dev), and the "
         "labels' positive share at the final budget (mean over seeds; the pool's is "
-        f"{pool_share(results):.2f}): "
+        f"{pool_share:.2f}): "
         + "; ".join(f"`{a}` {collapsed(results, a)}, {final_share(results, a):.2f}" for a in arms)
         + ".",
         "",
@@ -165,12 +165,6 @@ def collapsed(results: Results, arm: str) -> str:
 
 def final_share(results: Results, arm: str) -> float:
     return statistics.fmean(curve[arm][-1].label_share for curve in results.values())
-
-
-def pool_share(results: Results) -> float:
-    """The first random batch's positive share, averaged over seeds: the pool's, roughly."""
-    arm = BASELINE if BASELINE in arms_of(results) else arms_of(results)[0]
-    return statistics.fmean(curve[arm][0].label_share for curve in results.values())
 
 
 def plot(results: Results, svg: Path) -> None:

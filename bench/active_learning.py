@@ -65,7 +65,7 @@ FINETUNE: dict[str, Any] = {
     "training": {
         "max_steps": 120,
         "lr": 1e-3,
-        "batch_size": 16,
+        "batch_size": 8,
         "warmup_ratio": 0.1,
         "max_length": 96,
         "eval_steps": 10_000,  # evaluate (and keep) the last step only
@@ -404,7 +404,9 @@ def main() -> int:
         help="comma-separated; FIRST+LATER picks the first batch with FIRST "
         "(default: random) and every later one with LATER",
     )
-    parser.add_argument("--threads", type=int, default=2, help="torch threads")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="torch threads (2 slow down on a shared machine)"
+    )
     parser.add_argument("--no-readme", action="store_true", help="do not update bench/README.md")
     args = parser.parse_args()
     if not REALDATA.is_dir():

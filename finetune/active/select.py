@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from harness.model.language_model import LanguageModel
 
 STRATEGIES = tuple(REGISTRY)
-DEFAULT_STRATEGY = "entropy"
+DEFAULT_STRATEGY = "badge"  # the best arm of bench/active_learning.py (after typical)
 HIGHEST_FIRST = {"entropy": True, "margin": False, "random": True}
 OUTPUT_FIELDS = ("score", "rank", "strategy", "why")
 MAX_ERRORS = 20

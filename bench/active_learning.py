@@ -1,4 +1,4 @@
-"""Active learning on SST-2: validation accuracy against labels used, entropy vs random.
+"""Active learning on SST-2: dev accuracy against labels used, per selection strategy.
 
 Pool-based active learning as a user runs it with this project, simulated: the labels
 of the pool rows stay hidden until a strategy chooses the rows, then the "annotator"
@@ -11,17 +11,23 @@ of the pool rows stay hidden until a strategy chooses the rows, then the "annota
   here, and a model pretrained from scratch on this machine stays at chance on SST-2
   (docs/active-learning.md has the attempts).
 * Pool: ``--pool`` rows drawn (seeded) from SST-2 train; validation: SST-2 dev (872).
-* Each repeat starts from the same ``--seed-labels`` random rows for both strategies.
+* Arms: ``FIRST+LATER`` chooses the first batch (``--first`` rows) with strategy FIRST
+  (``random`` when omitted; ``typical`` reads the base model's hidden states) and every
+  later batch (``--step`` rows, ``--rounds`` times) with LATER. Every arm sees the same
+  pool, rounds and seeds; arms with the same FIRST share the first batch and its adapter.
   Every round fine-tunes a LoRA adapter from the base on all labels so far with the
   bundled fine-tuner (``finetune.train.run.train`` on a config file, as ``finetune train``),
   scores dev with the harness (``harness.tasks.score_choices``, as ``harness run``), and
-  lets the strategy choose ``--step`` more rows from the rest of the pool with
-  ``finetune.active.select`` (as ``finetune select``).
+  lets the strategy choose the next rows from the rest of the pool with
+  ``finetune.active.select.pick`` on the adapter's choice probabilities and hidden
+  states (as ``finetune select``).
+* Seeds 1..``--seeds``: the seed draws the random batches, seeds the clustering and the
+  fine-tuning, and is the same for every arm, so arms are compared seed by seed.
 
-Prints the accuracy table, saves the curve as bench/active_learning.svg and writes the
-numbers into bench/README.md.
+Prints the tables (bench/active_learning_report.py), saves the curves with their bands
+as bench/active_learning.svg and writes the section of bench/README.md.
 
-    .venv/bin/python bench/active_learning.py [--repeats 2] [--pool 1000]
+    .venv/bin/python bench/active_learning.py [--seeds 3] [--arms random,typical+badge]
 """
 
 from __future__ import annotations
@@ -29,10 +35,10 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import statistics
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -57,9 +63,9 @@ BASE = {
 FINETUNE: dict[str, Any] = {
     "lora": {"r": 8, "alpha": 16, "dropout": 0.0},
     "training": {
-        "max_steps": 150,
+        "max_steps": 120,
         "lr": 1e-3,
-        "batch_size": 16,
+        "batch_size": 8,
         "warmup_ratio": 0.1,
         "max_length": 96,
         "eval_steps": 10_000,  # evaluate (and keep) the last step only
@@ -224,7 +230,8 @@ class Simulation:
         self.pool_rows = pool_rows
         self.pool = read_pool(write_jsonl(work / "pool.jsonl", pool_rows), self.task)
         self.runs = 0
-        self.train_s = self.score_s = 0.0
+        self.train_s = self.score_s = self.select_s = 0.0
+        self._base_states: Any = None
 
     def train(self, labelled: list[int], seed: int) -> Path:
         """A LoRA adapter on the labelled pool rows, by the bundled fine-tuner."""
@@ -241,14 +248,13 @@ class Simulation:
             for i in labelled
         ]
         write_jsonl(folder / "train.jsonl", rows)
-        training = {**FINETUNE["training"], "seed": seed}
         config = {
             "schema_version": 1,
             "name": f"al-{self.runs}",
             "base_model": {"path": str(self.base)},
             "data": {"train": "train.jsonl", "val_split": 0.05, "add_eos": False},
             "lora": FINETUNE["lora"],
-            "training": training,
+            "training": {**FINETUNE["training"], "seed": seed},
             "output": str(folder / "adapter"),
         }
         (folder / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
@@ -257,8 +263,25 @@ class Simulation:
         self.train_s += time.perf_counter() - t
         return result.output_dir
 
-    def evaluate_and_rank(self, adapter: Path, unlabelled: list[int]) -> tuple[float, Any]:
-        """(dev accuracy, choice probabilities of the unlabelled rows) with the adapter."""
+    def states(self, lm: Any, rows: list[int]) -> Any:
+        from finetune.active.select import pool_states
+
+        return pool_states(lm, self.task, [self.pool.prompts[i] for i in rows], batch_size=64)
+
+    def base_states(self) -> Any:
+        """Hidden states of every pool row under the base model (for the cold start)."""
+        if self._base_states is None:
+            from harness.model.language_model import ModelSource, load_model
+
+            t = time.perf_counter()
+            lm = load_model(ModelSource(path=str(self.base), device="cpu"))
+            self._base_states = self.states(lm, list(range(len(self.pool_rows))))
+            self.score_s += time.perf_counter() - t
+        return self._base_states
+
+    def evaluate(self, adapter: Path, unlabelled: list[int], *, view: bool = True) -> Round:
+        """Dev accuracy with the adapter, and (with ``view``) its probabilities and hidden
+        states of the unlabelled rows, which a strategy other than random reads."""
         from finetune.active.select import choice_probabilities
         from harness.model.language_model import ModelSource, load_model
         from harness.tasks import score_choices
@@ -267,147 +290,123 @@ class Simulation:
         lm = load_model(ModelSource(path=str(self.base), adapter=str(adapter), device="cpu"))
         records = [{"prompt": r["prompt"], "choices": r["choices"]} for r in self.dev_records]
         score_choices(records, lm, batch_size=64)
-        correct = [r["pred"] == d["gold"] for r, d in zip(records, self.dev_records, strict=True)]
-        probs = choice_probabilities(
-            lm, self.task, [self.pool.prompts[i] for i in unlabelled], batch_size=64
-        )
+        preds = [r["pred"] for r in records]
+        golds = [d["gold"] for d in self.dev_records]
+        probs = states = None
+        if view:
+            prompts = [self.pool.prompts[i] for i in unlabelled]
+            probs = choice_probabilities(lm, self.task, prompts, batch_size=64)
+            states = self.states(lm, unlabelled)
         self.score_s += time.perf_counter() - t
-        return sum(correct) / len(correct), probs
+        accuracy = sum(p == g for p, g in zip(preds, golds, strict=True)) / len(golds)
+        return Round(accuracy, sum(preds) / len(preds), unlabelled, probs, states)
+
+    def choose(self, strategy: str, budget: int, seed: int, view: Round | None) -> list[int]:
+        """Pool indices of the ``budget`` rows ``strategy`` picks from the unlabelled ones."""
+        from finetune.active.select import pick
+
+        t = time.perf_counter()
+        if view is None:  # the first batch: nothing is labelled, no adapter yet
+            rows = list(range(len(self.pool_rows)))
+            probs, states = None, self.base_states() if strategy != "random" else None
+        else:
+            rows, probs, states = view.unlabelled, view.probs, view.states
+        chosen = pick(strategy, budget, n_rows=len(rows), seed=seed, probs=probs, states=states)
+        self.select_s += time.perf_counter() - t
+        return [rows[p.index] for p in chosen]
 
 
-def run_repeat(
-    sim: Simulation, repeat: int, strategies: list[str], seed_labels: int, step: int, rounds: int
-) -> dict[str, list[tuple[int, float]]]:
-    """One repeat: the accuracy after each round, per strategy, as (labels, accuracy)."""
-    from finetune.active.select import choose
+@dataclass
+class Round:
+    """What one adapter gives: dev accuracy, its share of 'positive' answers on dev,
+    and the choice probabilities and hidden states of the unlabelled pool rows."""
 
-    seed = 1000 + repeat
+    accuracy: float
+    positive_share: float
+    unlabelled: list[int]
+    probs: Any
+    states: Any
+
+
+@dataclass
+class Arm:
+    """A first-batch strategy, then a strategy for every later round ("typical+badge")."""
+
+    name: str
+
+    @property
+    def first(self) -> str:
+        return self.name.split("+")[0] if "+" in self.name else "random"
+
+    @property
+    def later(self) -> str:
+        return self.name.split("+")[-1]
+
+
+def run_seed(
+    sim: Simulation, seed: int, arms: list[Arm], first_size: int, step: int, rounds: int
+) -> dict[str, list[Point]]:
+    """One seed: every arm's curve. Arms with the same first-batch strategy share that
+    batch and its adapter; the training seed and the draws are the seed's for all arms."""
     n = len(sim.pool_rows)
-    start = sorted(random.Random(seed).sample(range(n), seed_labels))
-    adapter = sim.train(start, seed)
-    first = sim.evaluate_and_rank(adapter, [i for i in range(n) if i not in set(start)])
-    curves: dict[str, list[tuple[int, float]]] = {}
-    for strategy in strategies:
-        labelled = list(start)
-        accuracy, probs = first
-        curve = [(len(labelled), accuracy)]
+    firsts: dict[str, tuple[list[int], Round]] = {}
+    for first in sorted({a.first for a in arms}):
+        start = sim.choose(first, first_size, seed * 100, None)
+        adapter = sim.train(start, seed)
+        rest = [i for i in range(n) if i not in set(start)]
+        needed = rounds > 0 and any(a.first == first and a.later != "random" for a in arms)
+        firsts[first] = start, sim.evaluate(adapter, rest, view=needed)
+    curves: dict[str, list[Point]] = {}
+    for arm in arms:
+        labelled, view = list(firsts[arm.first][0]), firsts[arm.first][1]
+        curve = [point(sim, labelled, view)]
         for r in range(1, rounds + 1):
-            taken = set(labelled)
-            unlabelled = [i for i in range(n) if i not in taken]
-            chosen = choose(strategy, probs, step, n_rows=len(unlabelled), seed=seed * 100 + r)
-            labelled += [unlabelled[i] for i, _score in chosen]
+            labelled += sim.choose(arm.later, step, seed * 100 + r, view)
             adapter = sim.train(labelled, seed)
             rest = [i for i in range(n) if i not in set(labelled)]
-            accuracy, probs = sim.evaluate_and_rank(adapter, rest)
-            curve.append((len(labelled), accuracy))
+            view = sim.evaluate(adapter, rest, view=r < rounds and arm.later != "random")
+            curve.append(point(sim, labelled, view))
             print(
-                f"repeat {repeat} {strategy:>7}: {len(labelled):4d} labels accuracy {accuracy:.3f}",
+                f"seed {seed} {arm.name:>22}: {len(labelled):4d} labels, accuracy "
+                f"{view.accuracy:.3f} (dev answered positive {view.positive_share:.2f}, "
+                f"labels positive {curve[-1].label_share:.2f})",
                 flush=True,
             )
-        curves[strategy] = curve
+        curves[arm.name] = curve
     return curves
 
 
-def summarize(
-    results: list[dict[str, list[tuple[int, float]]]], strategies: list[str]
-) -> tuple[list[int], dict[str, list[tuple[float, float]]]]:
-    """Labels per round, and per strategy the (mean, sd) accuracy over repeats."""
-    labels = [n for n, _ in results[0][strategies[0]]]
-    table: dict[str, list[tuple[float, float]]] = {}
-    for s in strategies:
-        per_round = [[rep[s][k][1] for rep in results] for k in range(len(labels))]
-        table[s] = [
-            (statistics.fmean(v), statistics.stdev(v) if len(v) > 1 else 0.0) for v in per_round
-        ]
-    return labels, table
+@dataclass
+class Point:
+    labels: int
+    accuracy: float
+    positive_share: float
+    label_share: float
 
 
-def plot(labels: list[int], table: dict[str, list[tuple[float, float]]], repeats: int) -> None:
-    """Mean accuracy with a band of +-1 sd over repeats, as a small SVG (no pyplot)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib.backends.backend_svg import FigureCanvasSVG
-    from matplotlib.figure import Figure
-
-    matplotlib.rcParams["svg.fonttype"] = "none"  # text as text: smaller, searchable
-    matplotlib.rcParams["svg.hashsalt"] = "active-learning"  # stable ids between runs
-    fig = Figure(figsize=(6, 4))
-    FigureCanvasSVG(fig)
-    ax = fig.add_subplot()
-    for strategy, rows in table.items():
-        mean = [m for m, _ in rows]
-        sd = [s for _, s in rows]
-        (line,) = ax.plot(labels, mean, marker="o", label=strategy)
-        low = [m - s for m, s in zip(mean, sd, strict=True)]
-        high = [m + s for m, s in zip(mean, sd, strict=True)]
-        ax.fill_between(labels, low, high, color=line.get_color(), alpha=0.15)
-    ax.set_xlabel("labels used")
-    ax.set_ylabel("SST-2 dev accuracy")
-    ax.set_title(f"Active learning on SST-2 (mean of {repeats} repeats, band: +-1 sd)")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(SVG, format="svg", metadata={"Date": None})
-
-
-def report(
-    labels: list[int],
-    table: dict[str, list[tuple[float, float]]],
-    results: list[dict[str, list[tuple[int, float]]]],
-    args: argparse.Namespace,
-    timings: dict[str, float],
-) -> str:
-    """The accuracy table and what it says, as Markdown."""
-    strategies = list(table)
-    head = "| labels | " + " | ".join(f"{s} (mean +- sd)" for s in strategies) + " |"
-    lines = [head, "|---" * (len(strategies) + 1) + "|"]
-    for k, n in enumerate(labels):
-        cells = [f"{table[s][k][0]:.3f} +- {table[s][k][1]:.3f}" for s in strategies]
-        lines.append(f"| {n} | " + " | ".join(cells) + " |")
-    text = "\n".join(lines)
-    if "entropy" in table and "random" in table:
-        final = [rep["entropy"][-1][1] - rep["random"][-1][1] for rep in results]
-        area = statistics.fmean(
-            statistics.fmean(
-                a - b for (_, a), (_, b) in zip(rep["entropy"][1:], rep["random"][1:], strict=True)
-            )
-            for rep in results
-        )
-        wins = sum(d > 0 for d in final)
-        text += (
-            f"\n\nAt {labels[-1]} labels entropy minus random is "
-            f"{statistics.fmean(final):+.3f} accuracy (mean of {len(results)} repeats; "
-            f"entropy ahead in {wins} of {len(results)}); averaged over the rounds after "
-            f"the shared seed set it is {area:+.3f}."
-        )
-    text += (
-        f"\n\nSetup: pool of {args.pool} SST-2 train rows (seed {args.pool_seed}), "
-        f"{args.seed_labels} seed labels then {args.rounds} rounds of {args.step}; "
-        f"LoRA r={FINETUNE['lora']['r']} for {FINETUNE['training']['max_steps']} steps of "
-        f"{FINETUNE['training']['batch_size']} on all labels so far (5% held out as the "
-        f"fine-tuner's validation split), from all-MiniLM-L6-v2 run as a causal LM "
-        f"after {BASE['pretrain_rows']} SST-2 train sentences of language modelling "
-        f"(no labels). "
-        f"Fine-tuning {timings['train_s']:.0f} s over {timings['runs']} runs, scoring dev + "
-        f"pool {timings['score_s']:.0f} s, total {timings['total_s']:.0f} s."
-        f"\n\n![accuracy vs labels](active_learning.svg)"
-    )
-    return text
+def point(sim: Simulation, labelled: list[int], view: Round) -> Point:
+    share = sum(sim.pool_rows[i]["label"] for i in labelled) / len(labelled)
+    return Point(len(labelled), view.accuracy, view.positive_share, share)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--pool", type=int, default=1000, help="pool rows from SST-2 train")
+    parser.add_argument("--pool", type=int, default=600, help="pool rows from SST-2 train")
     parser.add_argument("--pool-seed", type=int, default=0)
-    parser.add_argument("--seed-labels", type=int, default=64)
-    parser.add_argument("--step", type=int, default=64, help="labels added per round")
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--first", type=int, default=32, help="labels of the first batch")
+    parser.add_argument("--step", type=int, default=32, help="labels added per round")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seeds", type=int, default=3, help="seeds 1..N, paired across arms")
+    parser.add_argument("--steps", type=int, default=FINETUNE["training"]["max_steps"])
     parser.add_argument(
-        "--strategies", default="entropy,random", help="comma-separated: entropy, margin, random"
+        "--arms",
+        default="random,typical+cluster-margin,typical+badge",
+        help="comma-separated; FIRST+LATER picks the first batch with FIRST "
+        "(default: random) and every later one with LATER",
     )
-    parser.add_argument("--threads", type=int, default=2, help="torch threads")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="torch threads (2 slow down on a shared machine)"
+    )
     parser.add_argument("--no-readme", action="store_true", help="do not update bench/README.md")
     args = parser.parse_args()
     if not REALDATA.is_dir():
@@ -417,32 +416,53 @@ def main() -> int:
 
     import torch
 
-    # two intra-op threads by default (the machine's 2 cores); --threads 1 when sharing it
+    from bench.active_learning_report import plot, report
+
     torch.set_num_threads(args.threads)
     logging.getLogger("transformers").setLevel(logging.ERROR)
+    FINETUNE["training"]["max_steps"] = args.steps
     t0 = time.perf_counter()
     base = build_base(CACHE / "minilm-causal")
-    print(f"base model ready ({time.perf_counter() - t0:.0f} s)", flush=True)
     train_rows = sst2("train")
     picked = random.Random(args.pool_seed).sample(range(len(train_rows)), args.pool)
-    strategies = args.strategies.split(",")
+    arms = [Arm(a) for a in args.arms.split(",")]
     work = Path(tempfile.mkdtemp(prefix="bench-al-"))
     sim = Simulation(work, base, [train_rows[i] for i in picked])
-    results = [
-        run_repeat(sim, r, strategies, args.seed_labels, args.step, args.rounds)
-        for r in range(args.repeats)
-    ]
-    labels, table = summarize(results, strategies)
+    results = {
+        seed: run_seed(sim, seed, arms, args.first, args.step, args.rounds)
+        for seed in range(1, args.seeds + 1)
+    }
     timings = {
         "train_s": sim.train_s,
         "score_s": sim.score_s,
+        "select_s": sim.select_s,
         "runs": sim.runs,
         "total_s": time.perf_counter() - t0,
     }
-    plot(labels, table, args.repeats)
-    body = report(labels, table, results, args, timings)
+    setup = (
+        f"Setup: pool of {args.pool} SST-2 train rows (pool seed {args.pool_seed}); a first "
+        f"batch of {args.first} labels, then {args.rounds} rounds of {args.step}; seeds "
+        f"1-{args.seeds} (the seed draws the random batches, seeds the clustering and the "
+        f"fine-tuning, and is the same for every arm). Every round a LoRA adapter "
+        f"(r {FINETUNE['lora']['r']}, {args.steps} steps of "
+        f"{FINETUNE['training']['batch_size']}, lr {FINETUNE['training']['lr']}, the last step "
+        f"kept, 5% of the labels held out as the fine-tuner's validation split) is trained "
+        f"from the base on all labels so far; dev accuracy on all {len(sim.dev_records)} "
+        f"SST-2 dev rows. Base: all-MiniLM-L6-v2 run as a causal LM after "
+        f"{BASE['pretrain_rows']} SST-2 train sentences of language modelling (no labels). "
+        f"{args.threads} torch threads; fine-tuning {timings['train_s']:.0f} s over "
+        f"{timings['runs']} runs, scoring dev and pool {timings['score_s']:.0f} s, selecting "
+        f"{timings['select_s']:.0f} s, total {timings['total_s']:.0f} s."
+    )
+    (work / "results.json").write_text(
+        json.dumps({str(k): {a: [vars(p) for p in c] for a, c in v.items()}
+                    for k, v in results.items()}, indent=1)
+    )  # fmt: skip
+    plot(results, SVG)
+    share = sum(r["label"] for r in sim.pool_rows) / len(sim.pool_rows)
+    body = report(results, setup, share)
     print(body)
-    print(f"plot: {SVG}")
+    print(f"plot: {SVG}\nper-seed curves: {work / 'results.json'}")
     if not args.no_readme:
         write_section(
             "active_learning", body, "python bench/active_learning.py " + " ".join(sys.argv[1:])

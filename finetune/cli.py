@@ -141,12 +141,16 @@ def _merge(args: argparse.Namespace, console: Any) -> int:
 
 
 def _add_select(sub: Any) -> None:
+    from finetune.active.select import DEFAULT_STRATEGY
+    from finetune.active.strategies import STRATEGIES
+
     select = sub.add_parser(
         "select",
         help="choose the unlabelled rows to label next (active learning)",
         description="Score a pool of unlabelled rows on a suite's classification task and "
-        "write the BUDGET rows the model is least sure about, as JSON lines: each row's "
-        "own fields plus `score`, `rank` (1 = label first) and `strategy`.",
+        "write the BUDGET rows the strategy ranks first, as JSON lines: each row's own "
+        "fields plus `score`, `rank` (1 = label first), `strategy` and `why` (cluster, "
+        "predicted choice, reason).",
     )
     select.add_argument(
         "--suite", required=True, help="suite whose classification task gives prompt and choices"
@@ -160,19 +164,23 @@ def _add_select(sub: Any) -> None:
     select.add_argument("--budget", type=int, required=True, help="number of rows to choose")
     select.add_argument(
         "--strategy",
-        choices=["entropy", "margin", "random"],
-        default="entropy",
-        help="entropy of the choice probabilities (highest first, the default), margin "
-        "between the top two (smallest first), or a seeded random draw (needs no model)",
+        choices=list(STRATEGIES),
+        default=DEFAULT_STRATEGY,
+        help="how rows are ranked (default: %(default)s): "
+        + "; ".join(f"{s.name}: {s.summary}" for s in STRATEGIES.values()),
     )
     select.add_argument("--model", help="base model folder or hub id (overrides the suite's)")
     select.add_argument("--adapter", help="LoRA adapter folder (overrides the suite's)")
     select.add_argument(
         "--out",
-        help="output .jsonl: the chosen rows with all their fields plus score, rank and "
-        "strategy, in rank order (default: POOL.STRATEGY.jsonl beside the pool)",
+        help="output .jsonl: the chosen rows with all their fields plus score, rank, "
+        "strategy and why, in rank order (default: POOL.STRATEGY.jsonl beside the pool)",
     )
-    select.add_argument("--seed", type=int, help="seed of `random` (default: the suite's seed)")
+    select.add_argument(
+        "--seed",
+        type=int,
+        help="seed of `random` and of the clustering strategies (default: the suite's seed)",
+    )
     select.add_argument("--batch-size", type=int, help="rows per model call (default: the suite's)")
     select.add_argument(
         "--allow-pickle", action="store_true", help="allow .bin/.pt (pickle) weights"

@@ -3,18 +3,15 @@
 ``finetune select`` scores every row of a pool with the model (base, or base plus the
 current adapter) on a suite's classification task, exactly as the harness scores that
 task (harness.tasks.score_choices: the log-likelihood of each choice after the rendered
-prompt, softmax over the choices), and keeps the ``budget`` rows the model is least
-sure about (Settles 2009, "Active Learning Literature Survey", section 3.1):
+prompt, softmax over the choices), reads the hidden states at each prompt's end when the
+strategy clusters them (finetune.active.embed), and keeps the ``budget`` rows the
+strategy ranks first (finetune.active.strategies: ``entropy``, ``margin``, ``random``,
+``balanced``, ``cluster-margin``, ``badge``, ``typical``; Settles 2009, "Active Learning
+Literature Survey", for the first three).
 
-* ``entropy``: H(p) = -sum_k p_k log p_k in nats; the highest come first;
-* ``margin``: p(top 1) - p(top 2); the smallest come first (Scheffer et al. 2001);
-* ``random``: a seeded uniform draw per row, the highest first (the baseline every
-  uncertainty strategy must beat); it needs no model.
-
-With two choices, entropy and margin order the rows identically (both are monotone in
-|p - 1/2|); they differ from three choices on. Ties keep the pool's order. The chosen
-rows keep all their fields and gain ``score``, ``rank`` (1 = label first) and
-``strategy``; they are written as JSON lines, atomically.
+The chosen rows keep all their fields and gain ``score``, ``rank`` (1 = label first),
+``strategy`` and ``why`` (the row's cluster, its predicted choice and a sentence saying
+why it was chosen); they are written as JSON lines, atomically.
 """
 
 from __future__ import annotations
@@ -28,6 +25,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from finetune.active.strategies import STRATEGIES as REGISTRY
+from finetune.active.strategies import Pick, entropy, margin
 from harness.errors import UserError, row_error
 from harness.tasks import ChoiceRequest, kind_of, render, score_choices
 from harness.tasks.context import chat_settings
@@ -37,13 +36,14 @@ if TYPE_CHECKING:
     from harness.data.rows import Row
     from harness.model.language_model import LanguageModel
 
-STRATEGIES = ("entropy", "margin", "random")
+STRATEGIES = tuple(REGISTRY)
+DEFAULT_STRATEGY = "badge"  # the best arm of bench/active_learning.py (after typical)
 HIGHEST_FIRST = {"entropy": True, "margin": False, "random": True}
-OUTPUT_FIELDS = ("score", "rank", "strategy")
+OUTPUT_FIELDS = ("score", "rank", "strategy", "why")
 MAX_ERRORS = 20
 
 # user-facing messages (tests assert them exactly)
-UNKNOWN_STRATEGY = "--strategy: unknown strategy '{name}'; available: entropy, margin, random"
+UNKNOWN_STRATEGY = "--strategy: unknown strategy '{name}'; available: " + ", ".join(STRATEGIES)
 BUDGET_LOW = "--budget: must be >= 1, got {budget}"
 BUDGET_HIGH = "--budget: must be <= the pool's {n} rows, got {budget}"
 MISSING_FIELD = "missing field '{field}' (the prompt of task '{task}' reads it)"
@@ -59,19 +59,6 @@ OUT_IS_POOL = "--out: {path} is the pool itself; write the selection to another 
 # -- ranking (pure functions over choice probabilities) ----------------------------------
 
 
-def entropy(probs: np.ndarray) -> np.ndarray:
-    """Entropy in nats of each row of a (rows x choices) probability matrix (0 log 0 = 0)."""
-    p = np.asarray(probs, dtype=np.float64)
-    logs = np.log(np.where(p > 0, p, 1.0))
-    return -(p * logs).sum(axis=1)
-
-
-def margin(probs: np.ndarray) -> np.ndarray:
-    """p(top 1) - p(top 2) of each row; small means the model hesitates between two."""
-    p = np.sort(np.asarray(probs, dtype=np.float64), axis=1)
-    return p[:, -1] - p[:, -2]
-
-
 def check_strategy(strategy: str) -> None:
     if strategy not in STRATEGIES:
         raise UserError(UNKNOWN_STRATEGY.format(name=strategy))
@@ -85,10 +72,13 @@ def check_budget(budget: int, n_rows: int) -> None:
 
 
 def scores(strategy: str, probs: np.ndarray | None, n_rows: int, seed: int) -> np.ndarray:
-    """Each row's score under ``strategy`` (``probs`` is unused by ``random``)."""
+    """Each row's score under ``entropy``, ``margin`` or ``random`` (``probs`` is unused by
+    ``random``); the other strategies score only the rows they choose (``pick``)."""
     check_strategy(strategy)
     if strategy == "random":
         return np.random.default_rng(seed).random(n_rows)
+    if strategy not in HIGHEST_FIRST:
+        raise ValueError(f"strategy {strategy!r} has no score per row; use pick()")
     if probs is None:
         raise ValueError(f"strategy {strategy!r} needs the choice probabilities")
     return entropy(probs) if strategy == "entropy" else margin(probs)
@@ -101,13 +91,33 @@ def rank(values: np.ndarray, strategy: str) -> np.ndarray:
     return np.argsort(key, kind="stable")
 
 
+def pick(
+    strategy: str,
+    budget: int,
+    *,
+    n_rows: int,
+    seed: int,
+    probs: np.ndarray | None = None,
+    states: np.ndarray | None = None,
+) -> list[Pick]:
+    """The ``budget`` rows to label under ``strategy``, in rank order, with their reasons."""
+    check_strategy(strategy)
+    check_budget(budget, n_rows)
+    return REGISTRY[strategy].choose(probs, states, n_rows, budget, seed)
+
+
 def choose(
-    strategy: str, probs: np.ndarray | None, budget: int, *, n_rows: int, seed: int
+    strategy: str,
+    probs: np.ndarray | None,
+    budget: int,
+    *,
+    n_rows: int,
+    seed: int,
+    states: np.ndarray | None = None,
 ) -> list[tuple[int, float]]:
     """(row index, score) of the ``budget`` rows to label, in rank order."""
-    check_budget(budget, n_rows)
-    values = scores(strategy, probs, n_rows, seed)
-    return [(int(i), float(values[i])) for i in rank(values, strategy)[:budget]]
+    chosen = pick(strategy, budget, n_rows=n_rows, seed=seed, probs=probs, states=states)
+    return [(p.index, p.score) for p in chosen]
 
 
 # -- the pool ----------------------------------------------------------------------
@@ -180,14 +190,46 @@ def choice_probabilities(
     )
 
 
+def pool_states(
+    lm: LanguageModel,
+    task: ClassificationTask,
+    prompts: Sequence[str],
+    *,
+    batch_size: int,
+    advance: Callable[[int], None] | None = None,
+) -> np.ndarray:
+    """(rows x width) last hidden states at each prompt's end (finetune.active.embed)."""
+    from finetune.active.embed import prompt_states
+
+    check_supported(task)
+    first = (task.target_delimiter or "") + list(task.fixed_choices)[0]
+    return prompt_states(lm, prompts, first, batch_size=batch_size, advance=advance)
+
+
 def selected_rows(
-    pool: Pool, chosen: Sequence[tuple[int, float]], strategy: str
+    pool: Pool,
+    chosen: Sequence[Pick | tuple[int, float]],
+    strategy: str,
+    *,
+    probs: np.ndarray | None = None,
+    choices: Sequence[str] = (),
 ) -> list[dict[str, Any]]:
-    """The chosen rows with all their fields plus score, rank and strategy."""
-    return [
-        {**pool.rows[i].fields, "score": score, "rank": n, "strategy": strategy}
-        for n, (i, score) in enumerate(chosen, start=1)
-    ]
+    """The chosen rows with all their fields plus score, rank, strategy and why (the
+    row's cluster or null, the predicted choice when the model scored the pool, and the
+    strategy's reason)."""
+    out = []
+    for n, item in enumerate(chosen, start=1):
+        p = item if isinstance(item, Pick) else Pick(item[0], item[1])
+        why: dict[str, Any] = {"cluster": p.cluster}
+        if probs is not None and choices:
+            row = np.asarray(probs[p.index])
+            top = int(np.argmax(row))
+            why["predicted"] = choices[top]
+            why["p_predicted"] = round(float(row[top]), 6)
+        why["reason"] = p.reason
+        fields = pool.rows[p.index].fields
+        out.append({**fields, "score": p.score, "rank": n, "strategy": strategy, "why": why})
+    return out
 
 
 def write_selection(rows: Sequence[dict[str, Any]], out: Path) -> None:
@@ -270,7 +312,7 @@ def select(
     *,
     pool: str | Path,
     budget: int,
-    strategy: str = "entropy",
+    strategy: str = DEFAULT_STRATEGY,
     task_id: str | None = None,
     seed: int | None = None,
     out: str | Path | None = None,
@@ -292,23 +334,32 @@ def select(
     target = Path(out).expanduser().resolve() if out is not None else default_out(pool, strategy)
     if target == Path(pool).expanduser().resolve():
         raise UserError(OUT_IS_POOL.format(path=display_path(target)))
-    probs = None
-    if strategy != "random":
+    needs = REGISTRY[strategy]
+    probs = states = None
+    if needs.needs_probs or needs.needs_states:
         from harness.model.factory import source_of
         from harness.model.language_model import load_model
 
         lm = load_model(source_of(suite.model))
-        with _bar(progress, console, f"{task.id}: scoring the pool", len(data.prompts)) as advance:
-            probs = choice_probabilities(
-                lm, task, data.prompts, batch_size=batch_size or suite.batch_size, advance=advance
-            )
-    chosen = choose(
+        size = batch_size or suite.batch_size
+        if needs.needs_probs:
+            title = f"{task.id}: scoring the pool"
+            with _bar(progress, console, title, len(data.prompts)) as advance:
+                probs = choice_probabilities(
+                    lm, task, data.prompts, batch_size=size, advance=advance
+                )
+        if needs.needs_states:
+            title = f"{task.id}: hidden states of the pool"
+            with _bar(progress, console, title, len(data.prompts)) as advance:
+                states = pool_states(lm, task, data.prompts, batch_size=size, advance=advance)
+    chosen = pick(
         strategy,
-        probs,
         budget,
         n_rows=len(data.rows),
         seed=suite.seed if seed is None else seed,
+        probs=probs,
+        states=states,
     )
-    rows = selected_rows(data, chosen, strategy)
+    rows = selected_rows(data, chosen, strategy, probs=probs, choices=list(task.fixed_choices))
     write_selection(rows, target)
     return target, rows

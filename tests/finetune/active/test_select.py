@@ -102,7 +102,8 @@ def test_unknown_strategy() -> None:
     with pytest.raises(UserError) as err:
         sel.choose("least-confident", np.ones((2, 2)) / 2, 1, n_rows=2, seed=0)
     assert err.value.messages == [
-        "--strategy: unknown strategy 'least-confident'; available: entropy, margin, random"
+        "--strategy: unknown strategy 'least-confident'; available: entropy, margin, random, "
+        "balanced, cluster-margin, badge, typical"
     ]
 
 
@@ -278,3 +279,54 @@ def test_unknown_strategy_is_exit_2(setup: Path, capsys: pytest.CaptureFixture[s
         main([*args, "--strategy", "confidence"])
     assert exc.value.code == 2
     assert "argument --strategy: invalid choice: 'confidence'" in capsys.readouterr().err
+
+
+# -- hidden states, reasons, the new strategies end to end -------------------------------
+
+
+def test_prompt_states_are_the_last_hidden_state_at_the_prompts_end(tiny_gpt2: Path) -> None:
+    import torch
+
+    from finetune.active.embed import context_tokens, prompt_states
+    from harness.model.language_model import ModelSource, load_model
+
+    lm = load_model(ModelSource(path=str(tiny_gpt2), device="cpu"))
+    prompts = [f"Review: {r['text']}\nSentiment:" for r in POOL]
+    states = prompt_states(lm, prompts, " negative", batch_size=3)  # padded batches
+    assert states.shape == (len(POOL), lm.model.config.n_embd)
+    for prompt, got in zip(prompts, states, strict=True):
+        tokens = context_tokens(lm, prompt, " negative")
+        assert tokens == lm.encode_pair(prompt, " negative")[0]  # as the harness splits it
+        with torch.inference_mode():
+            out = lm.model(torch.tensor([tokens]), output_hidden_states=True)
+        assert got == pytest.approx(out.hidden_states[-1][0, -1].numpy(), abs=1e-5)
+
+
+@pytest.mark.parametrize("strategy", ["balanced", "cluster-margin", "badge", "typical"])
+def test_every_row_says_why_it_was_chosen(setup: Path, strategy: str) -> None:
+    args = ["select", "--suite", "suite.yaml", "--pool", "pool.jsonl", "--budget", "3"]
+    assert main([*args, "--strategy", strategy, "--no-progress"]) == 0
+    first = (setup / f"pool.{strategy}.jsonl").read_text()
+    rows = [json.loads(x) for x in first.splitlines()]
+    assert [r["rank"] for r in rows] == [1, 2, 3]
+    assert {r["strategy"] for r in rows} == {strategy}
+    assert len({r["id"] for r in rows}) == 3
+    for r in rows:
+        why = r["why"]
+        assert why["reason"]
+        assert (why["cluster"] is not None) == (strategy in ("cluster-margin", "typical"))
+        if strategy == "typical":  # the cold start reads no confidence
+            assert "predicted" not in why
+        else:
+            assert why["predicted"] in (" negative", " positive")
+            assert 0.5 <= why["p_predicted"] <= 1
+    assert main([*args, "--strategy", strategy, "--no-progress"]) == 0  # same seed, same rows
+    assert (setup / f"pool.{strategy}.jsonl").read_text() == first
+
+
+def test_a_pool_row_with_a_why_field_is_refused() -> None:
+    with pytest.raises(UserError) as err:
+        sel.prompts_for(TASK, [Row(4, {"text": "ok", "why": "because"})], "pool.jsonl")
+    assert err.value.messages == [
+        "pool.jsonl line 4: field 'why' would be overwritten by the selection's output; rename it"
+    ]

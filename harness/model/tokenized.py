@@ -48,6 +48,10 @@ class TokenizedModel:
             return True
         if self.tokenizer_file is None:
             return False
+        if not self._longest_token:
+            self._longest_token = longest_token_chars(_RustTokenizer(self._fast()))
+        if sum(len(t) for t in texts) > window * self._longest_token:
+            return False  # more tokens than the window for sure: never tokenize a huge text whole
         n = len(self._fast().encode("".join(texts), add_special_tokens=True).ids)
         return n + SPARE_TOKENS <= window
 

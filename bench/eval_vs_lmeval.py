@@ -37,7 +37,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.lmeval_inputs import lmeval_results, write_92m_inputs, write_inputs  # noqa: E402
 from bench.measure import REALDATA, python, run_timed, write_section  # noqa: E402
-from bench.workloads import CHOICES, PROMPT, model_20m, model_92m  # noqa: E402
+from bench.workloads import (  # noqa: E402
+    CHOICES,
+    PROMPT,
+    bare_forward,
+    model_20m,
+    model_92m,
+    trie_sequence,
+)
 from tests.lmeval_peer import OFFLINE_ENV  # noqa: E402
 
 WORKLOADS = ("three-tasks", "sst2", "hellaswag")
@@ -218,36 +225,18 @@ def unique_sequences(tokenizer: Any, items: list[tuple[str, list[str]]]) -> list
         for cont in continuations:
             whole = tokenizer(context + cont)["input_ids"]
             inputs.append(tuple(ctx + whole[len(ctx) :])[:-1])
-        seq: list[int] = []
-        previous: tuple[int, ...] = ()
-        for toks in sorted(set(inputs)):
-            shared = 0
-            while shared < min(len(previous), len(toks)) and previous[shared] == toks[shared]:
-                shared += 1
-            seq += toks[shared:]
-            previous = toks
-        sequences.append(seq)
+        sequences.append(trie_sequence(inputs))
     return sequences
 
 
 def bare_forward_s(model_dir: Path, sequences: list[list[int]], batch_size: int) -> float:
-    """Seconds of one forward pass over ``sequences`` (longest first, right-padded
-    batches, the last position's logits only): the least any scorer computes."""
-    import torch
+    """Seconds of ``bench.workloads.bare_forward`` over ``sequences``: the least any
+    scorer computes."""
     from transformers import AutoModelForCausalLM
 
     model = AutoModelForCausalLM.from_pretrained(model_dir).eval()
-    order = sorted(sequences, key=len, reverse=True)
     start = time.perf_counter()
-    with torch.inference_mode():
-        for at in range(0, len(order), batch_size):
-            chunk = order[at : at + batch_size]
-            ids = torch.zeros((len(chunk), len(chunk[0])), dtype=torch.long)
-            mask = torch.zeros_like(ids)
-            for b, seq in enumerate(chunk):
-                ids[b, : len(seq)] = torch.tensor(seq)
-                mask[b, : len(seq)] = 1
-            model(input_ids=ids, attention_mask=mask, logits_to_keep=1, use_cache=False)
+    bare_forward(model, sequences, batch_size)
     return time.perf_counter() - start
 
 

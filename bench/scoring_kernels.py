@@ -26,7 +26,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -35,10 +35,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.measure import REALDATA, write_section  # noqa: E402
 from bench.workloads import (  # noqa: E402
     CHOICES,
+    bare_forward,
     few_shot_prefix,
     hellaswag_shape,
     model_20m,
     sst2_dev,
+    trie_sequence,
 )
 
 BATCH = 32
@@ -94,7 +96,7 @@ def scoring(model: Any, tok: Any, repeat: int) -> list[str]:
             group = rows[start : start + len(continuations)]
             start += len(continuations)
             sequences.append(trie_sequence([r.tokens for r in group]))
-        bare_s, _ = best(lambda: bare_forward(model, sequences), repeat)  # noqa: B023
+        bare_s, _ = best(lambda: bare_forward(model, sequences, BATCH), repeat)  # noqa: B023
         worst = max(
             abs(a.logprob - b.logprob) / abs(b.logprob) for a, b in zip(new, old, strict=True)
         )
@@ -109,34 +111,6 @@ def scoring(model: Any, tok: Any, repeat: int) -> list[str]:
         )
         print(lines[-1])
     return lines
-
-
-def trie_sequence(inputs: Sequence[tuple[int, ...]]) -> list[int]:
-    """The distinct tokens of ``inputs``' trie, depth-first, as one sequence."""
-    seq: list[int] = []
-    previous: tuple[int, ...] = ()
-    for toks in sorted(set(inputs)):
-        shared = 0
-        while shared < min(len(previous), len(toks)) and previous[shared] == toks[shared]:
-            shared += 1
-        seq += toks[shared:]
-        previous = toks
-    return seq
-
-
-def bare_forward(model: Any, sequences: list[list[int]]) -> None:
-    import torch
-
-    order = sorted(sequences, key=len, reverse=True)
-    with torch.inference_mode():
-        for at in range(0, len(order), BATCH):
-            chunk = order[at : at + BATCH]
-            ids = torch.zeros((len(chunk), len(chunk[0])), dtype=torch.long)
-            mask = torch.zeros_like(ids)
-            for b, seq in enumerate(chunk):
-                ids[b, : len(seq)] = torch.tensor(seq)
-                mask[b, : len(seq)] = 1
-            model(input_ids=ids, attention_mask=mask, logits_to_keep=1, use_cache=False)
 
 
 def whole_text_generate(

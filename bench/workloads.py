@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -133,3 +134,34 @@ def few_shot_prefix() -> str:
         text, label = line.rsplit("\t", 1)
         shots.append(f"Review: {text}\nSentiment:{CHOICES[int(label)]}\n\n")
     return "".join(shots)
+
+
+def trie_sequence(inputs: Sequence[tuple[int, ...]]) -> list[int]:
+    """The distinct tokens of ``inputs``' trie, depth-first, as one sequence: what one
+    example's inputs hold once (the least any scorer computes of them)."""
+    seq: list[int] = []
+    previous: tuple[int, ...] = ()
+    for toks in sorted(set(inputs)):
+        shared = 0
+        while shared < min(len(previous), len(toks)) and previous[shared] == toks[shared]:
+            shared += 1
+        seq += toks[shared:]
+        previous = toks
+    return seq
+
+
+def bare_forward(model: Any, sequences: list[list[int]], batch_size: int) -> None:
+    """One forward pass over ``sequences`` as plain causal rows: longest first,
+    right-padded batches, the last position's logits only."""
+    import torch
+
+    order = sorted(sequences, key=len, reverse=True)
+    with torch.inference_mode():
+        for at in range(0, len(order), batch_size):
+            chunk = order[at : at + batch_size]
+            ids = torch.zeros((len(chunk), len(chunk[0])), dtype=torch.long)
+            mask = torch.zeros_like(ids)
+            for b, seq in enumerate(chunk):
+                ids[b, : len(seq)] = torch.tensor(seq)
+                mask[b, : len(seq)] = 1
+            model(input_ids=ids, attention_mask=mask, logits_to_keep=1, use_cache=False)

@@ -168,7 +168,7 @@ def score_rows(
     inputs = sorted(by_input, key=lambda t: -len(t))
     packs: list[Pack] = []
     if share_prefixes:
-        packs, inputs = pack_prefixes(inputs, by_input, rows)
+        packs, inputs = pack_prefixes(inputs)
         supported = packs and packing_supported(
             model, packs[0], by_input, rows, pad_token, device, group=group
         )
@@ -282,8 +282,6 @@ def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
 
 def pack_prefixes(
     inputs: Sequence[tuple[int, ...]],
-    by_input: dict[tuple[int, ...], list[int]],
-    rows: Sequence[ScoreRow],
 ) -> tuple[list[Pack], list[tuple[int, ...]]]:
     """Inputs that share prefixes as packs of two or more (longest first), the rest as
     plain inputs (in their order).
@@ -294,10 +292,8 @@ def pack_prefixes(
     many tokens as it adds (rolling windows share one token at most: they stay plain),
     and a pack is at most ``max(2 x its longest input, 256)`` tokens long (its attention
     mask grows with the square of it): a larger group becomes several packs.
-    ``by_input`` and ``rows`` are accepted for the callers' symmetry with the
-    whole-input path; every position of an input is kept in a pack, so any targets fit.
+    Every position of an input is kept in a pack, so any targets fit.
     """
-    del by_input, rows
     groups: list[list[tuple[int, ...]]] = []
     length = longest = 0
     previous: tuple[int, ...] = ()

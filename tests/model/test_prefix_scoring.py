@@ -105,7 +105,7 @@ def test_shapes_pack_as_expected() -> None:
         by_input: dict[tuple[int, ...], list[int]] = {}
         for i, r in enumerate(rows):
             by_input.setdefault(r.tokens, []).append(i)
-        packs, plain = pack_prefixes(list(by_input), by_input, rows)
+        packs, plain = pack_prefixes(list(by_input))
         assert packs, shape
         assert sum(len(p.inputs) for p in packs) + len(plain) == len(by_input)
         if shape == "truncated":
@@ -170,7 +170,7 @@ def _plan(rows: list[ScoreRow]) -> tuple[list[Pack], list[tuple[int, ...]]]:
     by_input: dict[tuple[int, ...], list[int]] = {}
     for i, r in enumerate(rows):
         by_input.setdefault(r.tokens, []).append(i)
-    return pack_prefixes(sorted(by_input, key=len, reverse=True), by_input, rows)
+    return pack_prefixes(sorted(by_input, key=len, reverse=True))
 
 
 def test_rolling_windows_and_long_tails_stay_whole() -> None:
